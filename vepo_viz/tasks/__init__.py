@@ -1,0 +1,1 @@
+"""vepo_viz.tasks"""
