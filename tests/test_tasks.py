@@ -1,0 +1,132 @@
+"""The procedural task suite: determinism, splits, verifiers, annotations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vepo_viz.tasks import (
+    FAMILIES,
+    KINDS,
+    export_jsonl,
+    extract_answer,
+    iter_split,
+    make_example,
+    split_seed,
+    token_kinds,
+    verify,
+)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_generators_are_deterministic(family):
+    a, b = make_example(family, 11), make_example(family, 11)
+    assert a.image.tobytes() == b.image.tobytes()
+    assert (a.question, a.answer, a.target) == (b.question, b.answer, b.target)
+    c = make_example(family, 12)
+    assert c.image.tobytes() != a.image.tobytes()
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_example_is_well_formed(family):
+    for seed in range(30):
+        ex = make_example(family, seed, difficulty=seed / 29)
+        assert ex.image.size == (112, 112) and ex.image.mode == "RGB"
+        assert ex.answer in ex.answer_space
+        assert verify(ex.target, ex.answer, ex.answer_space).correct
+        assert {s.kind for s in ex.segments} <= set(KINDS)
+        assert any(s.kind == "visual" for s in ex.segments)
+        assert any(s.kind == "free" for s in ex.segments)
+
+
+def test_difficulty_is_validated():
+    with pytest.raises(ValueError, match="difficulty"):
+        make_example("color", 0, difficulty=1.5)
+    with pytest.raises(ValueError, match="unknown family"):
+        make_example("nope", 0)
+
+
+def test_splits_never_overlap():
+    train = {split_seed("train", i) for i in range(2000)}
+    held = {split_seed("heldout", i) for i in range(2000)}
+    assert not train & held
+    train_imgs = {ex.image_sha256() for ex in iter_split("train", 150)}
+    held_imgs = {ex.image_sha256() for ex in iter_split("heldout", 150)}
+    assert not train_imgs & held_imgs
+
+
+def test_answers_are_balanced_enough():
+    answers = [ex.answer for ex in iter_split("train", 300, ["spatial"])]
+    for side in ("left", "right", "above", "below"):
+        assert 0.15 < answers.count(side) / len(answers) < 0.35
+
+
+@pytest.mark.parametrize(
+    ("response", "answer", "correct", "well_formed"),
+    [
+        ("The red bar is taller than the blue bar. So, the answer is red.", "red", True, True),
+        ("... Thus, the answer is Red.", "red", True, True),
+        ("So, the answer is blue.", "red", False, True),
+        ("So, the answer is banana.", "red", False, False),
+        ("I think it is red.", "red", False, False),
+        ("", "red", False, False),
+        ("the answer is 3", "3", True, True),
+        ("the answer is 3. And more text", "3", False, False),
+    ],
+)
+def test_verifier_hand_cases(response, answer, correct, well_formed):
+    space = ("red", "green", "blue", "3")
+    v = verify(response, answer, space)
+    assert (v.correct, v.well_formed) == (correct, well_formed)
+    assert v.reward == (1.0 if correct else 0.1 if well_formed else 0.0)
+
+
+def test_extract_answer():
+    assert extract_answer("Hence, the answer is 42.") == "42"
+    assert extract_answer("no answer here") is None
+
+
+def test_annotate_finds_slots_in_a_different_response():
+    ex = make_example("count", 3)
+    other = ex.target
+    for c in ("So", "Thus", "Hence", "Therefore"):
+        other = other.replace(f" {c},", " So,")
+    spans = ex.annotate(other)
+    assert spans is not None
+    kinds = {other[a:b].strip(): k for a, b, k in spans}
+    assert kinds["So"] == "free"
+    assert kinds[", the answer is"] == "template"
+    assert ex.annotate("completely different text") is None
+
+
+def test_token_kinds_align_with_byte_level_tokens():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    texts = [ex.target for ex in iter_split("train", 50)]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    for ex in iter_split("heldout", 5):
+        enc = tok.encode(ex.target)
+        kinds = token_kinds(enc.offsets, ex.char_kinds(), ex.target)
+        assert len(kinds) == len(enc.ids)
+        # every character's kind is the kind of the token that holds it
+        by_char = {}
+        for s0, s1, k in ex.char_kinds():
+            for c in range(s0, s1):
+                by_char[c] = k
+        for (a, b), k in zip(enc.offsets, kinds, strict=True):
+            chars = [by_char[c] for c in range(a, b) if not ex.target[c].isspace()]
+            assert chars and all(ck == k for ck in chars), (ex.target[a:b], k, chars)
+
+
+def test_export_jsonl(tmp_path):
+    out = export_jsonl(tmp_path / "suite.jsonl", "heldout", n_per_family=2)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * len(FAMILIES)
+    for row in rows:
+        assert {"image", "question", "answer", "family", "segments"} <= set(row)
+        assert (tmp_path / row["image"]).exists()
+        assert "".join(t for t, _ in row["segments"]) == row["target"]

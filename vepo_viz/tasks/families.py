@@ -1,0 +1,213 @@
+"""The task families. Each is `make(rng, difficulty) -> fields of an Example`.
+
+difficulty in [0, 1]: higher means smaller objects, closer quantities, more clutter.
+"""
+
+from __future__ import annotations
+
+import random
+
+from vepo_viz.tasks.base import CONNECTIVES, IMAGE_SIZE, Segment
+from vepo_viz.tasks.draw import COLORS, SHAPES, canvas, draw_shape, font, place
+
+T, V, F, A = "template", "visual", "free", "answer"
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    return a + (b - a) * t
+
+
+def _closing(rng: random.Random, answer: str) -> list[Segment]:
+    return [
+        Segment(" " + rng.choice(CONNECTIVES), F),
+        Segment(", the answer is", T),
+        Segment(" " + answer, A),
+        Segment(".", T),
+    ]
+
+
+def color(rng: random.Random, d: float) -> dict:
+    """What colour is the <shape>? Several small shapes, each shape type once."""
+    n = rng.randint(3, 4)
+    shapes = rng.sample(SHAPES, n)
+    r = _lerp(9, 5, d)
+    img, draw = canvas(rng, clutter=int(_lerp(5, 40, d)))
+    cols = [rng.choice(list(COLORS)) for _ in shapes]
+    for shape, col, (x, y) in zip(shapes, cols, place(rng, n, r), strict=True):
+        draw_shape(draw, shape, x, y, r, COLORS[col])
+    shape, col = shapes[0], cols[0]
+    opener = rng.choice(["I look at the", "Looking at the"])
+    segs = [
+        Segment(opener, F),
+        Segment(f" {shape}.", T),
+        Segment(" It is", T),
+        Segment(f" {col}", V),
+        Segment(".", T),
+    ]
+    return dict(
+        image=img,
+        question=f"What color is the {shape}?",
+        answer=col,
+        segments=segs + _closing(rng, col),
+        answer_space=tuple(COLORS),
+    )
+
+
+def compare(rng: random.Random, d: float) -> dict:
+    """Which of two thin bars in a small bar chart is taller?"""
+    n = rng.randint(2, 4)
+    cols = rng.sample(list(COLORS), n)
+    width = round(_lerp(9, 4, d))
+    min_gap = round(_lerp(14, 4, d))
+    heights = []
+    while len(heights) < n:
+        h = rng.randint(12, 90)
+        if all(abs(h - o) >= min_gap for o in heights):
+            heights.append(h)
+    img, draw = canvas(rng, clutter=int(_lerp(0, 25, d)))
+    base = IMAGE_SIZE - 10
+    draw.line([(6, base), (IMAGE_SIZE - 6, base)], fill=(90, 90, 90), width=1)
+    step = (IMAGE_SIZE - 20) / n
+    for i, (col, h) in enumerate(zip(cols, heights, strict=True)):
+        x = 10 + step * (i + 0.5)
+        draw.rectangle([x - width / 2, base - h, x + width / 2, base - 1], fill=COLORS[col])
+    a, b = rng.sample(range(n), 2)
+    ca, cb = cols[a], cols[b]
+    winner = ca if heights[a] > heights[b] else cb
+    first, second = (a, b) if rng.random() < 0.5 else (b, a)
+    rel = "taller" if heights[first] > heights[second] else "shorter"
+    segs = [
+        Segment("The", T),
+        Segment(f" {cols[first]}", F),
+        Segment(" bar is", T),
+        Segment(f" {rel}", V),
+        Segment(" than the", T),
+        Segment(f" {cols[second]}", T),
+        Segment(" bar.", T),
+    ]
+    return dict(
+        image=img,
+        question=f"Which bar is taller, the {ca} one or the {cb} one?",
+        answer=winner,
+        segments=segs + _closing(rng, winner),
+        answer_space=tuple(COLORS),
+    )
+
+
+def count(rng: random.Random, d: float) -> dict:
+    """How many <color> <shape>s are there? 1-6 targets among distractors."""
+    k = rng.randint(1, 6)
+    shape = rng.choice(SHAPES)
+    col = rng.choice(list(COLORS))
+    n_distract = rng.randint(0, int(_lerp(2, 5, d)))
+    r = _lerp(7, 4.5, d)
+    img, draw = canvas(rng, clutter=int(_lerp(0, 30, d)))
+    pts = place(rng, k + n_distract, r)
+    for i, (x, y) in enumerate(pts):
+        if i < k:
+            draw_shape(draw, shape, x, y, r, COLORS[col])
+        else:  # a distractor differs in shape or colour
+            if rng.random() < 0.5:
+                other = rng.choice([s for s in SHAPES if s != shape])
+                draw_shape(draw, other, x, y, r, COLORS[col])
+            else:
+                other = rng.choice([c for c in COLORS if c != col])
+                draw_shape(draw, shape, x, y, r, COLORS[other])
+    noun = f"{col} {shape}s"
+    verb = "is" if k == 1 else "are"
+    segs = [
+        Segment(rng.choice(["I count the", "Counting the"]), F),
+        Segment(f" {noun}.", T),
+        Segment(" There", T),
+        Segment(f" {verb}", V),
+        Segment(f" {k}", V),
+        Segment(".", T),
+    ]
+    return dict(
+        image=img,
+        question=f"How many {noun} are there?",
+        answer=str(k),
+        segments=segs + _closing(rng, str(k)),
+        answer_space=tuple(str(i) for i in range(10)),
+    )
+
+
+def spatial(rng: random.Random, d: float) -> dict:
+    """Is object A left/right of (or above/below) object B?"""
+    r = _lerp(8, 5, d)
+    n = 2 + rng.randint(0, int(_lerp(1, 3, d)))
+    pairs = rng.sample([(s, c) for s in SHAPES for c in COLORS], n)
+    img, draw = canvas(rng, clutter=int(_lerp(0, 30, d)))
+    axis = rng.choice(["horizontal", "vertical"])
+    min_sep = _lerp(30, 12, d)
+    for _ in range(200):
+        pts = place(rng, n, r)
+        i = 0 if axis == "horizontal" else 1
+        if abs(pts[0][i] - pts[1][i]) >= min_sep:
+            break
+    for (shape, col), (x, y) in zip(pairs, pts, strict=True):
+        draw_shape(draw, shape, x, y, r, COLORS[col])
+    a = f"{pairs[0][1]} {pairs[0][0]}"
+    b = f"{pairs[1][1]} {pairs[1][0]}"
+    if axis == "horizontal":
+        rel = "left" if pts[0][0] < pts[1][0] else "right"
+        q = f"Is the {a} left or right of the {b}?"
+        rel_text = f" {rel}"
+        tail = " of the"
+    else:
+        rel = "above" if pts[0][1] < pts[1][1] else "below"
+        q = f"Is the {a} above or below the {b}?"
+        rel_text = f" {rel}"
+        tail = " the"
+    segs = [
+        Segment("The", T),
+        Segment(f" {a}", T),
+        Segment(" is", T),
+        Segment(rel_text, V),
+        Segment(tail, T),
+        Segment(f" {b}.", T),
+    ]
+    return dict(
+        image=img,
+        question=q,
+        answer=rel,
+        segments=segs + _closing(rng, rel),
+        answer_space=("left", "right", "above", "below"),
+    )
+
+
+def read(rng: random.Random, d: float) -> dict:
+    """What number is in the <color> box? Small two-digit numbers in coloured boxes."""
+    n = rng.randint(2, 3)
+    cols = rng.sample(list(COLORS), n)
+    nums = rng.sample(range(10, 100), n)
+    size = round(_lerp(16, 11, d))
+    img, draw = canvas(rng, clutter=int(_lerp(0, 25, d)))
+    w, h = size * 1.6, size * 1.2
+    pts = place(rng, n, max(w, h) / 2 + 2)
+    fnt = font(size)
+    for col, num, (x, y) in zip(cols, nums, pts, strict=True):
+        draw.rectangle(
+            [x - w / 2 - 2, y - h / 2 - 2, x + w / 2 + 2, y + h / 2 + 2],
+            outline=COLORS[col],
+            width=2,
+        )
+        draw.text((x, y), str(num), fill=(20, 20, 20), font=fnt, anchor="mm")
+    col, num = cols[0], str(nums[0])
+    segs = [
+        Segment("The", T),
+        Segment(f" {col}", T),
+        Segment(" box shows", T),
+        Segment(f" {num}", V),
+        Segment(".", T),
+    ]
+    return dict(
+        image=img,
+        question=f"What number is in the {col} box?",
+        answer=num,
+        segments=segs + _closing(rng, num),
+        answer_space=tuple(str(i) for i in range(10, 100)),
+    )
+
+
+FAMILIES = {"color": color, "compare": compare, "count": count, "spatial": spatial, "read": read}

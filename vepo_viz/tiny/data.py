@@ -1,0 +1,57 @@
+"""Batches of the task suite for the tiny model: chat-formatted, with assistant-only labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vepo_viz.tasks import FAMILIES, Example, make_example, split_seed
+
+IGNORE = -100
+
+
+def prompt_messages(question: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
+def train_example(index: int, difficulty_range: tuple[float, float] = (0.0, 1.0)) -> Example:
+    """The index-th training example: families interleaved, difficulty spread over the range."""
+    fams = list(FAMILIES)
+    fam = fams[index % len(fams)]
+    lo, hi = difficulty_range
+    frac = (index * 0.6180339887) % 1.0  # golden-ratio sequence: even spread, deterministic
+    return make_example(
+        fam, split_seed("train", index // len(fams)), round(lo + (hi - lo) * frac, 3)
+    )
+
+
+@dataclass
+class Batch:
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor  # (B, L), IGNORE outside the assistant answer
+
+
+def collate_sft(processor, examples: list[Example]) -> Batch:
+    """Tokenise prompt + target per example; labels cover the target and its <|im_end|>."""
+    tok = processor.tokenizer
+    tok.padding_side = "right"
+    texts, n_prompt = [], []
+    for ex in examples:
+        prompt = processor.apply_chat_template(
+            prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
+        )
+        texts.append(prompt + ex.target + "<|im_end|>")
+        n_prompt.append(prompt)
+    inputs = processor(
+        images=[ex.image for ex in examples], text=texts, return_tensors="pt", padding=True
+    )
+    prompt_ids = processor(
+        images=[ex.image for ex in examples], text=n_prompt, return_tensors="pt", padding=True
+    )["attention_mask"].sum(1)  # (B,) prompt lengths, image tokens expanded
+    ids = inputs["input_ids"]  # (B, L)
+    labels = ids.clone()
+    pos = torch.arange(ids.shape[1])[None, :]  # (1, L)
+    labels[pos < prompt_ids[:, None]] = IGNORE
+    labels[inputs["attention_mask"] == 0] = IGNORE
+    return Batch(inputs=dict(inputs), labels=labels)

@@ -1,0 +1,267 @@
+"""Evaluate the embedded model on the held-out split (accuracy per family)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+
+from vepo_viz.tasks import DEFAULT_DIFFICULTY, FAMILIES, Example, iter_split, verify
+from vepo_viz.tiny.data import prompt_messages
+
+
+@torch.no_grad()
+def generate_batch(
+    model,
+    processor,
+    examples: list[Example],
+    max_new_tokens: int = 32,
+    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    images=None,
+) -> list[str]:
+    """Greedy answers for a batch. pixel_hook maps the processed pixel_values (a view)."""
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    prompts = [
+        processor.apply_chat_template(
+            prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
+        )
+        for ex in examples
+    ]
+    imgs = images if images is not None else [ex.image for ex in examples]
+    inputs = processor(images=imgs, text=prompts, return_tensors="pt", padding=True)
+    if pixel_hook is not None:
+        inputs["pixel_values"] = pixel_hook(inputs["pixel_values"])
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[:, inputs["input_ids"].shape[1] :]  # (B, new)
+    return tok.batch_decode(new, skip_special_tokens=True)
+
+
+def accuracy(
+    model,
+    processor,
+    n_per_family: int = 40,
+    difficulty: float = DEFAULT_DIFFICULTY,
+    batch_size: int = 50,
+    **kwargs,
+) -> dict[str, float]:
+    """Held-out accuracy per family and overall ("all")."""
+    examples = list(iter_split("heldout", n_per_family, difficulty=difficulty))
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        imgs = kwargs.get("image_fn")
+        answers = generate_batch(
+            model,
+            processor,
+            chunk,
+            pixel_hook=kwargs.get("pixel_hook"),
+            images=[imgs(ex) for ex in chunk] if imgs else None,
+        )
+        for ex, ans in zip(chunk, answers, strict=True):
+            hits[ex.family].append(verify(ans, ex.answer, ex.answer_space).correct)
+    acc = {f: round(sum(h) / len(h), 4) for f, h in hits.items() if f in FAMILIES}
+    acc["all"] = round(sum(sum(h) for h in hits.values()) / sum(len(h) for h in hits.values()), 4)
+    return acc
+
+
+def gaussian_hook(sigma: float = 2.0, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The reference counterfactual: N(0, sigma^2) on normalised pixel_values, fresh per call."""
+    from vepo_viz.perturb import make_generator, perturb_pixel_values
+
+    calls = iter(range(1 << 30))
+    return lambda pv: perturb_pixel_values(
+        pv, "gaussian", sigma=sigma, generator=make_generator(seed, next(calls))
+    )
+
+
+def blank_image(ex: Example):
+    """A plain white image of the suite's size: nothing to read off."""
+    from PIL import Image
+
+    return Image.new("RGB", ex.image.size, (255, 255, 255))
+
+
+@torch.no_grad()
+def token_level(
+    model,
+    processor,
+    n_per_family: int = 40,
+    sigma: float = 2.0,
+    ratio: float = 0.2,
+    alpha: float = 0.7,
+    seed: int = 0,
+    batch_size: int = 50,
+) -> dict:
+    """JSD by token kind and selection fidelity, on held-out greedy responses.
+
+    Each greedy response is annotated against its example's template (responses that do
+    not follow it are counted and skipped), then teacher-forced with the clean image and
+    the reference counterfactual; VEPO (type D) and entropy-only pick the top `ratio`.
+    """
+    from vepo_viz.scoring import score_tokens, select_tokens, token_stats
+    from vepo_viz.tasks import token_kinds
+    from vepo_viz.tiny.data import collate_sft
+
+    tok = processor.tokenizer
+    noise = gaussian_hook(sigma, seed)
+    rows: list[dict] = []
+    n_unmatched = 0
+    examples = list(iter_split("heldout", n_per_family))
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        responses = generate_batch(model, processor, chunk)
+        keep = []
+        for ex, resp in zip(chunk, responses, strict=True):
+            spans = ex.annotate(resp)
+            if spans is None:
+                n_unmatched += 1
+            else:
+                keep.append((ex, resp, spans))
+        if not keep:
+            continue
+        forced = [
+            Example(
+                ex.family,
+                ex.seed,
+                ex.difficulty,
+                ex.image,
+                ex.question,
+                ex.answer,
+                [type(ex.segments[0])(resp, "template")],
+                ex.answer_space,
+            )
+            for ex, resp, _ in keep
+        ]
+        batch = collate_sft(processor, forced)
+        mask = batch.labels[:, 1:] != -100  # (B, L-1): positions predicting response tokens
+        clean = model(**batch.inputs).logits[:, :-1]  # (B, L-1, V)
+        noisy_inputs = dict(batch.inputs, pixel_values=noise(batch.inputs["pixel_values"]))
+        noisy = model(**noisy_inputs).logits[:, :-1]  # (B, L-1, V)
+        stats = token_stats(clean, noisy)
+        sel_v = select_tokens(score_tokens(stats, mask, "D", alpha), mask, ratio)
+        sel_e = select_tokens(score_tokens(stats, mask, "entropy"), mask, ratio)
+        for b, (ex, resp, spans) in enumerate(keep):
+            enc = tok(resp, return_offsets_mapping=True, add_special_tokens=False)
+            kinds = token_kinds(enc["offset_mapping"], spans, resp) + ["template"]  # + <|im_end|>
+            pos = mask[b].nonzero().squeeze(1)  # (T,)
+            assert len(pos) == len(kinds), "response tokens must align with the batch"
+            for t, kind in zip(pos.tolist(), kinds, strict=True):
+                rows.append(
+                    dict(
+                        family=ex.family,
+                        kind=kind,
+                        jsd=float(stats.jsd[b, t]),
+                        entropy=float(stats.entropy[b, t]),
+                        vepo=bool(sel_v[b, t]),
+                        ent=bool(sel_e[b, t]),
+                    )
+                )
+    return summarise_tokens(rows, n_unmatched)
+
+
+def summarise_tokens(rows: list[dict], n_unmatched: int) -> dict:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    jsd_by_kind = df.groupby("kind")["jsd"].mean().to_dict()
+    out = {
+        "n_tokens": len(df),
+        "n_unmatched_responses": n_unmatched,
+        "jsd_by_kind": {k: round(v, 5) for k, v in jsd_by_kind.items()},
+        "jsd_ratio_visual_over_template": round(jsd_by_kind["visual"] / jsd_by_kind["template"], 2),
+        "selection": {},
+    }
+    for fam, g in [("all", df), *df.groupby("family")]:
+        rec = {}
+        for rule, col in (("vepo", "vepo"), ("entropy", "ent")):
+            sel = g[g[col]]
+            vis = g["kind"] == "visual"
+            rec[rule] = {
+                "share_visual": round(float((sel["kind"] == "visual").mean()), 3),
+                "share_free": round(float((sel["kind"] == "free").mean()), 3),
+                "recall_visual": round(float(g.loc[vis, col].mean()), 3),
+            }
+        out["selection"][fam] = rec
+    return out
+
+
+def evaluate(
+    model_path: str | None = None, n_per_family: int = 100, n_token_per_family: int = 40
+) -> dict:
+    """Everything the model card reports: accuracy clean / counterfactual / blank, token level."""
+    import time
+
+    from transformers import AutoModelForImageTextToText
+
+    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+    from vepo_viz.tasks import chance_level
+    from vepo_viz.tiny import DEFAULT_MODEL
+
+    path = model_path or DEFAULT_MODEL
+    t0 = time.perf_counter()
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    processor = Qwen2VLProcessorNoVideo.from_pretrained(path)
+    load_s = time.perf_counter() - t0
+    ex = next(iter_split("heldout", 1))
+    long_q = Example(
+        ex.family,
+        ex.seed,
+        ex.difficulty,
+        ex.image,
+        ex.question,
+        ex.answer,
+        ex.segments,
+        ex.answer_space,
+    )
+    generate_batch(model, processor, [long_q], max_new_tokens=4)  # warm-up
+    t0 = time.perf_counter()
+    inputs_len = None
+    tok = processor.tokenizer
+    tok.padding_side = "left"
+    prompt = processor.apply_chat_template(
+        prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
+    )
+    inputs = processor(images=[ex.image], text=[prompt], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=64, min_new_tokens=64, do_sample=False)
+    gen64_s = time.perf_counter() - t0
+    inputs_len = out.shape[1] - inputs["input_ids"].shape[1]
+    res = {
+        "model": str(path),
+        "load_s": round(load_s, 3),
+        "generate_64_tokens_s": round(gen64_s, 3),
+        "generated_tokens": int(inputs_len),
+        "accuracy_clean": accuracy(model, processor, n_per_family),
+        "accuracy_gaussian_sigma2": accuracy(
+            model, processor, n_per_family, pixel_hook=gaussian_hook(2.0)
+        ),
+        "accuracy_blank_image": accuracy(model, processor, n_per_family, image_fn=blank_image),
+        "chance_level": {f: round(chance_level(f), 3) for f in FAMILIES},
+        "token_level": token_level(model, processor, n_token_per_family),
+    }
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Evaluate the embedded tiny VLM (prints JSON).")
+    parser.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    parser.add_argument("--n-per-family", type=int, default=100)
+    parser.add_argument("--n-token-per-family", type=int, default=40)
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    res = evaluate(args.model, args.n_per_family, args.n_token_per_family)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

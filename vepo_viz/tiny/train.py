@@ -1,0 +1,177 @@
+"""Train the embedded tiny VLM on the task suite (supervised, next-token loss on answers).
+
+    vepo-viz tiny-train --out runs/tiny --steps 4000
+    python -m vepo_viz.tiny.train --out runs/tiny --steps 4000
+
+Deterministic: the data of step s is a pure function of s, so a resumed run sees exactly
+the batches an uninterrupted one would. Checkpoints (model + optimizer + step) every
+`ckpt_every` steps in out/ckpt.pt; the final model is saved with `save_pretrained` in
+out/final, loadable like any hub model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from vepo_viz.tiny.build import TinyConfig, build_model, build_processor, build_tokenizer
+from vepo_viz.tiny.data import IGNORE, collate_sft, train_example
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Recipe of the embedded model."""
+
+    out: str = "runs/tiny"
+    """Output folder: ckpt.pt, metrics.jsonl, final/ (the saved model)."""
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 150
+    min_lr_frac: float = 0.05
+    """Cosine decay down to min_lr_frac * lr."""
+    weight_decay: float = 0.01
+    seed: int = 0
+    eval_every: int = 500
+    n_eval_per_family: int = 40
+    ckpt_every: int = 250
+    difficulty_lo: float = 0.0
+    difficulty_hi: float = 1.0
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+
+    def __post_init__(self):
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ValueError("steps and batch_size must be positive")
+        if not 0 <= self.difficulty_lo <= self.difficulty_hi <= 1:
+            raise ValueError("need 0 <= difficulty_lo <= difficulty_hi <= 1")
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def sft_loss(model, batch) -> torch.Tensor:
+    logits = model(**batch.inputs).logits[:, :-1]  # (B, L-1, V)
+    labels = batch.labels[:, 1:]  # (B, L-1)
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE
+    )
+
+
+def train(cfg: TrainConfig) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    tiny = TinyConfig()
+    if (out / "processor").exists():
+        from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+
+        processor = Qwen2VLProcessorNoVideo.from_pretrained(out / "processor")
+    else:
+        processor = build_processor(build_tokenizer(tiny), tiny)
+        processor.save_pretrained(out / "processor")
+    model = build_model(processor.tokenizer, tiny, seed=cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    start, elapsed = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, elapsed = state["step"], state.get("elapsed", 0.0)
+        print(f"resumed from {ckpt_path} at step {start}")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log = (out / "metrics.jsonl").open("a")
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="tiny-train")
+    t0 = time.time() - elapsed
+    for step in bar:
+        idx0 = step * cfg.batch_size
+        examples = [
+            train_example(idx0 + i, (cfg.difficulty_lo, cfg.difficulty_hi))
+            for i in range(cfg.batch_size)
+        ]
+        batch = collate_sft(processor, examples)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        loss = sft_loss(model, batch)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        rec = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            "lr": lr_at(cfg, step),
+            "elapsed_s": time.time() - t0,
+        }
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            from vepo_viz.tiny.evaluate import accuracy
+
+            model.eval()
+            acc = accuracy(model, processor, n_per_family=cfg.n_eval_per_family)
+            model.train()
+            rec["heldout_acc"] = acc
+            tqdm.write(f"step {step + 1}: held-out accuracy {json.dumps(acc)}")
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step + 1,
+                    "elapsed": time.time() - t0,
+                },
+                ckpt_path,
+            )
+    final = out / "final"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    (final / "train_config.json").write_text(
+        json.dumps({**asdict(cfg), "wall_s": time.time() - t0}, indent=2)
+    )
+    return final
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, default in asdict(TrainConfig()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    final = train(TrainConfig(**vars(args)))
+    print(f"saved {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
