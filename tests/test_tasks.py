@@ -130,3 +130,18 @@ def test_export_jsonl(tmp_path):
         assert {"image", "question", "answer", "family", "segments"} <= set(row)
         assert (tmp_path / row["image"]).exists()
         assert "".join(t for t, _ in row["segments"]) == row["target"]
+
+
+def test_sample_data_is_heldout_and_reproducible(tmp_path):
+    from pathlib import Path
+
+    from vepo_viz.tasks.samples import write_samples
+
+    shipped = Path(__file__).parent.parent / "sample_data"
+    rows = [json.loads(line) for line in (shipped / "samples.jsonl").read_text().splitlines()]
+    assert 10 <= len(rows) <= 15 and {r["family"] for r in rows} == set(FAMILIES)
+    assert all(r["seed"] % 2 == 1 for r in rows)  # odd seeds: the held-out split
+    fresh = write_samples(tmp_path)
+    assert fresh.read_text() == (shipped / "samples.jsonl").read_text()
+    for r in rows:
+        assert (shipped / r["image"]).read_bytes() == (tmp_path / r["image"]).read_bytes()
