@@ -1,0 +1,351 @@
+"""`VLM`: one transformers vision-language model behind the few calls an analysis needs.
+
+prompt (chat template + image tokens) -> response token ids (generated or pasted) ->
+last hidden states of teacher-forced passes with the clean or a counterfactual image ->
+logits from those hidden states, chunk by chunk, through the model's own output head.
+
+Working from hidden states (T x D) instead of logits (T x V) is what keeps memory flat:
+V is 151,936 for Qwen, D a few thousand. Generation records the hidden state the output
+head saw at each step, so the clean pass of a generated response is never run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from vepo_viz.errors import NumericsError, VepoInputError
+from vepo_viz.models.families import Family, family_of, pixel_limit
+from vepo_viz.models.images import fit_image
+from vepo_viz.models.sampling import SeededSampler
+from vepo_viz.perturb import PerturbConfig, perturb_image
+
+_EXTEND_WITH_ONES = ("attention_mask",)
+_EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
+"""Per-token inputs besides input_ids that a processor may return and that must grow with
+the response: the attention mask (1 = attend) and image/text type ids (0 = text)."""
+
+_PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
+"""Processor outputs that describe the image (a pixel-space view replaces all of them)."""
+
+
+@dataclass
+class Prompt:
+    """A question about an image, rendered and processed for one model (batch of 1)."""
+
+    question: str
+    """The user's question, as given."""
+    text: str
+    """The chat-template rendering with the generation prompt (image tokens unexpanded)."""
+    image: Image.Image
+    """The RGB image handed to the processor (after `fit_image`)."""
+    inputs: dict[str, torch.Tensor]
+    """Processor outputs on the model's device: input_ids (1, P), attention_mask (1, P),
+    pixel_values (family layout) and the family's extras (image_grid_thw, ...)."""
+    add_special_tokens: bool
+    """Whether the processor added special tokens (False when the template has a BOS)."""
+
+    @property
+    def n_tokens(self) -> int:
+        """P, the number of prompt tokens (image tokens expanded)."""
+        return int(self.inputs["input_ids"].shape[1])
+
+
+@dataclass
+class Generation:
+    """A generated response: its token ids and the hidden states that predicted them."""
+
+    token_ids: list[int]
+    """o_1..o_T, without the end-of-turn token."""
+    hidden: torch.Tensor
+    """(T, D) last hidden state that the output head read to predict each o_t."""
+    logits: torch.Tensor | None = None
+    """(T, V) raw logits reported by generate (only with keep_logits=True, for tests)."""
+    finished: bool = True
+    """False when max_new_tokens was reached before the end-of-turn token."""
+
+
+@dataclass(eq=False)
+class VLM:
+    """A loaded vision-language model with its processor (see `load_model`)."""
+
+    model: torch.nn.Module
+    """The transformers *ForConditionalGeneration model, in eval mode."""
+    processor: object
+    """Its processor (image processor + tokenizer + chat template)."""
+    model_id: str
+    """What it was loaded from: a hub id or a folder path."""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where the weights live."""
+    dtype: torch.dtype = torch.float32
+    """Dtype of the weights."""
+
+    def __post_init__(self) -> None:
+        self.family: Family = family_of(self.model.config.model_type)
+        self._head = self.model.get_output_embeddings()
+        text_config = self.model.config.get_text_config()
+        self._softcap = getattr(text_config, "final_logit_softcapping", None)
+        self.eos_token_ids: tuple[int, ...] = self._end_tokens()
+
+    # ---- properties -------------------------------------------------------------
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        """V, rows of the output head (may exceed len(tokenizer), as in Qwen)."""
+        return int(self._head.weight.shape[0])
+
+    @property
+    def max_image_pixels(self) -> int | None:
+        """Most pixels the image processor keeps (images are shrunk to this first)."""
+        return pixel_limit(self.processor.image_processor)
+
+    def __repr__(self) -> str:
+        return (
+            f"VLM({self.model_id!r}, family={self.family.label}, device={self.device}, "
+            f"dtype={self.dtype}, vocab={self.vocab_size})"
+        )
+
+    # ---- text -------------------------------------------------------------------
+
+    def prompt(self, image: Image.Image, question: str) -> Prompt:
+        """Render the model's own chat template for (image, question) and process it."""
+        if not isinstance(question, str) or not question.strip():
+            raise VepoInputError("the question is empty: ask something about the image")
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+        ]
+        text = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        bos = self.tokenizer.bos_token
+        add_special_tokens = not (bos is not None and text.startswith(bos))
+        image = fit_image(image, self.max_image_pixels)
+        inputs = self._process(text, image, add_special_tokens)
+        return Prompt(question, text, image, inputs, add_special_tokens)
+
+    def _process(self, text: str, image: Image.Image, add_special_tokens: bool) -> dict:
+        batch = self.processor(
+            text=[text],
+            images=[image],
+            return_tensors="pt",
+            add_special_tokens=add_special_tokens,
+        )
+        return {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    def response_ids(self, prompt: Prompt, response: str) -> list[int]:
+        """Token ids of a pasted `response` exactly as the model would produce them here.
+
+        The prompt text and prompt + response are tokenised jointly and the response ids
+        are the suffix, so word-boundary rules (leading spaces, newlines) apply as they
+        would after the generation prompt. If the response's first characters would merge
+        into the prompt's last token (a model continuing the prompt cannot produce that),
+        the response is tokenised on its own.
+        """
+        if not isinstance(response, str):
+            raise VepoInputError(f"the response must be a string, got {type(response).__name__}")
+        tok = self.tokenizer
+        prefix = tok(prompt.text, add_special_tokens=False)["input_ids"]
+        full = tok(prompt.text + response, add_special_tokens=False)["input_ids"]
+        if full[: len(prefix)] == prefix:
+            ids = full[len(prefix) :]
+        else:
+            ids = tok(response, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise VepoInputError(
+                f"the response {response!r} has no tokens for this model's tokenizer; paste a "
+                "non-empty response (or leave it out to let the model answer)"
+            )
+        return list(ids)
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Text of token ids, special tokens kept (so pasting it back gives the same ids)."""
+        return self.tokenizer.decode(
+            token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+    def token_spans(self, token_ids: list[int], text: str) -> list[tuple[int, int]]:
+        """(start, end) character span of each token in `text` (= decode(token_ids)).
+
+        From the decoded prefixes: token i spans from the end of the text of tokens < i to
+        the end of the text of tokens <= i. A token holding part of a multi-byte character
+        gets an empty span; the token that completes the character spans it.
+        """
+        prefixes = self.tokenizer.batch_decode(
+            [token_ids[:i] for i in range(1, len(token_ids))],
+            skip_special_tokens=False,
+            clean_up_tokenization_spaces=False,
+        )
+        ends = [0]
+        for prefix in prefixes:
+            n = len(prefix) if text.startswith(prefix) else _common_prefix_len(prefix, text)
+            ends.append(max(ends[-1], min(n, len(text))))
+        ends.append(len(text))
+        return [(ends[i], ends[i + 1]) for i in range(len(token_ids))]
+
+    def token_strings(self, token_ids: list[int], text: str, spans) -> list[str]:
+        """Display string of each token: its span of the text, or its own decoding."""
+        out = []
+        for token_id, (start, end) in zip(token_ids, spans, strict=True):
+            out.append(text[start:end] if end > start else self.decode([token_id]))
+        return out
+
+    def _end_tokens(self) -> tuple[int, ...]:
+        """Token ids that end the assistant's turn: the generation config's EOS ids, the
+        tokenizer's EOS, and the token the chat template writes after an assistant turn."""
+        ids: list[int] = []
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids += [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        try:
+            marker = "\x00VEPO\x00"
+            rendered = self.processor.apply_chat_template(
+                [
+                    {"role": "user", "content": [{"type": "text", "text": "q"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": marker}]},
+                ],
+                tokenize=False,
+            )
+            after = rendered.split(marker, 1)[1]
+            first = self.tokenizer(after, add_special_tokens=False)["input_ids"][:1]
+            if first and first[0] in self.tokenizer.all_special_ids:
+                ids.append(first[0])
+        except Exception:  # noqa: BLE001 - a template without assistant turns: keep EOS only
+            pass
+        return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+    # ---- forward passes ---------------------------------------------------------
+
+    def view_inputs(self, prompt: Prompt, perturb: PerturbConfig, draw: int) -> dict:
+        """Image inputs of counterfactual view `draw` (to pass as `hidden_states(images=)`)."""
+        generator = perturb.generator(draw)
+        if perturb.space == "normalized":
+            pixel_values = prompt.inputs["pixel_values"]
+            view = self.family.view(
+                pixel_values, perturb.mode, sigma=perturb.sigma, generator=generator
+            )
+            return {"pixel_values": view}
+        image = perturb_image(
+            prompt.image,
+            perturb.mode,
+            sigma=perturb.sigma,
+            generator=generator,
+            patch_size=perturb.patch_size,
+            patch_prob=perturb.patch_prob,
+            blur_radius=perturb.blur_radius,
+        )
+        inputs = self._process(prompt.text, image, prompt.add_special_tokens)
+        if not torch.equal(inputs["input_ids"], prompt.inputs["input_ids"]):
+            raise RuntimeError("the perturbed image changed the prompt tokens")  # pragma: no cover
+        return {k: v for k, v in inputs.items() if k in _PIXEL_KEYS}
+
+    @torch.no_grad()
+    def hidden_states(
+        self, prompt: Prompt, response_ids: list[int], images: dict | None = None
+    ) -> torch.Tensor:
+        """(T, D) last hidden states that predict each response token, teacher-forced.
+
+        `images` replaces the prompt's image inputs (a counterfactual view). Position t
+        of the result is the state after o_<t, the one the output head turns into the
+        distribution of o_t.
+        """
+        inputs = dict(prompt.inputs)
+        if images:
+            inputs.update(images)
+        P, T = prompt.n_tokens, len(response_ids)
+        response = torch.tensor([response_ids], dtype=torch.long, device=self.device)  # (1, T)
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], response], dim=1)  # (1, P+T)
+        for key in _EXTEND_WITH_ONES + _EXTEND_WITH_ZEROS:
+            if key in inputs:
+                fill = 1 if key in _EXTEND_WITH_ONES else 0
+                extra = torch.full((1, T), fill, dtype=inputs[key].dtype, device=self.device)
+                inputs[key] = torch.cat([inputs[key], extra], dim=1)  # (1, P+T)
+        out = self.model.model(**inputs, use_cache=False)
+        return out.last_hidden_state[0, P - 1 : P + T - 1]  # (1, P+T, D) -> (T, D)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(n, V) logits of (n, D) hidden states through the output head (+ soft-capping)."""
+        logits = self._head(hidden)  # (n, V)
+        if self._softcap:
+            logits = torch.tanh(logits / self._softcap) * self._softcap
+        return logits
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        keep_logits: bool = False,
+    ) -> Generation:
+        """Sample (temperature > 0, seeded) or decode greedily (temperature == 0).
+
+        The model's own generation defaults (repetition penalty, top-k, ...) are not
+        applied: the response is drawn from softmax(z / temperature) within the top-p
+        nucleus, the distribution the scores are computed from.
+        """
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        captured: list[torch.Tensor] = []
+
+        def keep_hidden(module, args):
+            captured.append(args[0][:, -1, :].detach())  # (1, n, D) -> (1, D)
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=None,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_new_tokens=0,
+            eos_token_id=list(self.eos_token_ids),
+            pad_token_id=self.tokenizer.pad_token_id or self.eos_token_ids[0],
+            return_dict_in_generate=True,
+            output_logits=keep_logits,
+        )
+        processors = LogitsProcessorList()
+        if temperature > 0:
+            processors.append(SeededSampler(temperature, top_p, seed))
+        handle = self._head.register_forward_pre_hook(keep_hidden)
+        try:
+            out = self.model.generate(
+                **prompt.inputs, generation_config=config, logits_processor=processors
+            )
+        finally:
+            handle.remove()
+        new_ids = out.sequences[0, prompt.n_tokens :].tolist()
+        n = len(new_ids)
+        finished = False
+        for i, token_id in enumerate(new_ids):
+            if token_id in self.eos_token_ids:
+                n, finished = i, True
+                break
+        hidden = torch.cat(captured[:n], dim=0) if n else captured[0][:0]  # (T, D)
+        logits = None
+        if keep_logits:
+            logits = torch.cat([step[:1] for step in out.logits[:n]], dim=0)  # (T, V)
+        if not bool(torch.isfinite(hidden).all()):
+            raise NumericsError(
+                "the model produced NaN/inf hidden states while generating; with float16 "
+                "weights try dtype='bfloat16' or 'float32'"
+            )
+        return Generation(new_ids[:n], hidden, logits, finished)
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
