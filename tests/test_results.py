@@ -1,0 +1,124 @@
+"""TokenAnalysis as data: exact JSON round trip, DataFrame, re-scoring without a model,
+summary helpers. No model needed (synthetic analyses)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.fake import synthetic_analysis
+from vepo_viz import scoring
+from vepo_viz.results import (
+    BOOL_ARRAYS,
+    FLOAT_ARRAYS,
+    TokenAnalysis,
+    low_entropy_share,
+    selection_jaccard,
+    selection_overlap_fraction,
+)
+
+
+def assert_same(a: TokenAnalysis, b: TokenAnalysis) -> None:
+    for name in FLOAT_ARRAYS + ("top_probs", "top_probs_noisy"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype == np.float32, name
+        assert x.tobytes() == y.tobytes(), name  # bit-exact
+    for name in BOOL_ARRAYS + ("token_ids", "offsets", "top_ids"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for name in ("response", "tokens", "top_tokens", "question", "model_id", "settings"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert a.image_size == b.image_size and a.image_digest == b.image_digest
+
+
+def test_json_round_trip_is_exact(tmp_path):
+    result = synthetic_analysis(30, seed=3)
+    # Values that need all float32 digits.
+    result.jsd[0] = np.float32(1 / 3)
+    result.entropy[1] = np.nextafter(np.float32(2.0), np.float32(3.0))
+    path = result.save(tmp_path / "sub" / "result.json")
+    loaded = TokenAnalysis.load(path)
+    assert_same(result, loaded)
+    assert loaded.timing == result.timing and loaded.versions == result.versions
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="not a saved TokenAnalysis"):
+        TokenAnalysis.load(bad)
+    with pytest.raises(ValueError, match="cannot read"):
+        TokenAnalysis.load(tmp_path / "missing.json")
+
+
+def test_dataframe_has_one_row_per_token():
+    result = synthetic_analysis(12)
+    frame = result.to_dataframe()
+    assert len(frame) == 12
+    for column in ("position", "token", "entropy", "jsd", "abs_entropy_gap", "scores"):
+        assert column in frame
+    assert frame["selected_vepo"].dtype == bool
+    assert frame["token"].tolist() == result.tokens
+    assert np.allclose(frame["abs_entropy_gap"], np.abs(result.entropy_gap))
+
+
+def test_rescore_matches_scoring_and_leaves_original():
+    result = synthetic_analysis(40, seed=1)
+    again = result.rescore()
+    assert again is not result
+    assert_same(result, again)
+
+    other = result.rescore(score_type="A", alpha=0.5, ratio=0.3)
+    assert other.settings["score_type"] == "A" and result.settings["score_type"] == "D"
+    stats = scoring.TokenStats(
+        entropy=torch.from_numpy(result.entropy)[None],
+        entropy_noisy=torch.from_numpy(result.entropy_noisy)[None],
+        jsd=torch.from_numpy(result.jsd)[None],
+        kl=torch.from_numpy(result.kl)[None],
+    )
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    expected = scoring.score_tokens(stats, mask, "A", 0.5)
+    assert np.array_equal(other.scores, expected[0].numpy())
+    assert np.array_equal(
+        other.selected_vepo, scoring.select_tokens(expected, mask, 0.3)[0].numpy()
+    )
+    assert other.selected_vepo.sum() == math.ceil(0.3 * 40)
+
+    by_entropy = result.rescore(score_type="entropy")
+    assert np.array_equal(by_entropy.selected_vepo, by_entropy.selected_entropy)
+    with pytest.raises(ValueError, match="score_type"):
+        result.rescore(score_type="nope")
+
+
+def test_summary_helpers_on_hand_examples():
+    a = np.array([1, 1, 0, 0, 1], dtype=bool)
+    b = np.array([1, 0, 1, 0, 1], dtype=bool)
+    assert selection_jaccard(a, b) == pytest.approx(2 / 4)
+    assert selection_overlap_fraction(a, b) == pytest.approx(2 / 3)
+    assert math.isnan(selection_jaccard(np.zeros(3, bool), np.zeros(3, bool)))
+    entropy = np.array([0.1, 0.2, 0.3, 0.4, 0.5])  # median 0.3
+    assert low_entropy_share(a, entropy) == pytest.approx(2 / 3)  # 0.1, 0.2 of 0.1, 0.2, 0.5
+    assert math.isnan(low_entropy_share(np.zeros(5, bool), entropy))
+    result = synthetic_analysis(20)
+    summary = result.summary()
+    assert summary["n_tokens"] == 20 and 0 <= summary["overlap_jaccard"] <= 1
+
+
+def test_constructor_checks_lengths():
+    result = synthetic_analysis(5)
+    with pytest.raises(ValueError, match="expected"):
+        synthetic_analysis(5, entropy=np.zeros(4))
+    with pytest.raises(ValueError, match="one entry per token"):
+        synthetic_analysis(5, tokens=result.tokens[:3])
+
+
+def test_results_import_stays_light():
+    code = (
+        "import sys, vepo_viz.results; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,426 @@
+"""`analyze`: image + question (+ response) -> `TokenAnalysis`, the one place where the
+model and the math meet.
+
+Steps (shared/PAPER.md, "Definitions"):
+1. prompt with the model's chat template; response generated (seeded) or pasted;
+2. clean hidden states: recorded during generation (the clean pass is not repeated), or
+   one teacher-forced pass over the pasted response;
+3. one teacher-forced pass per counterfactual draw (K draws, fresh views of the clean
+   image) -> K sets of hidden states, (T, D) each;
+4. chunk by chunk over positions: logits through the output head for the clean and every
+   noisy state, `scoring.token_stats`, top-k candidates; a chunk's (n, V) logits are freed
+   before the next, so memory is O(chunk x V), never O(T x V);
+5. mean (and spread) over draws, then scores and selections (`results.score_arrays`).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vepo_viz import scoring
+from vepo_viz.errors import NumericsError, VepoInputError
+from vepo_viz.models.images import image_digest, load_image
+from vepo_viz.perturb import PerturbConfig
+from vepo_viz.results import TokenAnalysis, score_arrays
+
+HEAD_CHUNK_ELEMENTS_CPU = 2**22
+"""Default output-head chunk on CPU, in (rows x vocab) elements: 16 MB of float32 logits
+per pass (27 rows at V = 151,936)."""
+
+HEAD_CHUNK_ELEMENTS_GPU = 2**26
+"""Default output-head chunk on accelerators: 256 MB of float32 per pass."""
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that determines an analysis besides model, image, question and response.
+
+    Defaults are the VEPO reference: sampled at temperature 1, one Gaussian view with
+    sigma 2 in normalised pixel space, score type D with alpha 0.7, top 20% per response.
+    """
+
+    max_new_tokens: int = 64
+    """Most tokens generated when no response is given."""
+    temperature: float = 1.0
+    """Sampling temperature; 0 = greedy decoding. Also tau of p = softmax(z / tau) and q
+    (the reference scores at the sampling temperature; greedy scores at tau = 1)."""
+    top_p: float = 1.0
+    """Nucleus of sampling, in (0, 1] (1 = plain sampling, as in the reference)."""
+    seed: int = 0
+    """Seed of sampling and of the "random" score type."""
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    """The counterfactual views (mode, sigma, n_draws K, seed, ...)."""
+    score_type: str = "D"
+    """One of scoring.SCORE_TYPES; "D" is VEPO."""
+    alpha: float = 0.7
+    """Weight of JSD vs |dH| in the visual-sensitivity noisy-OR."""
+    ratio: float = 0.2
+    """Share of tokens selected, in (0, 1]."""
+    scope: str = "response"
+    """Selection scope (scoring.SCOPES); one response makes them nearly equivalent."""
+    score_temperature: float | None = None
+    """tau for scoring if it should differ from `temperature` (None: see temperature)."""
+    chunk_size: int | None = None
+    """Positions per output-head chunk; None picks one from the vocabulary size
+    (HEAD_CHUNK_ELEMENTS_*). Any value gives the same numbers up to float rounding."""
+    top_k: int = 5
+    """Clean candidates kept per position (with their noisy probabilities)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.perturb, dict):
+            object.__setattr__(self, "perturb", _build(PerturbConfig, self.perturb, "perturb"))
+        if not isinstance(self.perturb, PerturbConfig):
+            raise VepoInputError("AnalysisSettings.perturb must be a PerturbConfig")
+        _check_int("max_new_tokens", self.max_new_tokens, 1)
+        _check_int("seed", self.seed, 0)
+        _check_int("top_k", self.top_k, 1)
+        if self.chunk_size is not None:
+            _check_int("chunk_size", self.chunk_size, 1)
+        t = _check_float("temperature", self.temperature)
+        if t < 0:
+            raise VepoInputError(
+                f"AnalysisSettings.temperature={t} must be >= 0 (0 = greedy, 1 = reference)"
+            )
+        p = _check_float("top_p", self.top_p)
+        if not 0 < p <= 1:
+            raise VepoInputError(f"AnalysisSettings.top_p={p} must lie in (0, 1] (1 = off)")
+        if self.score_temperature is not None:
+            st = _check_float("score_temperature", self.score_temperature)
+            if st <= 0:
+                raise VepoInputError(
+                    f"AnalysisSettings.score_temperature={st} must be > 0 (or None)"
+                )
+        try:
+            self.scoring  # noqa: B018 - validates score_type, alpha, ratio, scope
+        except ValueError as error:
+            raise VepoInputError(str(error).replace("ScoringConfig", "AnalysisSettings")) from error
+
+    @property
+    def tau(self) -> float:
+        """Temperature of the scored distributions."""
+        if self.score_temperature is not None:
+            return float(self.score_temperature)
+        return float(self.temperature) if self.temperature > 0 else 1.0
+
+    @property
+    def scoring(self) -> scoring.ScoringConfig:
+        return scoring.ScoringConfig(
+            score_type=self.score_type,
+            alpha=float(self.alpha),
+            ratio=float(self.ratio),
+            scope=self.scope,
+            temperature=self.tau,
+            seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnalysisSettings:
+        return _build(cls, data, "AnalysisSettings")
+
+
+def _build(cls, data: dict[str, Any], what: str):
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise VepoInputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    try:
+        return cls(**data)
+    except VepoInputError:
+        raise
+    except ValueError as error:
+        raise VepoInputError(str(error)) from error
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise VepoInputError(f"AnalysisSettings.{name}={value!r} must be an int >= {minimum}")
+
+
+def _check_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise VepoInputError(f"AnalysisSettings.{name}={value!r} must be a finite number")
+    return float(value)
+
+
+# ---- per-token statistics -----------------------------------------------------------
+
+
+@dataclass
+class _Stats:
+    """Per-token arrays of one response: clean values (T,) and per-draw values (K, T)."""
+
+    entropy: np.ndarray
+    logprob: np.ndarray
+    top_ids: np.ndarray  # (T, k)
+    top_probs: np.ndarray  # (T, k)
+    entropy_noisy: np.ndarray  # (K, T)
+    jsd: np.ndarray  # (K, T)
+    kl: np.ndarray  # (K, T)
+    logprob_noisy: np.ndarray  # (K, T)
+    top_probs_noisy: np.ndarray  # (K, T, k)
+
+
+def head_chunk_rows(vocab_size: int, device: torch.device) -> int:
+    """Default positions per output-head chunk (see HEAD_CHUNK_ELEMENTS_*)."""
+    elements = HEAD_CHUNK_ELEMENTS_CPU if device.type == "cpu" else HEAD_CHUNK_ELEMENTS_GPU
+    return max(1, elements // max(1, vocab_size))
+
+
+@torch.no_grad()
+def token_statistics(
+    head,
+    hidden_clean: torch.Tensor,
+    hidden_noisy: list[torch.Tensor],
+    token_ids: list[int],
+    *,
+    vocab_size: int,
+    temperature: float = 1.0,
+    top_k: int = 5,
+    chunk_size: int | None = None,
+) -> _Stats:
+    """Per-token statistics from hidden states, chunk by chunk over positions.
+
+    Args:
+        head: callable (n, D) -> (n, V) logits (the model's output head).
+        hidden_clean: (T, D) clean hidden states; hidden_noisy: K tensors (T, D).
+        token_ids: the T response tokens (for their own log-probs).
+        vocab_size: V (sets the default chunk: HEAD_CHUNK_ELEMENTS_* / V positions).
+    """
+    T = hidden_clean.shape[0]
+    K = len(hidden_noisy)
+    device = hidden_clean.device
+    ids = torch.tensor(token_ids, dtype=torch.long, device=device)  # (T,)
+    k = top_k
+    out_clean = {
+        "entropy": torch.empty(T),
+        "logprob": torch.empty(T),
+        "top_probs": torch.empty(T, k),
+    }
+    top_ids = torch.empty(T, k, dtype=torch.long)
+    out_noisy = {name: torch.empty(K, T) for name in ("entropy_noisy", "jsd", "kl", "logprob")}
+    top_noisy = torch.empty(K, T, k)
+    rows = chunk_size or head_chunk_rows(vocab_size, device)
+    for start in range(0, T, rows):
+        stop = min(start + rows, T)
+        z_clean = head(hidden_clean[start:stop])  # (n, D) -> (n, V)
+        logp = torch.log_softmax(z_clean.float() / temperature, dim=-1)  # (n, V)
+        top_logp, top_index = logp.topk(min(k, logp.shape[-1]), dim=-1)  # (n, k)
+        top_ids[start:stop] = top_index.cpu()
+        out_clean["top_probs"][start:stop] = top_logp.exp().cpu()
+        out_clean["logprob"][start:stop] = logp.gather(-1, ids[start:stop, None])[:, 0].cpu()
+        del logp
+        for draw, hidden in enumerate(hidden_noisy):
+            z_noisy = head(hidden[start:stop])  # (n, V)
+            stats = scoring.token_stats(z_clean[None], z_noisy[None], temperature=temperature)
+            logq = torch.log_softmax(z_noisy.float() / temperature, dim=-1)  # (n, V)
+            out_noisy["entropy_noisy"][draw, start:stop] = stats.entropy_noisy[0].cpu()
+            out_noisy["jsd"][draw, start:stop] = stats.jsd[0].cpu()
+            out_noisy["kl"][draw, start:stop] = stats.kl[0].cpu()
+            out_noisy["logprob"][draw, start:stop] = logq.gather(-1, ids[start:stop, None])[
+                :, 0
+            ].cpu()
+            top_noisy[draw, start:stop] = logq.gather(-1, top_index).exp().cpu()  # (n, k)
+            del z_noisy, logq
+            if draw == 0:
+                out_clean["entropy"][start:stop] = stats.entropy[0].cpu()
+        del z_clean
+    return _Stats(
+        entropy=out_clean["entropy"].numpy(),
+        logprob=out_clean["logprob"].numpy(),
+        top_ids=top_ids.numpy(),
+        top_probs=out_clean["top_probs"].numpy(),
+        entropy_noisy=out_noisy["entropy_noisy"].numpy(),
+        jsd=out_noisy["jsd"].numpy(),
+        kl=out_noisy["kl"].numpy(),
+        logprob_noisy=out_noisy["logprob"].numpy(),
+        top_probs_noisy=top_noisy.numpy(),
+    )
+
+
+# ---- the pipeline -------------------------------------------------------------------
+
+
+def analyze(
+    model,
+    image,
+    question: str,
+    response: str | None = None,
+    settings: AnalysisSettings | None = None,
+) -> TokenAnalysis:
+    """Analyse one response to a question about an image, token by token.
+
+    Args:
+        model: a `VLM` from `load_model` (or a hub id / folder, loaded and cached).
+        image: a PIL image or a path to an image file.
+        question: the question asked about the image (non-empty).
+        response: a response to score as if the model had produced it; None = generate
+            one with the settings' sampling parameters.
+        settings: AnalysisSettings (None = the reference defaults).
+
+    Returns:
+        TokenAnalysis with every per-token statistic, scores and both selections.
+
+    Raises:
+        VepoInputError: bad image, empty question, empty response, bad settings.
+        NumericsError: NaN/inf logits.
+        ModelLoadError: `model` names a model that cannot be loaded.
+    """
+    from vepo_viz.models import VLM, load_model
+
+    settings = settings if settings is not None else AnalysisSettings()
+    if not isinstance(settings, AnalysisSettings):
+        raise VepoInputError(f"settings must be an AnalysisSettings, got {type(settings).__name__}")
+    vlm = model if isinstance(model, VLM) else load_model(model)
+    if not isinstance(question, str) or not question.strip():
+        raise VepoInputError("the question is empty: ask something about the image")
+    if response is not None and not isinstance(response, str):
+        raise VepoInputError(f"the response must be a string, got {type(response).__name__}")
+
+    timing: dict[str, float] = {}
+    with _timed(timing, "image"):
+        rgb = load_image(image)
+    with _timed(timing, "prompt"):
+        prompt = vlm.prompt(rgb, question)
+    if response is None:
+        with _timed(timing, "generate"):
+            generation = vlm.generate(
+                prompt,
+                max_new_tokens=settings.max_new_tokens,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                seed=settings.seed,
+            )
+        if not generation.token_ids:
+            raise VepoInputError(
+                "the model ended its answer at once (an empty response); sample with "
+                "temperature > 0, another seed, or paste a response"
+            )
+        token_ids, hidden_clean = generation.token_ids, generation.hidden
+        text, truncated = vlm.decode(token_ids), not generation.finished
+    else:
+        with _timed(timing, "tokenize"):
+            token_ids = vlm.response_ids(prompt, response)
+        with _timed(timing, "clean_pass"):
+            hidden_clean = vlm.hidden_states(prompt, token_ids)  # (T, D)
+        text, truncated = response, False
+    with _timed(timing, "counterfactual"):
+        hidden_noisy = [
+            vlm.hidden_states(prompt, token_ids, vlm.view_inputs(prompt, settings.perturb, k))
+            for k in range(settings.perturb.n_draws)
+        ]  # K x (T, D)
+    with _timed(timing, "stats"):
+        try:
+            stats = token_statistics(
+                vlm.logits,
+                hidden_clean,
+                hidden_noisy,
+                token_ids,
+                vocab_size=vlm.vocab_size,
+                temperature=settings.tau,
+                top_k=min(settings.top_k, vlm.vocab_size),
+                chunk_size=settings.chunk_size,
+            )
+        except ValueError as error:
+            if "NaN/inf" in str(error) or "overflow" in str(error):
+                raise NumericsError(
+                    f"the model produced NaN/inf logits for this input ({vlm.dtype}); try "
+                    "dtype='float32' (or 'bfloat16' instead of float16). Scoring said: "
+                    f"{error}"
+                ) from error
+            raise
+    with _timed(timing, "finish"):
+        result = _assemble(vlm, prompt, rgb, text, token_ids, stats, settings, truncated)
+        result.generated = response is None
+    timing["total"] = sum(timing.values())
+    result.timing = timing
+    return result
+
+
+def _assemble(vlm, prompt, rgb, text, token_ids, stats: _Stats, settings, truncated):
+    spans = vlm.token_spans(token_ids, text)
+    mean = {
+        "entropy_noisy": stats.entropy_noisy.mean(0),
+        "jsd": stats.jsd.mean(0),
+        "kl": stats.kl.mean(0),
+    }
+    gap_draws = stats.entropy_noisy - stats.entropy[None]  # (K, T)
+    scored = score_arrays(
+        entropy=stats.entropy,
+        entropy_noisy=mean["entropy_noisy"],
+        jsd=mean["jsd"],
+        kl=mean["kl"],
+        score_type=settings.score_type,
+        alpha=settings.alpha,
+        ratio=settings.ratio,
+        scope=settings.scope,
+        seed=settings.seed,
+    )
+    flat_top = stats.top_ids.reshape(-1).tolist()
+    top_strings = vlm.tokenizer.batch_decode(
+        [[i] for i in flat_top], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
+    k = stats.top_ids.shape[1]
+    return TokenAnalysis(
+        response=text,
+        tokens=vlm.token_strings(token_ids, text, spans),
+        token_ids=np.asarray(token_ids),
+        offsets=np.asarray(spans).reshape(-1, 2),
+        entropy=stats.entropy,
+        entropy_noisy=mean["entropy_noisy"],
+        jsd=mean["jsd"],
+        kl=mean["kl"],
+        entropy_gap=mean["entropy_noisy"] - stats.entropy,
+        entropy_noisy_std=stats.entropy_noisy.std(0),
+        jsd_std=stats.jsd.std(0),
+        kl_std=stats.kl.std(0),
+        entropy_gap_std=gap_draws.std(0),
+        logprob=stats.logprob,
+        logprob_noisy=stats.logprob_noisy.mean(0),
+        top_ids=stats.top_ids,
+        top_tokens=[top_strings[i : i + k] for i in range(0, len(top_strings), k)],
+        top_probs=stats.top_probs,
+        top_probs_noisy=stats.top_probs_noisy.mean(0),
+        question=prompt.question,
+        model_id=vlm.model_id,
+        family=vlm.family.name,
+        image_digest=image_digest(prompt.image),
+        image_size=prompt.image.size,
+        truncated=truncated,
+        settings=settings.to_dict(),
+        versions=package_versions(),
+        **scored,
+    )
+
+
+def package_versions() -> dict[str, str]:
+    import transformers
+
+    from vepo_viz import __version__
+
+    return {
+        "vepo_viz": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@contextmanager
+def _timed(timing: dict[str, float], stage: str):
+    """Add the wall time (s) of the block to timing[stage]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timing[stage] = timing.get(stage, 0.0) + time.perf_counter() - start
