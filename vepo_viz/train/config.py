@@ -1,0 +1,412 @@
+"""`TrainConfig`: every setting of a GRPO run, frozen and validated, from TOML or flags.
+
+    cfg = TrainConfig(selection="vepo", steps=40)            # Python
+    cfg = TrainConfig.from_toml("run.toml", steps=80)        # a file, then overrides
+    vepo-viz train --config run.toml --steps 80              # the command line
+
+The defaults are a small CPU run of the embedded tiny model on the task suite with the
+VEPO reference selection (type D, alpha 0.7, top 20% per response, Gaussian sigma 2.0 on
+normalised pixels). A bad value raises `VepoInputError` with a message that says what to
+do, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vepo_viz.errors import VepoInputError
+
+SELECTIONS: tuple[str, ...] = ("all", "entropy", "vepo", "vppo", "random")
+"""Token-selection rules: every valid token; top-ratio by entropy (80/20); top-ratio by a
+VEPO score; VPPO sampled-token dependency (+ advantage rescaling); random top-ratio."""
+
+VEPO_SCORE_TYPES: tuple[str, ...] = ("D", "A", "B", "C", "E", "F", "G", "H", "jsd", "entropy_gap")
+"""Score types the "vepo" rule accepts (scoring.SCORE_TYPES minus the two baselines,
+which have their own rules)."""
+
+FINETUNE_MODES: tuple[str, ...] = ("auto", "full", "lora")
+ADV_NORMS: tuple[str, ...] = ("std", "none")
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_PERTURB = {"vppo": "patch"}
+"""Counterfactual view of each rule when `perturb` is "" (VPPO blackens random 14 px
+patches; everything else uses the VEPO reference, Gaussian noise on normalised pixels)."""
+
+AUTO_LORA_PARAMS = 200_000_000
+"""finetune="auto" picks LoRA for models with more parameters than this, full otherwise."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One GRPO run. Field docstrings say what each setting does and its safe range."""
+
+    # ---- run --------------------------------------------------------------------
+    out: str = "runs/train/run"
+    """Run folder: config.toml, metrics.jsonl, status.json, log.txt, checkpoints/, final/."""
+    model: str = "tiny"
+    """"tiny" (the embedded model), a model folder, or a hub id (e.g.
+    Qwen/Qwen2.5-VL-3B-Instruct, loaded from the local cache when offline)."""
+    device: str = "auto"
+    """"auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N"."""
+    dtype: str = "auto"
+    """"auto": bfloat16 on CUDA, float32 elsewhere; or float32 / bfloat16 / float16."""
+    seed: int = 0
+    """Seeds the data order, the sampling, the counterfactual noise and random selection."""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)."""
+
+    # ---- data -------------------------------------------------------------------
+    data: str = "suite"
+    """"suite" (the procedural task suite) or a JSONL of prompts with reference answers
+    (the suite's export format: image, question, answer, optional answer_space/family/id)."""
+    families: tuple[str, ...] = ()
+    """Suite families to train and evaluate on; empty = all of them."""
+    difficulty: float = 0.5
+    """Suite difficulty in [0, 1] (train and held-out)."""
+    eval_data: str = ""
+    """Held-out JSONL for a user dataset; the suite uses its held-out split."""
+    n_eval: int = 20
+    """Held-out examples per family (suite) or in total (JSONL); 0 turns evaluation off."""
+    eval_every: int = 10
+    """Greedy held-out accuracy every N steps (and before the first and after the last)."""
+    prompt_suffix: str = ""
+    """Appended to every question, e.g. ' End with "the answer is X."' for a general VLM."""
+
+    # ---- GRPO -------------------------------------------------------------------
+    steps: int = 40
+    """Optimizer steps; each samples a fresh batch of prompts."""
+    prompts_per_step: int = 8
+    """Distinct prompts per step."""
+    group_size: int = 8
+    """G: sampled responses per prompt (>= 2, advantages are normalised within a group)."""
+    max_new_tokens: int = 32
+    """Longest response; a response without an end token is cut here and kept."""
+    temperature: float = 1.0
+    """Sampling temperature tau; log-probs and token statistics use the same tau."""
+    lr: float = 1e-5
+    """AdamW learning rate (constant after warmup)."""
+    warmup_steps: int = 0
+    """Linear warmup from lr / warmup_steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0 = off)."""
+    micro_batch_size: int = 16
+    """Sequences per forward/backward; gradients are accumulated over the rollout batch,
+    so this changes memory and speed, not the update."""
+    ppo_epochs: int = 1
+    """Optimizer steps on each rollout batch (1: ratio = 1, clipping inactive)."""
+    clip_eps: float = 0.2
+    """PPO clip range below 1: ratio clipped at 1 - clip_eps."""
+    clip_eps_high: float = 0.2
+    """PPO clip range above 1 (0.28 is DAPO's clip-higher)."""
+    kl_beta: float = 0.0
+    """Weight of the k3 KL to the frozen initial model (0 = no reference model)."""
+    adv_norm: str = "std"
+    """"std": (r - mean) / (std + eps) per group (GRPO); "none": r - mean (Dr. GRPO)."""
+    loss_mode: str = "mask"
+    """"mask": mean clipped loss over selected tokens only (the reference); "weight":
+    weight 1 + weight_lambda on selected tokens, mean over all valid tokens."""
+    weight_lambda: float = 1.0
+    """Extra weight of selected tokens in "weight" mode."""
+
+    # ---- token selection --------------------------------------------------------
+    selection: str = "vepo"
+    """One of SELECTIONS."""
+    score_type: str = "D"
+    """Score of the "vepo" rule: D (reference), A-H (ablations), jsd, entropy_gap."""
+    ratio: float = 0.2
+    """Fraction of tokens trained on by the top-ratio rules, in (0, 1]."""
+    scope: str = "response"
+    """Where top-ratio is taken: "response" (reference), "batch", "quantile"."""
+    alpha: float = 0.7
+    """JSD vs |entropy gap| weight of the VEPO visual factor."""
+    vppo_rescale: bool = True
+    """VPPO: scale each response's advantage by its mean visual dependency."""
+    perturb: str = ""
+    """Counterfactual view (perturb.MODES); "" = the rule's reference (DEFAULT_PERTURB)."""
+    sigma: float = 2.0
+    """Noise std of "gaussian" (normalised units) / "gaussian_pixel" ([0, 1] units)."""
+    n_draws: int = 1
+    """Counterfactual draws averaged per step (1 = reference); fresh noise each."""
+    diagnostics_every: int = 5
+    """For rules that need no counterfactual pass (all, entropy, random), run one anyway
+    every N steps to log the visual sensitivity of their selected tokens (0 = never)."""
+
+    # ---- fine-tuning ------------------------------------------------------------
+    finetune: str = "auto"
+    """"full", "lora", or "auto" (LoRA above AUTO_LORA_PARAMS parameters)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator (scale = lora_alpha / lora_r)."""
+    lora_dropout: float = 0.0
+    """LoRA dropout (0 keeps the first-epoch ratio exactly 1)."""
+    lora_targets: str = ""
+    """peft target_modules regex; "" = attention and MLP projections of the language model
+    (the vision tower stays frozen)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (saves memory on real VLMs)."""
+
+    # ---- checkpoints ------------------------------------------------------------
+    ckpt_every: int = 10
+    """Checkpoint every N steps (and at the last step); 0 = only at the end."""
+    keep_checkpoints: int = 2
+    """Most recent checkpoints kept on disk (>= 1)."""
+    resume: bool = True
+    """Continue from the newest checkpoint in `out` when there is one."""
+
+    _extra_errors: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.families, list):
+            object.__setattr__(self, "families", tuple(self.families))
+        errors = list(self._extra_errors) + _validate(self)
+        if errors:
+            raise VepoInputError(
+                "invalid training config:\n  - " + "\n  - ".join(errors)
+                if len(errors) > 1
+                else f"invalid training config: {errors[0]}"
+            )
+
+    # ---- derived ----------------------------------------------------------------
+
+    @property
+    def perturb_mode(self) -> str:
+        """The counterfactual view actually used."""
+        return self.perturb or DEFAULT_PERTURB.get(self.selection, "gaussian")
+
+    @property
+    def needs_counterfactual(self) -> bool:
+        """Whether every step runs the counterfactual pass (VEPO and VPPO need it)."""
+        return self.selection in ("vepo", "vppo")
+
+    @property
+    def rollout_size(self) -> int:
+        """Sequences per step: prompts_per_step x group_size."""
+        return self.prompts_per_step * self.group_size
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out)
+
+    # ---- I/O --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_toml(self) -> str:
+        """The config as TOML text (every field; reads back with `from_toml`)."""
+        return "".join(f"{key} = {_toml_value(value)}\n" for key, value in self.to_dict().items())
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from a mapping; unknown keys are rejected with the closest field name."""
+        names = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+        unknown = []
+        for key in values:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                unknown.append(f"unknown setting {key!r}{hint}")
+        known = {k: v for k, v in values.items() if k in names}
+        return cls(**known, _extra_errors=tuple(unknown))
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        """Read a TOML file (flat keys, or a [train] table), then apply `overrides`."""
+        path = Path(path)
+        if not path.is_file():
+            raise VepoInputError(f"config file not found: {path}")
+        tomllib = _tomllib()
+        try:
+            values = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise VepoInputError(f"{path} is not valid TOML: {error}") from error
+        if set(values) == {"train"} and isinstance(values["train"], dict):
+            values = values["train"]
+        return cls.from_dict({**values, **overrides})
+
+    @classmethod
+    def load_run(cls, run_dir: str | Path) -> TrainConfig:
+        """The config a run folder was started with (config.toml)."""
+        return cls.from_toml(Path(run_dir) / "config.toml")
+
+
+def _tomllib():
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - Python 3.10
+        import tomli
+
+        return tomli
+    except ImportError as error:  # pragma: no cover
+        raise VepoInputError(
+            "reading TOML needs Python >= 3.11 or the tomli package (pip install tomli); "
+            "or pass every setting as a flag"
+        ) from error
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")  # pragma: no cover
+
+
+def _validate(cfg: TrainConfig) -> list[str]:
+    """Every problem with `cfg`, each a sentence that says what to do."""
+    from vepo_viz.perturb import MODES
+    from vepo_viz.scoring import SCOPES
+    from vepo_viz.tasks import FAMILIES
+
+    errors: list[str] = []
+
+    def need_int(name: str, lo: int, hint: str = "") -> bool:
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < lo:
+            errors.append(f"{name}={value!r} must be an integer >= {lo}{hint}")
+            return False
+        return True
+
+    def need_number(name: str, lo: float, hi: float, lo_open: bool = False, hint: str = ""):
+        value = getattr(cfg, name)
+        ok = _is_number(value) and math.isfinite(value)
+        ok = ok and (value > lo if lo_open else value >= lo) and value <= hi
+        if not ok:
+            bracket = "(" if lo_open else "["
+            errors.append(f"{name}={value!r} must be a number in {bracket}{lo}, {hi}]{hint}")
+
+    def need_choice(name: str, choices: tuple[str, ...], hint: str = "") -> bool:
+        value = getattr(cfg, name)
+        if value not in choices:
+            errors.append(f"{name}={value!r} is not one of {', '.join(choices)}{hint}")
+            return False
+        return True
+
+    def need_bool(name: str) -> None:
+        if not isinstance(getattr(cfg, name), bool):
+            errors.append(f"{name}={getattr(cfg, name)!r} must be true or false")
+
+    for name in ("out", "model", "device", "data", "eval_data", "prompt_suffix", "lora_targets"):
+        if not isinstance(getattr(cfg, name), str):
+            errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
+    if isinstance(cfg.out, str) and not cfg.out.strip():
+        errors.append("out is empty: give the run folder, e.g. runs/train/my-run")
+    if isinstance(cfg.model, str) and not cfg.model.strip():
+        errors.append('model is empty: use "tiny" (the embedded model), a folder or a hub id')
+    need_choice("dtype", DTYPES)
+    need_int("seed", 0)
+    need_int("threads", 0)
+
+    if isinstance(cfg.data, str) and cfg.data != "suite" and not Path(cfg.data).is_file():
+        errors.append(
+            f'data={cfg.data!r}: no such file; use "suite" or a JSONL of prompts with '
+            "reference answers (see `vepo_viz.tasks.export_jsonl` for the format)"
+        )
+    if isinstance(cfg.eval_data, str) and cfg.eval_data and not Path(cfg.eval_data).is_file():
+        errors.append(f"eval_data={cfg.eval_data!r}: no such file")
+    if not isinstance(cfg.families, tuple) or not all(isinstance(f, str) for f in cfg.families):
+        errors.append(f"families={cfg.families!r} must be a list of family names")
+    else:
+        bad = [f for f in cfg.families if f not in FAMILIES]
+        if bad:
+            errors.append(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
+    need_number("difficulty", 0.0, 1.0)
+    need_int("n_eval", 0)
+    need_int("eval_every", 0, " (0 = only before the first and after the last step)")
+
+    need_int("steps", 1)
+    need_int("prompts_per_step", 1)
+    need_int(
+        "group_size",
+        2,
+        ": GRPO normalises advantages within a group of responses to one prompt, "
+        "so it needs at least 2 (8 is typical)",
+    )
+    need_int("max_new_tokens", 1)
+    need_number(
+        "temperature",
+        0.0,
+        10.0,
+        lo_open=True,
+        hint=" (sampling needs a temperature > 0; 1.0 is the reference)",
+    )
+    need_number("lr", 0.0, 1.0, lo_open=True, hint=" (e.g. 1e-5 full, 1e-4 LoRA)")
+    need_int("warmup_steps", 0)
+    need_number("weight_decay", 0.0, 1.0)
+    need_number("max_grad_norm", 0.0, math.inf, hint=" (0 = no clipping)")
+    need_int("micro_batch_size", 1)
+    need_int("ppo_epochs", 1)
+    need_number("clip_eps", 0.0, 1.0)
+    need_number("clip_eps_high", 0.0, 10.0)
+    need_number("kl_beta", 0.0, math.inf, hint=" (0 = no KL term)")
+    need_choice("adv_norm", ADV_NORMS)
+    need_choice("loss_mode", ("mask", "weight"))
+    need_number("weight_lambda", 0.0, math.inf)
+
+    if need_choice("selection", SELECTIONS):
+        if cfg.selection == "vepo":
+            need_choice(
+                "score_type",
+                VEPO_SCORE_TYPES,
+                ' (for entropy-only or random selection set selection="entropy"/"random")',
+            )
+        if cfg.selection == "all" and cfg.loss_mode == "weight":
+            errors.append(
+                'loss_mode="weight" with selection="all" up-weights every token equally; '
+                'use loss_mode="mask" (the same update) or pick a selection rule'
+            )
+    need_number("ratio", 0.0, 1.0, lo_open=True, hint=" (0.2 keeps the top 20%)")
+    need_choice("scope", SCOPES)
+    need_number("alpha", 0.0, 1.0)
+    need_bool("vppo_rescale")
+    if isinstance(cfg.perturb, str) and cfg.perturb and cfg.perturb not in MODES:
+        errors.append(
+            f"perturb={cfg.perturb!r} is not a counterfactual view; choose one of "
+            f"{', '.join(MODES)} or leave it empty for the rule's reference"
+        )
+    need_number("sigma", 0.0, math.inf)
+    need_int("n_draws", 1)
+    need_int("diagnostics_every", 0)
+
+    need_choice("finetune", FINETUNE_MODES)
+    need_int("lora_r", 1)
+    need_number("lora_alpha", 0.0, math.inf, lo_open=True)
+    need_number("lora_dropout", 0.0, 1.0)
+    need_bool("gradient_checkpointing")
+
+    need_int("ckpt_every", 0, " (0 = only at the end)")
+    need_int("keep_checkpoints", 1)
+    need_bool("resume")
+    return errors
