@@ -36,20 +36,21 @@ def collate_sft(processor, examples: list[Example]) -> Batch:
     """Tokenise prompt + target per example; labels cover the target and its <|im_end|>."""
     tok = processor.tokenizer
     tok.padding_side = "right"
-    texts, n_prompt = [], []
+    texts = []
     for ex in examples:
         prompt = processor.apply_chat_template(
             prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
         )
         texts.append(prompt + ex.target + "<|im_end|>")
-        n_prompt.append(prompt)
     inputs = processor(
         images=[ex.image for ex in examples], text=texts, return_tensors="pt", padding=True
     )
-    prompt_ids = processor(
-        images=[ex.image for ex in examples], text=n_prompt, return_tensors="pt", padding=True
-    )["attention_mask"].sum(1)  # (B,) prompt lengths, image tokens expanded
     ids = inputs["input_ids"]  # (B, L)
+    # the answer starts after the last "<|im_start|>assistant\n" (right padding: no shift)
+    header = len(tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+    is_start = ids == tok.convert_tokens_to_ids("<|im_start|>")  # (B, L)
+    last_start = ids.shape[1] - 1 - is_start.flip(1).int().argmax(1)  # (B,)
+    prompt_ids = last_start + header  # (B,) prompt lengths, image tokens expanded
     labels = ids.clone()
     pos = torch.arange(ids.shape[1])[None, :]  # (1, L)
     labels[pos < prompt_ids[:, None]] = IGNORE
