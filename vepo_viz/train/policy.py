@@ -46,6 +46,21 @@ _EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
 _PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
 
 
+def placeholder_token_ids(config) -> list[int]:
+    """Ids of the image/video placeholder and delimiter tokens named in a model config."""
+    ids = set()
+    for cfg in (config, getattr(config, "text_config", None)):
+        for name, value in (vars(cfg) if cfg is not None else {}).items():
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and ("token_id" in name or "token_index" in name)
+                and any(w in name for w in ("image", "video", "vision", "boi", "eoi"))
+            ):
+                ids.add(value)
+    return sorted(ids)
+
+
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from any tuple of ints/strings (stable across runs and machines)."""
     digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
@@ -95,6 +110,7 @@ class VLMPolicy:
         self._has_logits_to_keep = (
             "logits_to_keep" in inspect.signature(self.model.forward).parameters
         )
+        self.placeholder_ids = placeholder_token_ids(self.model.config)
         bos = self.processor.tokenizer.bos_token
         self._bos = bos
         self.pad_id = self.processor.tokenizer.pad_token_id
@@ -116,9 +132,11 @@ class VLMPolicy:
             for p in vlm.model.parameters():
                 p.requires_grad_(True)
         if cfg.gradient_checkpointing:
-            vlm.model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            kwargs = {"use_reentrant": False}
+            if hasattr(vlm.model, "activation_checkpointing_enable"):
+                vlm.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:  # transformers < 5.x
+                vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if cfg.kl_beta > 0 and not lora:
             # The reference is the run's initial model, also when resuming from a checkpoint.
             initial = (
@@ -282,7 +300,9 @@ class VLMPolicy:
         """n_per_prompt responses per prompt, prompt-major (all of prompt 0 first).
 
         temperature > 0 samples with an explicit generator (models.sampling.SeededSampler,
-        no global RNG); 0 decodes greedily. Each response ends with its end-of-turn token
+        no global RNG); 0 decodes greedily. Image/video placeholder tokens are never
+        generated (a response holding one could not be teacher-forced); a trained model
+        gives them ~0 probability anyway. Each response ends with its end-of-turn token
         when one was produced (the token is trained on); otherwise it is cut at
         max_new_tokens.
         """
@@ -303,6 +323,7 @@ class VLMPolicy:
             no_repeat_ngram_size=0,
             eos_token_id=eos,
             pad_token_id=self.pad_id,
+            suppress_tokens=self.placeholder_ids or None,
         )
         expanded = [p for p in prompts for _ in range(n_per_prompt)]
         out: list[list[int]] = []
