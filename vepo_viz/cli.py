@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "vepo_viz.commands.analyze",
     "vepo_viz.commands.batch",
     "vepo_viz.commands.tiny",
+    "vepo_viz.train.cli",
 )
 """Modules that define `register(subparsers)`, in the order `--help` lists them."""
 
