@@ -1,0 +1,298 @@
+"""What every view shows, read off a `TokenAnalysis`: per-token table, categories, summary.
+
+This is the one place in render/ that knows the field names of `vepo_viz.results`; the
+figures and exports read the canonical columns of `token_frame`. Nothing here touches a
+tensor or a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vepo_viz.render.colors import CATEGORIES
+
+SIGNALS: dict[str, tuple[str, str]] = {
+    "entropy": ("entropy H", "nats"),
+    "visual_sensitivity": ("visual sensitivity v", "0-1"),
+    "score": ("VEPO score s", "0-1"),
+    "jsd": ("JSD(p, q)", "nats"),
+    "abs_entropy_gap": ("|entropy gap| |H'-H|", "nats"),
+    "entropy_noisy": ("noisy entropy H'", "nats"),
+    "kl": ("KL(p || q)", "nats"),
+}
+"""Continuous per-token signals a heatmap row can show: column -> (label, unit)."""
+
+DEFAULT_SIGNALS: tuple[str, ...] = ("entropy", "visual_sensitivity", "score")
+
+SELECTION_ROW = "selection"
+"""Name of the categorical row (both / VEPO only / entropy only / neither)."""
+
+
+def _array(analysis: Any, name: str) -> np.ndarray | None:
+    value = getattr(analysis, name, None)
+    return None if value is None else np.asarray(value)
+
+
+def settings_of(analysis: Any) -> dict:
+    """The analysis' settings as a flat-ish dict (empty when it has none)."""
+    settings = getattr(analysis, "settings", None) or {}
+    if hasattr(settings, "to_dict"):
+        settings = settings.to_dict()
+    elif not isinstance(settings, dict):
+        from dataclasses import asdict, is_dataclass
+
+        settings = asdict(settings) if is_dataclass(settings) else {}
+    return dict(settings)
+
+
+def scoring_of(analysis: Any) -> dict:
+    """score_type, alpha, ratio and scope the analysis' scores and selections were made with."""
+    settings = settings_of(analysis)
+    scoring = settings.get("scoring", settings)
+    if hasattr(scoring, "__dict__") and not isinstance(scoring, dict):
+        scoring = vars(scoring)
+    return {
+        "score_type": str(scoring.get("score_type", "D")),
+        "alpha": float(scoring.get("alpha", 0.7)),
+        "ratio": float(scoring.get("ratio", 0.2)),
+        "scope": str(scoring.get("scope", "response")),
+    }
+
+
+def score_label(analysis: Any) -> str:
+    """Row label of the score: "VEPO score s" for type D, else the type's name."""
+    score_type = scoring_of(analysis)["score_type"]
+    return "VEPO score s" if score_type == "D" else f"score ({score_type})"
+
+
+def display_token(token: str) -> str:
+    """A token as shown in a cell: newlines/tabs as symbols, blank tokens as a visible space."""
+    shown = token.replace("\r", "").replace("\n", "\u21b5").replace("\t", "\u21e5")
+    return shown if shown.strip() else "\u2423" * max(1, min(len(shown), 3))
+
+
+def categories(selected_vepo: np.ndarray, selected_entropy: np.ndarray) -> np.ndarray:
+    """(T,) category names from the two (T,) bool selections (see colors.CATEGORIES)."""
+    v = np.asarray(selected_vepo, dtype=bool)
+    e = np.asarray(selected_entropy, dtype=bool)
+    out = np.full(v.shape, "neither", dtype=object)
+    out[v & e] = "both"
+    out[v & ~e] = "vepo_only"
+    out[~v & e] = "entropy_only"
+    return out
+
+
+def token_frame(analysis: Any) -> pd.DataFrame:
+    """One row per response token with the canonical columns every view reads.
+
+    Columns: index, token, display, entropy, entropy_noisy, entropy_gap, abs_entropy_gap,
+    jsd, kl, visual_sensitivity, score, selected_vepo, selected_entropy, category, and,
+    where the analysis has several draws, the *_std spreads; top1/top1_p when candidates
+    are stored.
+    """
+    tokens = [str(t) for t in analysis.tokens]
+    n_tokens = len(tokens)
+    entropy = np.asarray(analysis.entropy, dtype=np.float64)
+    entropy_noisy = np.asarray(analysis.entropy_noisy, dtype=np.float64)
+    gap = _array(analysis, "entropy_gap")
+    gap = entropy_noisy - entropy if gap is None else gap.astype(np.float64)
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(n_tokens),
+            "token": tokens,
+            "display": [display_token(t) for t in tokens],
+            "entropy": entropy,
+            "entropy_noisy": entropy_noisy,
+            "entropy_gap": gap,
+            "abs_entropy_gap": np.abs(gap),
+            "jsd": np.asarray(analysis.jsd, dtype=np.float64),
+            "kl": np.asarray(analysis.kl, dtype=np.float64),
+            "visual_sensitivity": np.asarray(analysis.visual_sensitivity, dtype=np.float64),
+            "score": np.asarray(analysis.scores, dtype=np.float64),
+            "selected_vepo": np.asarray(analysis.selected_vepo, dtype=bool),
+            "selected_entropy": np.asarray(analysis.selected_entropy, dtype=bool),
+        }
+    )
+    frame["category"] = categories(frame["selected_vepo"], frame["selected_entropy"])
+    for name in ("entropy_noisy", "jsd", "kl", "entropy_gap"):
+        std = _array(analysis, f"{name}_std")
+        if std is not None and std.shape == (n_tokens,):
+            frame[f"{name}_std"] = std.astype(np.float64)
+    top = candidates_table(analysis)
+    if top is not None:
+        frame["top1"] = [row[0][0] if row else "" for row in top]
+        frame["top1_p"] = [row[0][1] if row else math.nan for row in top]
+    return frame
+
+
+def candidates_table(analysis: Any) -> list[list[tuple[str, float, float]]] | None:
+    """Per token, the clean top candidates as (token, p_clean, p_noisy), or None if absent."""
+    tokens = getattr(analysis, "top_tokens", None)
+    p_clean = _array(analysis, "top_probs")
+    p_noisy = _array(analysis, "top_probs_noisy")
+    if tokens is None or p_clean is None:
+        return None
+    if p_noisy is None:
+        p_noisy = np.full_like(p_clean, np.nan, dtype=np.float64)
+    return [
+        [
+            (str(tok), float(pc), float(pn))
+            for tok, pc, pn in zip(row_tokens, row_clean, row_noisy, strict=False)
+        ]
+        for row_tokens, row_clean, row_noisy in zip(tokens, p_clean, p_noisy, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Headline numbers of one analysis (what the app prints above the heatmap)."""
+
+    n_tokens: int
+    n_vepo: int
+    n_entropy: int
+    n_both: int
+    n_vepo_only: int
+    n_entropy_only: int
+    overlap: float
+    """|VEPO & entropy| / |VEPO|: the share of VEPO's picks that entropy-only also picks."""
+    jaccard: float
+    """|VEPO & entropy| / |VEPO | entropy|."""
+    vepo_low_entropy: float
+    """Share of VEPO picks whose entropy is below the response's median entropy."""
+    entropy_low_entropy: float
+    """The same for the entropy-only picks (0 unless ratio > 0.5 or ties)."""
+    median_entropy: float
+    mean_entropy_vepo: float
+    mean_entropy_entropy: float
+    mean_visual_vepo: float
+    mean_visual_entropy: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def _share(mask: np.ndarray, of: np.ndarray) -> float:
+    n = int(of.sum())
+    return float((mask & of).sum() / n) if n else math.nan
+
+
+def _mean(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(values[mask].mean()) if mask.any() else math.nan
+
+
+def summary(analysis: Any) -> Summary:
+    """Overlap of the two selections and where VEPO's picks sit in entropy."""
+    frame = token_frame(analysis)
+    vepo = frame["selected_vepo"].to_numpy()
+    ent = frame["selected_entropy"].to_numpy()
+    entropy = frame["entropy"].to_numpy()
+    visual = frame["visual_sensitivity"].to_numpy()
+    median = float(np.median(entropy)) if len(entropy) else math.nan
+    low = entropy < median
+    union = int((vepo | ent).sum())
+    return Summary(
+        n_tokens=len(frame),
+        n_vepo=int(vepo.sum()),
+        n_entropy=int(ent.sum()),
+        n_both=int((vepo & ent).sum()),
+        n_vepo_only=int((vepo & ~ent).sum()),
+        n_entropy_only=int((~vepo & ent).sum()),
+        overlap=_share(ent, vepo),
+        jaccard=float((vepo & ent).sum() / union) if union else math.nan,
+        vepo_low_entropy=_share(low, vepo),
+        entropy_low_entropy=_share(low, ent),
+        median_entropy=median,
+        mean_entropy_vepo=_mean(entropy, vepo),
+        mean_entropy_entropy=_mean(entropy, ent),
+        mean_visual_vepo=_mean(visual, vepo),
+        mean_visual_entropy=_mean(visual, ent),
+    )
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def summary_markdown(analysis: Any) -> str:
+    """The summary as a few Markdown lines for the app."""
+    s = summary(analysis)
+    sc = scoring_of(analysis)
+    return (
+        f"**{s.n_tokens} tokens** - top {sc['ratio']:.0%} ({sc['scope']}): "
+        f"VEPO ({sc['score_type']}, alpha={sc['alpha']:.2f}) picks **{s.n_vepo}**, "
+        f"entropy picks **{s.n_entropy}**; both {s.n_both}, "
+        f"**VEPO only {s.n_vepo_only}** (visual forking tokens), entropy only "
+        f"{s.n_entropy_only}.  \n"
+        f"Overlap {_pct(s.overlap)} of VEPO's picks (Jaccard {s.jaccard:.2f}); "
+        f"**{_pct(s.vepo_low_entropy)} of VEPO's picks have below-median entropy** "
+        f"(entropy-only: {_pct(s.entropy_low_entropy)}; median H = {s.median_entropy:.3f} nats)."
+    )
+
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    "index",
+    "token",
+    "entropy",
+    "entropy_noisy",
+    "entropy_gap",
+    "jsd",
+    "kl",
+    "visual_sensitivity",
+    "score",
+    "selected_vepo",
+    "selected_entropy",
+    "category",
+)
+
+
+def table(analysis: Any, decimals: int = 4) -> pd.DataFrame:
+    """The per-token table the app shows (rounded; tokens with visible whitespace)."""
+    frame = token_frame(analysis)
+    cols = [c for c in TABLE_COLUMNS if c in frame] + [c for c in frame if c.endswith("_std")]
+    out = frame[cols].copy()
+    out["token"] = frame["display"]
+    numeric = out.select_dtypes(include="float").columns
+    out[numeric] = out[numeric].round(decimals)
+    return out
+
+
+def selection_difference(a: Any, b: Any) -> np.ndarray | None:
+    """Per-token comparison of two analyses' VEPO selections over the same tokens.
+
+    Returns (T,) categories "both" / "a_only" / "b_only" / "neither", or None when the two
+    responses are tokenised differently (no token-by-token comparison is possible).
+    """
+    if [str(t) for t in a.tokens] != [str(t) for t in b.tokens]:
+        return None
+    sa = np.asarray(a.selected_vepo, dtype=bool)
+    sb = np.asarray(b.selected_vepo, dtype=bool)
+    out = np.full(sa.shape, "neither", dtype=object)
+    out[sa & sb] = "both"
+    out[sa & ~sb] = "a_only"
+    out[~sa & sb] = "b_only"
+    return out
+
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_SIGNALS",
+    "SELECTION_ROW",
+    "SIGNALS",
+    "Summary",
+    "candidates_table",
+    "categories",
+    "display_token",
+    "score_label",
+    "scoring_of",
+    "selection_difference",
+    "settings_of",
+    "summary",
+    "summary_markdown",
+    "table",
+    "token_frame",
+]
