@@ -1,0 +1,273 @@
+"""Counterfactual image views for the second (perturbed-image) forward pass.
+
+Two families of modes (shared/PAPER.md, step 2):
+
+- normalised space, applied to a processor's `pixel_values` (any layout: Qwen's flat
+  patches (N, C*t*P*P), (B, C, H, W), (B, tiles, C, H, W)):
+  "gaussian" adds N(0, sigma^2) noise (sigma = 2.0, no clamping: the reference) and
+  "no_image" sets the values to zero;
+- pixel space, applied to a PIL image before the processor:
+  "gaussian_pixel" (noise in [0, 1] units, clamped), "black", "blur" and "patch" (each
+  patch_size px grid cell blackened with probability patch_prob, as VPPO).
+
+Everything is pure and seeded by an explicit torch.Generator. Every view is computed from
+the clean input, never from an earlier view: the reference's training loop stacked the
+noise of all rollouts sharing an image (effective sigma ~ 2 sqrt(n)); here each draw is
+fresh. `make_generator(seed, draw)` gives K independent, reproducible draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+NORMALIZED_MODES: tuple[str, ...] = ("gaussian", "no_image")
+"""Modes applied to processor-normalised pixel_values (`perturb_pixel_values`)."""
+
+PIXEL_MODES: tuple[str, ...] = ("gaussian_pixel", "black", "blur", "patch")
+"""Modes applied to the PIL image before the processor (`perturb_image`)."""
+
+MODES: tuple[str, ...] = NORMALIZED_MODES + PIXEL_MODES
+"""Every perturbation mode; "gaussian" is the VEPO reference."""
+
+RANDOM_MODES: tuple[str, ...] = ("gaussian", "gaussian_pixel", "patch")
+"""Modes whose views depend on the generator (the others ignore it)."""
+
+DEFAULT_SIGMA = 2.0
+"""Reference noise std in normalised units. In [0, 1] pixel units ("gaussian_pixel") the
+same strength is about 2.0 * 0.27 ~ 0.55, since CLIP-style processors divide by std ~0.27."""
+
+DRAW_STRIDE = 1_000_003
+"""Generator seed of draw k is seed * DRAW_STRIDE + k (a prime, so seeds never collide
+for draws < DRAW_STRIDE)."""
+
+
+def make_generator(seed: int, draw: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """An independent, reproducible generator for draw `draw` of a config's `seed`."""
+    for name, value in (("seed", seed), ("draw", draw)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if draw >= DRAW_STRIDE:
+        raise ValueError(f"draw must be < {DRAW_STRIDE}, got {draw}")
+    return torch.Generator(device=device).manual_seed(seed * DRAW_STRIDE + draw)
+
+
+def _check_sigma(sigma: float) -> float:
+    sigma = float(sigma)
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    return sigma
+
+
+def _need_generator(generator: torch.Generator | None, mode: str) -> torch.Generator:
+    if generator is None:
+        raise ValueError(
+            f"mode {mode!r} is random: pass generator=make_generator(seed, draw) "
+            "(library code never uses the global RNG)"
+        )
+    return generator
+
+
+def perturb_pixel_values(
+    pixel_values: torch.Tensor,
+    mode: str,
+    *,
+    sigma: float = DEFAULT_SIGMA,
+    generator: torch.Generator | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A counterfactual view of processor-normalised pixel values (a new tensor).
+
+    Args:
+        pixel_values: normalised pixels in any layout, e.g. (N, C*t*P*P) flat patches,
+            (B, C, H, W) or (B, tiles, C, H, W). Not modified.
+        mode: "gaussian" (add N(0, sigma^2), no clamping) or "no_image" (zeros).
+        sigma: noise std in normalised units (2.0 in the reference).
+        generator: required for "gaussian"; one generator per draw (`make_generator`).
+        valid: optional bool mask over the leading dims (shape pixel_values.shape[:k]),
+            True on real tiles/images; False entries (padding tiles) are returned unchanged.
+
+    Returns:
+        Tensor of pixel_values' shape, dtype and device.
+    """
+    if mode not in NORMALIZED_MODES:
+        hint = " (a pixel-space mode: use perturb_image)" if mode in PIXEL_MODES else ""
+        raise ValueError(f"unknown normalised-space mode {mode!r}{hint}; choose {NORMALIZED_MODES}")
+    if not pixel_values.is_floating_point():
+        raise TypeError(f"pixel_values must be a float tensor, got {pixel_values.dtype}")
+
+    if mode == "no_image":
+        view = torch.zeros_like(pixel_values)
+    else:
+        sigma = _check_sigma(sigma)
+        gen = _need_generator(generator, mode)
+        # Noise is drawn in float32 on the generator's device, so a draw is the same
+        # whatever the input's dtype or device.
+        noise = torch.randn(
+            pixel_values.shape, generator=gen, device=gen.device, dtype=torch.float32
+        )
+        noise = noise.to(pixel_values.device)
+        view = (pixel_values.float() + sigma * noise).to(pixel_values.dtype)
+
+    if valid is not None:
+        valid = valid.to(device=pixel_values.device, dtype=torch.bool)
+        k = valid.dim()
+        if k > pixel_values.dim() or tuple(valid.shape) != tuple(pixel_values.shape[:k]):
+            raise ValueError(
+                f"valid must cover the leading dims of pixel_values {tuple(pixel_values.shape)}, "
+                f"got shape {tuple(valid.shape)}"
+            )
+        valid = valid.reshape(valid.shape + (1,) * (pixel_values.dim() - k))
+        view = torch.where(valid, view, pixel_values)
+    return view
+
+
+def perturb_image(
+    image: Image.Image,
+    mode: str,
+    *,
+    sigma: float = DEFAULT_SIGMA,
+    generator: torch.Generator | None = None,
+    patch_size: int = 14,
+    patch_prob: float = 0.5,
+    blur_radius: float = 6.0,
+) -> Image.Image:
+    """A counterfactual view of a PIL image, as a new RGB image of the same size.
+
+    Modes: "gaussian_pixel" (add N(0, sigma^2) in [0, 1] units, clamp, round), "black",
+    "blur" (Gaussian blur of `blur_radius` px) and "patch" (the patch_size x patch_size
+    grid cells, edge cells included, each blackened with probability patch_prob).
+    `generator` is required for "gaussian_pixel" and "patch".
+    """
+    if mode not in PIXEL_MODES:
+        hint = " (a normalised-space mode: use perturb_pixel_values)" if mode in MODES else ""
+        raise ValueError(f"unknown pixel-space mode {mode!r}{hint}; choose {PIXEL_MODES}")
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL.Image, got {type(image).__name__}")
+    rgb = image.convert("RGB")
+    width, height = rgb.size
+
+    if mode == "black":
+        return Image.new("RGB", (width, height), (0, 0, 0))
+    if mode == "blur":
+        if not (blur_radius >= 0):
+            raise ValueError(f"blur_radius must be >= 0, got {blur_radius}")
+        return rgb.filter(ImageFilter.GaussianBlur(radius=blur_radius))
+
+    gen = _need_generator(generator, mode)
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
+    if mode == "gaussian_pixel":
+        sigma = _check_sigma(sigma)
+        noise = torch.randn((height, width, 3), generator=gen, device=gen.device)  # (H, W, 3)
+        pixels = np.clip(pixels + sigma * noise.cpu().numpy(), 0.0, 1.0)
+    else:  # "patch"
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+            raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}")
+        if not (0.0 <= patch_prob <= 1.0):
+            raise ValueError(f"patch_prob must lie in [0, 1], got {patch_prob}")
+        n_rows, n_cols = math.ceil(height / patch_size), math.ceil(width / patch_size)
+        drop = torch.rand((n_rows, n_cols), generator=gen, device=gen.device) < patch_prob
+        drop_np = drop.cpu().numpy()
+        keep = ~np.repeat(np.repeat(drop_np, patch_size, axis=0), patch_size, axis=1)
+        pixels = pixels * keep[:height, :width, None]  # (H, W, 3)
+    return Image.fromarray(np.round(pixels * 255.0).astype(np.uint8), mode="RGB")
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    """How counterfactual views are made; the defaults are the VEPO reference."""
+
+    mode: str = "gaussian"
+    """One of MODES. "gaussian" / "no_image" act on pixel_values, the rest on the image."""
+    sigma: float = DEFAULT_SIGMA
+    """Noise std: normalised units for "gaussian" (2.0, reference), [0, 1] units for
+    "gaussian_pixel" (there ~0.55 matches the reference's strength)."""
+    n_draws: int = 1
+    """K independent views whose statistics are averaged (1 in the reference)."""
+    seed: int = 0
+    """Seed of draw k's generator: make_generator(seed, k)."""
+    patch_size: int = 14
+    """Patch side in pixels for "patch" (14 = Qwen2.5-VL's ViT patch, as VPPO)."""
+    patch_prob: float = 0.5
+    """Probability that a patch is blackened in "patch"."""
+    blur_radius: float = 6.0
+    """Gaussian blur radius in pixels for "blur"."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(
+                f"PerturbConfig.mode={self.mode!r} is unknown; choose one of {MODES} "
+                "('gaussian' is the VEPO reference)"
+            )
+        if not (math.isfinite(float(self.sigma)) and self.sigma >= 0):
+            raise ValueError(f"PerturbConfig.sigma={self.sigma} must be finite and >= 0")
+        if isinstance(self.n_draws, bool) or not isinstance(self.n_draws, int):
+            raise ValueError(f"PerturbConfig.n_draws={self.n_draws!r} must be an int >= 1")
+        if not (1 <= self.n_draws < DRAW_STRIDE):
+            raise ValueError(f"PerturbConfig.n_draws={self.n_draws} must be >= 1 (1 = reference)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"PerturbConfig.seed={self.seed!r} must be an int >= 0")
+        if (
+            isinstance(self.patch_size, bool)
+            or not isinstance(self.patch_size, int)
+            or self.patch_size < 1
+        ):
+            raise ValueError(f"PerturbConfig.patch_size={self.patch_size!r} must be an int >= 1")
+        if not (0.0 <= self.patch_prob <= 1.0):
+            raise ValueError(f"PerturbConfig.patch_prob={self.patch_prob} must lie in [0, 1]")
+        if not (math.isfinite(float(self.blur_radius)) and self.blur_radius >= 0):
+            raise ValueError(f"PerturbConfig.blur_radius={self.blur_radius} must be >= 0")
+
+    @property
+    def space(self) -> str:
+        """ "normalized" (acts on pixel_values) or "pixel" (acts on the PIL image)."""
+        return "normalized" if self.mode in NORMALIZED_MODES else "pixel"
+
+    @property
+    def is_random(self) -> bool:
+        """False for deterministic modes, where n_draws > 1 repeats the same view."""
+        return self.mode in RANDOM_MODES
+
+    def generator(self, draw: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+        """The generator of draw `draw` (0 <= draw < n_draws)."""
+        return make_generator(self.seed, draw, device)
+
+
+def pixel_value_views(
+    pixel_values: torch.Tensor, config: PerturbConfig, valid: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """The config's n_draws views of normalised pixel_values, each fresh from the input."""
+    if config.space != "normalized":
+        raise ValueError(f"mode {config.mode!r} acts on images: use image_views")
+    return [
+        perturb_pixel_values(
+            pixel_values,
+            config.mode,
+            sigma=config.sigma,
+            generator=config.generator(k),
+            valid=valid,
+        )
+        for k in range(config.n_draws)
+    ]
+
+
+def image_views(image: Image.Image, config: PerturbConfig) -> list[Image.Image]:
+    """The config's n_draws views of a PIL image, each fresh from the input."""
+    if config.space != "pixel":
+        raise ValueError(f"mode {config.mode!r} acts on pixel_values: use pixel_value_views")
+    return [
+        perturb_image(
+            image,
+            config.mode,
+            sigma=config.sigma,
+            generator=config.generator(k),
+            patch_size=config.patch_size,
+            patch_prob=config.patch_prob,
+            blur_radius=config.blur_radius,
+        )
+        for k in range(config.n_draws)
+    ]

@@ -1,0 +1,801 @@
+"""VEPO token scoring: per-token statistics, score types, top-k selection and the masked loss.
+
+Everything here is pure tensor math (tensors and a config in, tensors out): no model, no
+processor, no I/O. The UI, the CLI, dataset scoring and training all call these same
+functions, so every number the app shows is computed once, here. Definitions follow
+shared/PAPER.md (the reference code of Jin et al. 2026); the reference is the default of
+every setting and each departure is a named setting.
+
+Memory: the reference materialises about six (B, T, V) float32 tensors. `token_stats`
+walks the flattened (B*T, V) rows in chunks, upcasts one chunk at a time to float32 and
+works in log space, so its extra memory is O(chunk x V) whatever T is.
+
+Shapes: B responses, T response positions (position t holds the distribution that predicts
+response token t), V vocabulary entries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import torch
+
+# Named shape aliases (documentation only; all are torch.Tensor).
+LogitsBTV: TypeAlias = torch.Tensor  # (B, T, V) float logits, any float dtype
+FloatBT: TypeAlias = torch.Tensor  # (B, T) float32
+BoolBT: TypeAlias = torch.Tensor  # (B, T) bool
+LongBT: TypeAlias = torch.Tensor  # (B, T) int64 token ids
+FloatB: TypeAlias = torch.Tensor  # (B,) float32
+
+LN2 = math.log(2.0)
+
+EPS_NORM = 1e-8
+"""Floor of (max - min) in the per-response min-max normalisation (1e-8, as the reference).
+A response whose signal is constant (range below EPS_NORM) normalises to all zeros."""
+
+EPS_DIV = 1e-12
+"""Floor of denominators of means (VPPO advantage scale), so an all-zero batch stays finite."""
+
+K3_LOG_RATIO_MAX = 20.0
+"""|log q/p| is clamped to this before exp in the VPPO k3 estimator (verl's low_var_kl
+clamps its log-ratio the same way), so one extreme token cannot overflow float32. exp(20) ~ 5e8; real tokens stay far
+below it."""
+
+CHUNK_ELEMENTS_CPU = 2**21
+"""Default chunk size of `token_stats` on CPU, in (row x vocab) elements: ~8 MB of float32
+per workspace buffer (13 rows at V = 151,936), five buffers, about 40 MB in all. Near
+cache size, and few enough chunks that thread synchronisation stays cheap."""
+
+CHUNK_ELEMENTS_CUDA = 2**24
+"""Default chunk size on accelerators: ~64 MB of float32 per workspace buffer (110 rows at
+V = 151,936), about 320 MB in all; large chunks keep kernel launches few."""
+
+SCORE_TYPES: tuple[str, ...] = (
+    "D",
+    "A",
+    "B",
+    "C",
+    "E",
+    "F",
+    "G",
+    "H",
+    "entropy",
+    "jsd",
+    "entropy_gap",
+    "random",
+)
+"""Accepted `score_type` values. "D" is the VEPO reference; see `score_tokens`."""
+
+SCORE_TYPE_DESCRIPTIONS: dict[str, str] = {
+    "D": "VEPO (reference): (1 - (1-j)^a (1-d)^(1-a)) * h",
+    "A": "ablation A: 1 - (1-j)(1-h)(1-d+)",
+    "B": "ablation B: (1 - (1-j)(1-h)) * d+",
+    "C": "ablation C: D with d+ = norm(max(dH, 0))",
+    "E": "ablation E: D without the entropy factor",
+    "F": "ablation F: (a*j + (1-a)*d) * h (linear mix)",
+    "G": "ablation G: j * d * h",
+    "H": "ablation H: D with norm(KL(p||q)) instead of JSD",
+    "entropy": "entropy only (80/20 forking tokens)",
+    "jsd": "JSD only (raw)",
+    "entropy_gap": "|entropy gap| only (raw)",
+    "random": "uniform random (seeded)",
+}
+
+SCOPES: tuple[str, ...] = ("response", "batch", "quantile")
+"""Accepted `scope` values of `select_tokens`."""
+
+LOSS_MODES: tuple[str, ...] = ("mask", "weight")
+"""Accepted `mode` values of `policy_loss`."""
+
+
+# --------------------------------------------------------------------------------------
+# Per-token statistics
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TokenStats:
+    """Per-token statistics of a clean and a counterfactual pass (all float32 (B, T), nats).
+
+    Position t is the next-token distribution that predicts response token t. Values at
+    padding positions are computed like any other and carry no meaning: pass a mask to
+    everything downstream.
+    """
+
+    entropy: FloatBT
+    """H_t = -sum_v p log p of the clean distribution p_t."""
+    entropy_noisy: FloatBT
+    """H'_t of the counterfactual (perturbed-image) distribution q_t."""
+    jsd: FloatBT
+    """JSD(p_t, q_t) in [0, ln 2]."""
+    kl: FloatBT
+    """KL(p_t || q_t) = KL(clean || noisy) >= 0."""
+
+    def __post_init__(self) -> None:
+        shape = self.entropy.shape
+        if self.entropy.dim() != 2:
+            raise ValueError(f"TokenStats fields must be (B, T); got entropy {tuple(shape)}")
+        for name in ("entropy_noisy", "jsd", "kl"):
+            other = getattr(self, name).shape
+            if other != shape:
+                raise ValueError(
+                    f"TokenStats.{name} has shape {tuple(other)}, expected {tuple(shape)} "
+                    "like .entropy"
+                )
+
+    @property
+    def entropy_gap(self) -> FloatBT:
+        """dH_t = H'_t - H_t, signed (the scores use |dH| or max(dH, 0))."""
+        return self.entropy_noisy - self.entropy
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.entropy.shape
+
+    def to(self, device: torch.device | str) -> TokenStats:
+        """A copy with every field on `device`."""
+        return TokenStats(
+            entropy=self.entropy.to(device),
+            entropy_noisy=self.entropy_noisy.to(device),
+            jsd=self.jsd.to(device),
+            kl=self.kl.to(device),
+        )
+
+
+def average_stats(draws: Sequence[TokenStats]) -> TokenStats:
+    """Mean over K counterfactual draws of the same clean pass (K > 1 lowers variance).
+
+    H' (hence dH), JSD and KL are averaged over draws; H comes from the clean pass and must
+    be the same in every draw. The reference uses one draw, where this is the identity.
+    """
+    if len(draws) == 0:
+        raise ValueError("average_stats needs at least one TokenStats")
+    if len(draws) == 1:
+        return draws[0]
+    first = draws[0]
+    for k, stats in enumerate(draws[1:], start=1):
+        if stats.shape != first.shape:
+            raise ValueError(
+                f"draw {k} has shape {tuple(stats.shape)}, draw 0 has {tuple(first.shape)}"
+            )
+
+    def mean(name: str) -> FloatBT:
+        return torch.stack([getattr(s, name) for s in draws]).mean(0)  # (K, B, T) -> (B, T)
+
+    return TokenStats(
+        entropy=first.entropy,
+        entropy_noisy=mean("entropy_noisy"),
+        jsd=mean("jsd"),
+        kl=mean("kl"),
+    )
+
+
+def default_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
+    """Rows per chunk for `token_stats` / `sampled_token_logprobs` (see CHUNK_ELEMENTS_*)."""
+    elements = CHUNK_ELEMENTS_CPU if torch.device(device).type == "cpu" else CHUNK_ELEMENTS_CUDA
+    return max(1, elements // max(1, vocab_size))
+
+
+def _check_logits(name: str, logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() != 3:
+        raise ValueError(
+            f"{name} must be (B, T, V) logits, got shape {tuple(logits.shape)}; "
+            "add a batch dimension with .unsqueeze(0) for a single response"
+        )
+    if not logits.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor, got dtype {logits.dtype}")
+    if logits.shape[-1] == 0:
+        raise ValueError(f"{name} has an empty vocabulary dimension")
+
+
+def _check_temperature(temperature: float) -> float:
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    return temperature
+
+
+def _check_chunk_rows(chunk_size: int | None, vocab_size: int, device: torch.device) -> int:
+    if chunk_size is None:
+        return default_chunk_rows(vocab_size, device)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int (rows per chunk), got {chunk_size!r}")
+    return chunk_size
+
+
+def _raise_non_finite(tensors: dict[str, torch.Tensor], temperature: float) -> None:
+    """Name the first input holding NaN/inf (called only once a result came out non-finite)."""
+    for name, logits in tensors.items():
+        bad = ~torch.isfinite(logits)  # (B, T, V)
+        if bool(bad.any()):
+            n_bad = int(bad.sum())
+            b, t, v = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{name} contains {n_bad} NaN/inf value(s) (first at batch {b}, position {t}, "
+                f"vocab id {v}); pass finite logits (e.g. replace -inf from logit processors "
+                "with a large negative number such as torch.finfo(dtype).min / 2)"
+            )
+    raise ValueError(
+        f"logits overflow to inf after dividing by temperature={temperature}; "
+        "use a larger temperature or float32 logits"
+    )
+
+
+def _stats_chunk(
+    zc: torch.Tensor,
+    zn: torch.Tensor,
+    inv_temperature: float,
+    work: torch.Tensor,
+    out: torch.Tensor,
+) -> None:
+    """H, H', JSD and KL of one chunk of n rows into out (4, n); log space, float32.
+
+    work is a (5, >= n, V) float32 workspace reused across chunks: every op writes into
+    it (out=, in-place), so the loop allocates nothing per chunk and never faults fresh
+    pages in from the OS.
+    """
+    n = zc.shape[0]
+    a, b, logp, logq, tmp = (w[:n] for w in work)  # each (n, V)
+    a.copy_(zc)  # upcast to float32
+    b.copy_(zn)
+    if inv_temperature != 1.0:
+        a.mul_(inv_temperature)
+        b.mul_(inv_temperature)
+    torch.log_softmax(a, dim=-1, out=logp)
+    torch.log_softmax(b, dim=-1, out=logq)
+    p = torch.exp(logp, out=a)  # the scaled logits are no longer needed
+    q = torch.exp(logq, out=b)
+    torch.sum(torch.mul(p, logp, out=tmp), dim=-1, out=out[0]).neg_()  # H
+    torch.sum(torch.mul(q, logq, out=tmp), dim=-1, out=out[1]).neg_()  # H'
+    torch.sum(torch.sub(logp, logq, out=tmp).mul_(p), dim=-1, out=out[3])  # KL(p || q)
+    # log m = log((p + q) / 2) without forming m: stays finite when p and q underflow.
+    logm = torch.logaddexp(logp, logq, out=tmp).sub_(LN2)
+    # Sum p (log p - log m) term by term (not -H/2 - H'/2 + H_m): no cancellation when
+    # JSD << H, which is most tokens.
+    jsd_p = logp.sub_(logm).mul_(p).sum(dim=-1)  # (n,)
+    jsd_q = logq.sub_(logm).mul_(q).sum(dim=-1)  # (n,)
+    torch.add(jsd_p, jsd_q, out=out[2]).mul_(0.5)
+
+
+@torch.no_grad()
+def token_stats(
+    logits_clean: LogitsBTV,
+    logits_noisy: LogitsBTV,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+) -> TokenStats:
+    """Per-token H, H', JSD and KL(clean || noisy) of two teacher-forced passes.
+
+    Args:
+        logits_clean: (B, T, V) logits with the clean image, any float dtype.
+        logits_noisy: (B, T, V) logits with the counterfactual image, same shape.
+        temperature: tau; both distributions are softmax(z / tau) (1.0 in the reference).
+        chunk_size: rows of the flattened (B*T, V) logits handled at once; None picks one
+            from the vocabulary size and device (`default_chunk_rows`). Any value gives the
+            same result up to float32 rounding; extra memory is about 5 x chunk x V floats.
+
+    Returns:
+        TokenStats of float32 (B, T) tensors on the logits' device, in nats.
+
+    Raises:
+        ValueError: on shape mismatch, bad temperature or NaN/inf in either input.
+    """
+    _check_logits("logits_clean", logits_clean)
+    _check_logits("logits_noisy", logits_noisy)
+    if logits_clean.shape != logits_noisy.shape:
+        raise ValueError(
+            f"logits_clean {tuple(logits_clean.shape)} and logits_noisy "
+            f"{tuple(logits_noisy.shape)} must have the same (B, T, V) shape: both passes "
+            "teacher-force the same response tokens"
+        )
+    temperature = _check_temperature(temperature)
+    B, T, V = logits_clean.shape
+    rows = _check_chunk_rows(chunk_size, V, logits_clean.device)
+
+    flat_clean = logits_clean.reshape(B * T, V)  # (N, V), a view when contiguous
+    flat_noisy = logits_noisy.reshape(B * T, V)  # (N, V)
+    device = logits_clean.device
+    out = torch.empty(4, B * T, dtype=torch.float32, device=device)  # (4, N): H, H', JSD, KL
+    work = torch.empty(5, min(rows, B * T), V, dtype=torch.float32, device=device)
+    inv_temperature = 1.0 / temperature
+    for start in range(0, B * T, rows):
+        stop = min(start + rows, B * T)
+        _stats_chunk(
+            flat_clean[start:stop],
+            flat_noisy[start:stop],
+            inv_temperature,
+            work,
+            out[:, start:stop],
+        )
+    del work
+
+    if not bool(torch.isfinite(out).all()):
+        _raise_non_finite({"logits_clean": logits_clean, "logits_noisy": logits_noisy}, temperature)
+
+    # Remove float32 rounding outside the mathematical ranges (|error| ~ 1e-7).
+    out[0].clamp_(0.0, math.log(V))
+    out[1].clamp_(0.0, math.log(V))
+    out[2].clamp_(0.0, LN2)
+    out[3].clamp_(min=0.0)
+    out = out.view(4, B, T)  # (4, B, T)
+    return TokenStats(entropy=out[0], entropy_noisy=out[1], jsd=out[2], kl=out[3])
+
+
+def sampled_token_logprobs(
+    logits: LogitsBTV,
+    token_ids: LongBT,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+) -> FloatBT:
+    """log softmax(z_t / tau)[o_t] of the given tokens, chunk by chunk: (B, T) float32.
+
+    Differentiable (the trainer calls it on the current policy's logits). Padding
+    positions need some valid id (e.g. 0); mask their results downstream.
+    """
+    _check_logits("logits", logits)
+    B, T, V = logits.shape
+    if token_ids.shape != (B, T):
+        raise ValueError(
+            f"token_ids must be (B, T) = {(B, T)} like the logits, got {tuple(token_ids.shape)}"
+        )
+    if token_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"token_ids must be an integer tensor, got {token_ids.dtype}")
+    if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) >= V):
+        raise ValueError(
+            f"token_ids must lie in [0, {V}); got range [{int(token_ids.min())}, "
+            f"{int(token_ids.max())}]. Replace padding ids (e.g. -100) with 0 and mask them"
+        )
+    temperature = _check_temperature(temperature)
+    rows = _check_chunk_rows(chunk_size, V, logits.device)
+
+    flat = logits.reshape(B * T, V)  # (N, V)
+    ids = token_ids.reshape(B * T, 1).long()  # (N, 1)
+    parts = []
+    for start in range(0, B * T, rows):
+        z = flat[start : start + rows].float() / temperature  # (n, V)
+        picked = z.gather(-1, ids[start : start + rows]).squeeze(-1)  # (n,)
+        parts.append(picked - torch.logsumexp(z, dim=-1))  # (n,)
+    if not parts:
+        return torch.zeros(B, T, dtype=torch.float32, device=logits.device)
+    out = torch.cat(parts).view(B, T)  # (B, T)
+    if not bool(torch.isfinite(out.detach()).all()):
+        _raise_non_finite({"logits": logits.detach()}, temperature)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Normalisation and scores
+# --------------------------------------------------------------------------------------
+
+
+def _as_mask(mask: torch.Tensor, shape: torch.Size, name: str = "mask") -> BoolBT:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a (B, T) bool tensor, got {type(mask).__name__}")
+    if mask.shape != shape:
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+    if mask.dtype == torch.bool:
+        return mask
+    as_bool = mask != 0
+    if mask.is_complex() or not bool((mask[as_bool] == 1).all()):
+        raise ValueError(f"{name} must be bool (or 0/1 numbers), got {mask.dtype} values")
+    return as_bool
+
+
+def _check_alpha(alpha: float) -> float:
+    alpha = float(alpha)
+    if not (0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must lie in [0, 1] (0.7 in the reference), got {alpha}")
+    return alpha
+
+
+def normalize_per_response(x: FloatBT, mask: BoolBT, eps: float = EPS_NORM) -> FloatBT:
+    """Per-row min-max over valid tokens: (x - min) / max(max - min, eps), clamped to [0, 1].
+
+    x: (B, T); mask: (B, T) bool. Returns float32 (B, T), 0 on padding and on rows without
+    valid tokens; a constant row maps to 0. Computed in float64.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must be (B, T), got shape {tuple(x.shape)}")
+    mask = _as_mask(mask, x.shape)
+    x64 = x.double()
+    if x.shape[1] == 0:
+        return x64.float()
+    has_valid = mask.any(dim=1, keepdim=True)  # (B, 1)
+    x_min = torch.where(mask, x64, math.inf).amin(dim=1, keepdim=True)  # (B, 1)
+    x_max = torch.where(mask, x64, -math.inf).amax(dim=1, keepdim=True)  # (B, 1)
+    x_min = torch.where(has_valid, x_min, 0.0)
+    x_max = torch.where(has_valid, x_max, 0.0)
+    span = (x_max - x_min).clamp_min(eps)  # (B, 1)
+    out = ((x64 - x_min) / span).clamp(0.0, 1.0)  # (B, T)
+    return torch.where(mask, out, 0.0).float()
+
+
+def _noisy_or(j: torch.Tensor, d: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Weighted noisy-OR 1 - (1 - j)^alpha (1 - d)^(1 - alpha) of two [0, 1] signals."""
+    return 1.0 - (1.0 - j).pow(alpha) * (1.0 - d).pow(1.0 - alpha)
+
+
+def visual_sensitivity(stats: TokenStats, mask: BoolBT, alpha: float = 0.7) -> FloatBT:
+    """v_t = 1 - (1 - j^)^alpha (1 - d^)^(1 - alpha), the visual factor of type D.
+
+    j^ = norm(JSD), d^ = norm(|dH|), per response. (B, T) float32, 0 on padding.
+    """
+    alpha = _check_alpha(alpha)
+    mask = _as_mask(mask, stats.shape)
+    j = normalize_per_response(stats.jsd, mask).double()
+    d = normalize_per_response(stats.entropy_gap.abs(), mask).double()
+    return torch.where(mask, _noisy_or(j, d, alpha), 0.0).float()
+
+
+def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
+    if isinstance(generator, torch.Generator):
+        return generator
+    seed = 0 if generator is None else generator
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"generator must be a torch.Generator or a seed int >= 0, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
+def score_tokens(
+    stats: TokenStats,
+    mask: BoolBT,
+    score_type: str = "D",
+    alpha: float = 0.7,
+    generator: torch.Generator | int | None = None,
+) -> FloatBT:
+    """Per-token selection scores, (B, T) float32, exactly 0 where mask is False.
+
+    With j^ = norm(JSD), h^ = norm(H), d^ = norm(|dH|), d+^ = norm(max(dH, 0)) and
+    k^ = norm(KL(p||q)), each min-max normalised per response (`normalize_per_response`),
+    and a = alpha:
+
+    - "D" (reference VEPO): (1 - (1-j^)^a (1-d^)^(1-a)) * h^
+    - "A": 1 - (1-j^)(1-h^)(1-d+^)
+    - "B": (1 - (1-j^)(1-h^)) * d+^
+    - "C": D with d^ replaced by d+^ (only entropy increases count)
+    - "E": D without the entropy factor: 1 - (1-j^)^a (1-d^)^(1-a)
+    - "F": linear instead of geometric mix: (a j^ + (1-a) d^) * h^
+    - "G": j^ * d^ * h^
+    - "H": D with j^ replaced by k^
+    - "entropy": raw H (the 80/20 baseline); "jsd": raw JSD; "entropy_gap": raw |dH|
+    - "random": uniform [0, 1) from `generator` (a torch.Generator, or a seed; None
+      means seed 0, so results are reproducible; the global RNG is never used).
+
+    PAPER.md names F only as "linear mix instead of geometric"; the reading above keeps
+    D's weights and entropy factor. Scores are computed in float64 and returned float32.
+    """
+    if score_type not in SCORE_TYPES:
+        raise ValueError(f"unknown score_type {score_type!r}; choose one of {SCORE_TYPES}")
+    alpha = _check_alpha(alpha)
+    mask = _as_mask(mask, stats.shape)
+
+    if score_type == "random":
+        gen = _as_generator(generator)
+        score = torch.rand(stats.shape, generator=gen, device=gen.device, dtype=torch.float64)
+        score = score.to(stats.entropy.device)  # (B, T)
+    elif score_type == "entropy":
+        score = stats.entropy.double()
+    elif score_type == "jsd":
+        score = stats.jsd.double()
+    elif score_type == "entropy_gap":
+        score = stats.entropy_gap.double().abs()
+    else:
+
+        def norm(x: torch.Tensor) -> torch.Tensor:
+            return normalize_per_response(x, mask).double()
+
+        h = norm(stats.entropy)
+        gap = stats.entropy_gap
+        if score_type in ("A", "B", "C"):
+            d_plus = norm(gap.clamp_min(0.0))
+        if score_type == "D":
+            score = _noisy_or(norm(stats.jsd), norm(gap.abs()), alpha) * h
+        elif score_type == "A":
+            score = 1.0 - (1.0 - norm(stats.jsd)) * (1.0 - h) * (1.0 - d_plus)
+        elif score_type == "B":
+            score = (1.0 - (1.0 - norm(stats.jsd)) * (1.0 - h)) * d_plus
+        elif score_type == "C":
+            score = _noisy_or(norm(stats.jsd), d_plus, alpha) * h
+        elif score_type == "E":
+            score = _noisy_or(norm(stats.jsd), norm(gap.abs()), alpha)
+        elif score_type == "F":
+            score = (alpha * norm(stats.jsd) + (1.0 - alpha) * norm(gap.abs())) * h
+        elif score_type == "G":
+            score = norm(stats.jsd) * norm(gap.abs()) * h
+        else:  # "H"
+            score = _noisy_or(norm(stats.kl), norm(gap.abs()), alpha) * h
+    return torch.where(mask, score, 0.0).float()
+
+
+# --------------------------------------------------------------------------------------
+# Selection
+# --------------------------------------------------------------------------------------
+
+
+def _check_ratio(ratio: float) -> float:
+    ratio = float(ratio)
+    if not (0.0 < ratio <= 1.0):
+        raise ValueError(f"ratio must lie in (0, 1] (0.2 keeps the top 20%), got {ratio}")
+    return ratio
+
+
+def _n_keep(ratio: float, n_valid: torch.Tensor) -> torch.Tensor:
+    """k = max(1, ceil(ratio * n)) for n > 0, else 0. The product is taken in float64, so k
+    equals the reference's Python `math.ceil(ratio * n)` bit for bit."""
+    k = torch.ceil(ratio * n_valid.double()).long().clamp_min(1)
+    return torch.where(n_valid > 0, k, 0)
+
+
+def _rank_desc(keys: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry along the last dim: higher key first, then earlier index."""
+    order = torch.sort(keys, dim=-1, descending=True, stable=True).indices  # (..., n)
+    positions = torch.arange(keys.shape[-1], device=keys.device).expand_as(order)
+    return torch.empty_like(order).scatter_(-1, order, positions)  # (..., n)
+
+
+QUANTILE_MAX_ELEMENTS = 2**24
+"""torch.quantile refuses larger inputs; above it `_quantile` sorts and interpolates itself."""
+
+
+def _quantile(
+    values: torch.Tensor, q: float, max_direct: int = QUANTILE_MAX_ELEMENTS
+) -> torch.Tensor:
+    """torch.quantile(values, q) (linear interpolation), also above its size limit."""
+    if values.numel() <= max_direct:
+        return torch.quantile(values, q)
+    sorted_values = torch.sort(values).values
+    pos = q * (values.numel() - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, values.numel() - 1)
+    return torch.lerp(sorted_values[lo], sorted_values[hi], pos - lo)
+
+
+def select_tokens(
+    scores: FloatBT,
+    mask: BoolBT,
+    ratio: float = 0.2,
+    scope: str = "response",
+) -> BoolBT:
+    """Tokens to train on: (B, T) bool, never True on padding.
+
+    - "response" (reference): per row keep k = max(1, ceil(ratio * n_valid)) tokens;
+      rows without valid tokens select nothing.
+    - "batch": exact top-k over all valid tokens of the batch, k = max(1, ceil(ratio * N)).
+    - "quantile": keep valid tokens with score >= torch.quantile(valid scores, 1 - ratio),
+      the semantics of a popular trainer's top-entropy quantile (ties at the threshold are
+      all kept, so it may keep more than ratio).
+
+    Ties (top-k scopes) are broken deterministically by a stable sort: higher score first,
+    then the EARLIER position (in "batch", the earlier row-major index: earlier response,
+    then earlier position). Identical across runs and devices.
+
+    Raises:
+        ValueError: on a bad ratio/scope or NaN/inf scores at valid positions.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+    ratio = _check_ratio(ratio)
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (B, T), got shape {tuple(scores.shape)}")
+    mask = _as_mask(mask, scores.shape)
+    if not bool(torch.isfinite(scores[mask]).all()):
+        raise ValueError("scores contain NaN/inf at valid positions; selection needs finite scores")
+
+    if scope == "quantile":
+        valid_scores = scores[mask].float()  # (N_valid,)
+        if valid_scores.numel() == 0:
+            return torch.zeros_like(mask)
+        threshold = _quantile(valid_scores, 1.0 - ratio)
+        return mask & (scores.float() >= threshold)
+
+    # Padding sorts last: valid scores are finite, padding is -inf.
+    keys = scores.float().masked_fill(~mask, -math.inf)  # (B, T)
+    if scope == "response":
+        k = _n_keep(ratio, mask.sum(dim=1))  # (B,)
+        selected = _rank_desc(keys) < k[:, None]  # (B, T)
+    else:  # "batch"
+        k = _n_keep(ratio, mask.sum())  # ()
+        selected = (_rank_desc(keys.reshape(-1)) < k).view_as(mask)  # (B, T)
+    return selected & mask
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Settings of scoring and selection; the defaults are the VEPO reference."""
+
+    score_type: str = "D"
+    """One of SCORE_TYPES; "D" is VEPO, "entropy" the 80/20 baseline."""
+    alpha: float = 0.7
+    """Weight of JSD vs |dH| in the noisy-OR (types D, C, E, F, H)."""
+    ratio: float = 0.2
+    """Fraction of tokens kept, in (0, 1]."""
+    scope: str = "response"
+    """One of SCOPES: per response (reference), whole batch, or batch quantile."""
+    temperature: float = 1.0
+    """tau of softmax(z / tau) for both passes (the sampling temperature)."""
+    seed: int = 0
+    """Seed of the "random" score type."""
+
+    def __post_init__(self) -> None:
+        if self.score_type not in SCORE_TYPES:
+            raise ValueError(
+                f"ScoringConfig.score_type={self.score_type!r} is unknown; choose one of "
+                f"{SCORE_TYPES} ('D' is the VEPO reference)"
+            )
+        if not (0.0 <= float(self.alpha) <= 1.0):
+            raise ValueError(f"ScoringConfig.alpha={self.alpha} must lie in [0, 1] (default 0.7)")
+        if not (0.0 < float(self.ratio) <= 1.0):
+            raise ValueError(
+                f"ScoringConfig.ratio={self.ratio} must lie in (0, 1]; 0.2 keeps the top 20%"
+            )
+        if self.scope not in SCOPES:
+            raise ValueError(
+                f"ScoringConfig.scope={self.scope!r} is unknown; choose one of {SCOPES}"
+            )
+        t = float(self.temperature)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(
+                f"ScoringConfig.temperature={self.temperature} must be > 0 (1.0 in the reference)"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"ScoringConfig.seed={self.seed!r} must be an int >= 0")
+
+
+def score_and_select(
+    stats: TokenStats, mask: BoolBT, config: ScoringConfig | None = None
+) -> tuple[FloatBT, BoolBT]:
+    """`score_tokens` then `select_tokens` with one config: (scores, selected), both (B, T)."""
+    config = config or ScoringConfig()
+    scores = score_tokens(stats, mask, config.score_type, config.alpha, generator=config.seed)
+    return scores, select_tokens(scores, mask, config.ratio, config.scope)
+
+
+# --------------------------------------------------------------------------------------
+# VPPO (sampled-token dependency)
+# --------------------------------------------------------------------------------------
+
+
+def vppo_token_dependency(logp_clean: FloatBT, logp_noisy: FloatBT, mask: BoolBT) -> FloatBT:
+    """VPPO visual dependency of each sampled token: the k3 estimator of KL(clean || noisy).
+
+    r = log q(o_t) - log p(o_t) (noisy minus clean log-prob of the sampled token, clamped
+    to +-K3_LOG_RATIO_MAX); k3 = exp(r) - 1 - r >= 0, unbiased for KL(p || q) under
+    o_t ~ p. (B, T) float32, 0 on padding.
+    """
+    if logp_clean.shape != logp_noisy.shape or logp_clean.dim() != 2:
+        raise ValueError(
+            f"logp_clean {tuple(logp_clean.shape)} and logp_noisy {tuple(logp_noisy.shape)} "
+            "must both be (B, T)"
+        )
+    mask = _as_mask(mask, logp_clean.shape)
+    r = (logp_noisy.double() - logp_clean.double()).clamp(-K3_LOG_RATIO_MAX, K3_LOG_RATIO_MAX)
+    k3 = (torch.expm1(r) - r).clamp_min(0.0)  # (B, T)
+    return torch.where(mask, k3, 0.0).float()
+
+
+def vppo_advantage_scale(dependency: FloatBT, mask: BoolBT) -> FloatB:
+    """Per-response advantage multiplier from mean visual dependency: (B,) float32.
+
+    scale_b = mean_t dep[b, t] / mean over responses of that mean (responses with valid
+    tokens only), so the batch-average scale is 1 and the update's overall size does not
+    change. Rows without valid tokens, or a batch whose dependencies are all zero, get 1.
+    """
+    if dependency.dim() != 2:
+        raise ValueError(f"dependency must be (B, T), got shape {tuple(dependency.shape)}")
+    mask = _as_mask(mask, dependency.shape)
+    n_valid = mask.sum(dim=1)  # (B,)
+    has_valid = n_valid > 0
+    dep = torch.where(mask, dependency.double(), 0.0)
+    row_mean = dep.sum(dim=1) / n_valid.clamp_min(1)  # (B,)
+    if not bool(has_valid.any()):
+        return torch.ones(dependency.shape[0], dtype=torch.float32, device=dependency.device)
+    batch_mean = row_mean[has_valid].mean()
+    if float(batch_mean) <= EPS_DIV:
+        return torch.ones(dependency.shape[0], dtype=torch.float32, device=dependency.device)
+    scale = torch.where(has_valid, row_mean / batch_mean, 1.0)
+    return scale.float()
+
+
+# --------------------------------------------------------------------------------------
+# Loss
+# --------------------------------------------------------------------------------------
+
+
+def policy_loss(
+    logp_new: FloatBT,
+    logp_old: FloatBT,
+    advantages: torch.Tensor,
+    mask: BoolBT,
+    selected: BoolBT,
+    mode: str = "mask",
+    weight_lambda: float = 1.0,
+    clip_eps: float = 0.2,
+    clip_eps_high: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO/GRPO clipped per-token loss restricted to (or up-weighted on) selected tokens.
+
+    Per token: l_t = max(-A r_t, -A clip(r_t, 1 - clip_eps, 1 + clip_eps_high)) with
+    r_t = exp(logp_new - logp_old) (clip_eps_high=None means clip_eps; set it higher for
+    DAPO's clip-higher).
+
+    - "mask" (reference): mean of l_t over selected & valid tokens of the whole batch
+      (token-level mean); 0 with zero gradient if nothing is selected.
+    - "weight": w_t = 1 + weight_lambda on selected tokens, 1 on other valid tokens;
+      loss = sum(w l) / n_valid.
+
+    Args:
+        logp_new: (B, T) log-probs of the sampled tokens under the policy being updated.
+        logp_old: (B, T) the same under the rollout policy (no gradient taken).
+        advantages: (B,) per response or (B, T) per token.
+        mask: (B, T) valid response tokens; selected: (B, T) output of `select_tokens`.
+
+    Inactive tokens (padding; unselected ones in "mask" mode) get exactly zero gradient,
+    even if their log-probs are inf/NaN: the log-ratio is masked before exp.
+
+    Returns:
+        (loss, metrics): scalar loss and floats clip_fraction, ratio_mean, approx_kl
+        (mean of k3 of the ratio over active tokens), n_valid, n_selected, n_active,
+        selected_fraction.
+    """
+    if mode not in LOSS_MODES:
+        raise ValueError(f"unknown loss mode {mode!r}; choose one of {LOSS_MODES}")
+    if logp_new.dim() != 2 or logp_old.shape != logp_new.shape:
+        raise ValueError(
+            f"logp_new {tuple(logp_new.shape)} and logp_old {tuple(logp_old.shape)} must both "
+            "be (B, T)"
+        )
+    shape = logp_new.shape
+    mask = _as_mask(mask, shape)
+    selected = _as_mask(selected, shape, "selected") & mask
+    if advantages.dim() == 1 and advantages.shape[0] == shape[0]:
+        advantages = advantages[:, None]  # (B, 1)
+    elif advantages.shape != shape:
+        raise ValueError(
+            f"advantages must be (B,) = ({shape[0]},) or (B, T) = {tuple(shape)}, "
+            f"got {tuple(advantages.shape)}"
+        )
+    if not (clip_eps >= 0):
+        raise ValueError(f"clip_eps must be >= 0, got {clip_eps}")
+    clip_high = clip_eps if clip_eps_high is None else clip_eps_high
+    if not (clip_high >= 0):
+        raise ValueError(f"clip_eps_high must be >= 0, got {clip_eps_high}")
+    if mode == "weight" and not (weight_lambda >= 0):
+        raise ValueError(f"weight_lambda must be >= 0, got {weight_lambda}")
+
+    if mode == "mask":
+        active = selected
+        weights = selected.to(logp_new.dtype)
+        denom = selected.sum().clamp_min(1)
+    else:
+        active = mask
+        weights = mask.to(logp_new.dtype) + weight_lambda * selected.to(logp_new.dtype)
+        denom = mask.sum().clamp_min(1)
+
+    # Mask before exp: inactive tokens contribute neither value nor gradient (no 0 * inf).
+    log_ratio = torch.where(active, logp_new - logp_old.detach(), 0.0)  # (B, T)
+    ratio = torch.exp(log_ratio)
+    loss_unclipped = -advantages * ratio  # (B, T)
+    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_high)
+    per_token = torch.maximum(loss_unclipped, loss_clipped)  # (B, T)
+    per_token = torch.where(active, per_token, 0.0)
+    loss = (weights * per_token).sum() / denom
+
+    with torch.no_grad():
+        n_active = max(int(active.sum()), 1)
+        clipped = (loss_clipped > loss_unclipped) & active
+        lr = log_ratio.detach()
+        metrics = {
+            "clip_fraction": float(clipped.sum()) / n_active,
+            "ratio_mean": float(torch.where(active, ratio.detach(), 0.0).sum()) / n_active,
+            "approx_kl": float(torch.where(active, torch.expm1(lr) - lr, 0.0).sum()) / n_active,
+            "n_valid": float(mask.sum()),
+            "n_selected": float(selected.sum()),
+            "n_active": float(active.sum()),
+            "selected_fraction": float(selected.sum()) / max(int(mask.sum()), 1),
+        }
+    return loss, metrics
