@@ -69,13 +69,14 @@ def sft_loss(model, batch) -> torch.Tensor:
     )
 
 
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
+    """Run (or resume) the recipe; returns the folder of the saved final model."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
-    tiny = TinyConfig()
+    tiny = tiny or TinyConfig()
     if (out / "processor").exists():
         from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
 

@@ -1,0 +1,146 @@
+"""Write the model card (README.md) of the embedded model from its evaluation JSON.
+
+python -m vepo_viz.tiny.card vepo_viz/tiny/model/eval.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from vepo_viz.tasks import FAMILIES
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
+    fams = list(FAMILIES)
+    acc_rows = []
+    for name, key in (
+        ("clean image", "accuracy_clean"),
+        ("reference counterfactual (gaussian, sigma 2.0, normalised)", "accuracy_gaussian_sigma2"),
+        ("blank white image", "accuracy_blank_image"),
+    ):
+        acc = ev[key]
+        acc_rows.append(
+            f"| {name} | {_pct(acc['all'])} | " + " | ".join(_pct(acc[f]) for f in fams) + " |"
+        )
+    chance = (
+        "| chance level (uniform over an image's answers) | | "
+        + " | ".join(_pct(ev["chance_level"][f]) for f in fams)
+        + " |"
+    )
+    tl = ev["token_level"]
+    sel_rows = []
+    for fam in ["all", *fams]:
+        s = tl["selection"].get(fam)
+        if s is None:
+            continue
+        sel_rows.append(
+            f"| {fam} | {_pct(s['vepo']['share_visual'])} | {_pct(s['entropy']['share_visual'])} | "
+            f"{_pct(s['vepo']['recall_visual'])} | {_pct(s['entropy']['recall_visual'])} | "
+            f"{_pct(s['vepo']['share_free'])} | {_pct(s['entropy']['share_free'])} |"
+        )
+    jsd = tl["jsd_by_kind"]
+    wall_min = train_cfg.get("wall_s", 0) / 60
+    return f"""# vepo-viz embedded tiny VLM
+
+A small vision-language model trained by vepo-viz on its own procedural visual-reasoning
+suite (`vepo_viz/tasks`), so the app works offline on a laptop and what it shows means
+something: we know which answer tokens are read off the image.
+
+## Architecture
+
+`Qwen2VLForConditionalGeneration` (transformers), {n_params / 1e6:.2f}M parameters, fp32
+safetensors. Vision: ViT 128 wide x 4 layers, patch 14, 2x2 merge, 112x112 images, so 16
+image tokens. Text: 256 wide x 4 layers, 4 heads, M-RoPE sections [8, 12, 12], tied
+embeddings. Tokenizer: byte-level BPE ({ev.get("vocab_size", "about 500")} tokens) trained on the
+suite's text with `tokenizers` (any text still tokenises, byte by byte). Processor:
+`Qwen2VLImageProcessorPil` inside `vepo_viz.models.processors.Qwen2VLProcessorNoVideo`
+(no torchvision needed).
+
+    from transformers import AutoModelForImageTextToText
+    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+    from vepo_viz.tiny import DEFAULT_MODEL
+    model = AutoModelForImageTextToText.from_pretrained(DEFAULT_MODEL)
+    processor = Qwen2VLProcessorNoVideo.from_pretrained(DEFAULT_MODEL)
+
+## Data and training
+
+Supervised next-token loss on the answer tokens of the suite's train split (even seeds;
+the held-out split uses odd seeds, never overlapping), five families interleaved (colour,
+bar comparison, counting, spatial relation, reading a two-digit number), difficulty spread
+over [{train_cfg["difficulty_lo"]}, {train_cfg["difficulty_hi"]}] by a golden-ratio sequence. No image augmentation.
+{train_cfg["steps"]} steps of {train_cfg["batch_size"]} examples, AdamW (lr {train_cfg["lr"]}, betas 0.9/0.98,
+weight decay {train_cfg["weight_decay"]}), {train_cfg["warmup"]} warm-up steps then cosine decay, seed {train_cfg["seed"]}.
+Wall time: {wall_min:.0f} minutes on 2 CPU cores (shared with other work while it ran).
+
+    vepo-viz tiny-train --out runs/tiny --steps {train_cfg["steps"]} --threads 1
+
+## Evaluation (held-out split, difficulty 0.5, greedy, {ev.get("n_per_family", 100)} questions per family)
+
+    vepo-viz tiny-eval --out eval.json
+
+| image | all | {" | ".join(fams)} |
+|---|---|{"---|" * len(fams)}
+{chr(10).join(acc_rows)}
+{chance}
+
+Token level, teacher-forcing the model's own greedy held-out answers (annotated against
+each example's template; {tl["n_unmatched_responses"]} answers that left the template were skipped,
+{tl["n_tokens"]} tokens), with the reference counterfactual:
+
+- mean JSD by token kind: {", ".join(f"{k} {v:.4f}" for k, v in sorted(jsd.items()))} nats
+- visual-fact tokens / template tokens: **{tl["jsd_ratio_visual_over_template"]}x**
+
+Selection fidelity of the top-20% per response ("share": of the selected tokens, the share
+that are visual facts / free choices; "recall": of the visual-fact tokens, the share selected):
+
+| family | visual share, VEPO (D) | visual share, entropy | visual recall, VEPO | visual recall, entropy | free share, VEPO | free share, entropy |
+|---|---|---|---|---|---|---|
+{chr(10).join(sel_rows)}
+
+Speed on this machine (2 CPU cores): loads in {ev["load_s"]:.2f} s; greedy generation of
+{ev["generated_tokens"]} tokens in {ev["generate_64_tokens_s"]:.2f} s.
+
+## Limitations
+
+It only knows this suite: 112x112 synthetic images, five question templates, six colours,
+four shapes. It is not a general VLM; on other images or questions it produces
+suite-shaped nonsense. Its answers are templated, so its token statistics show the
+mechanics of VEPO, not the behaviour of a large model.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    eval_path = Path(argv[0])
+    folder = eval_path.parent
+    ev = json.loads(eval_path.read_text())
+    train_cfg = json.loads((folder / "train_config.json").read_text())
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        n_params = sum(
+            f.get_slice(k).get_shape().numel()
+            if hasattr(f.get_slice(k).get_shape(), "numel")
+            else _numel(f.get_slice(k).get_shape())
+            for k in f.keys()
+        )
+    (folder / "README.md").write_text(render_card(ev, train_cfg, n_params))
+    print(f"wrote {folder / 'README.md'}")
+    return 0
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
