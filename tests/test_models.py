@@ -282,3 +282,11 @@ def test_padded_vocabulary_head(tiny_vlm, scene):
     prompt = vlm.prompt(scene, "Which shape is red?")
     ids = vlm.response_ids(prompt, RESPONSE)
     assert vlm.logits(vlm.hidden_states(prompt, ids)).shape == (len(ids), 1000)
+
+
+def test_missing_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
+    import vepo_viz.tiny
+
+    monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(tmp_path / "model"), raising=False)
+    with pytest.raises(ModelLoadError, match="embedded tiny model is not built"):
+        loading.load_model(device="cpu")

@@ -95,6 +95,11 @@ def load_model(
         from vepo_viz.tiny import DEFAULT_MODEL
 
         name_or_path = DEFAULT_MODEL
+        if not (Path(DEFAULT_MODEL) / "config.json").is_file():
+            raise ModelLoadError(
+                f"the embedded tiny model is not built (no model at {DEFAULT_MODEL}); pass a "
+                "model id or folder, or build it with the tiny-train command"
+            )
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     source, local_only = _locate(str(name_or_path))
