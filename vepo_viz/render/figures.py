@@ -55,6 +55,29 @@ DIFF_COLORS = {
 }
 
 
+class _Builder:
+    """Collects traces and layout as plain dicts and builds the go.Figure once, without
+    plotly's per-property validation (10x faster: re-scoring must stay well under 1 s).
+    Traces and layout keys here are fixed and covered by the tests."""
+
+    def __init__(self) -> None:
+        self.data: list[dict] = []
+        self.layout: dict = {}
+
+    def add_trace(self, trace: dict) -> None:
+        self.data.append(trace)
+
+    def update_layout(self, updates: dict | None = None, **kwargs: Any) -> None:
+        for key, value in {**(updates or {}), **kwargs}.items():
+            if isinstance(value, dict) and isinstance(self.layout.get(key), dict):
+                self.layout[key] = {**self.layout[key], **value}
+            else:
+                self.layout[key] = value
+
+    def build(self) -> go.Figure:
+        return go.Figure(data=self.data, layout=self.layout, _validate=False)
+
+
 def wrap_lines(
     displays: Sequence[str], tokens: Sequence[str], chars_per_line: int
 ) -> list[list[int]]:
@@ -156,7 +179,7 @@ def token_rows_figure(
     bottom = 100 if continuous else 10
     plot_px = ROW_HEIGHT_PX * stride * len(lines)
     height = int(50 + bottom + plot_px + (40 if title else 0))
-    fig = go.Figure()
+    fig = _Builder()
     n_bars = max(len(continuous), 1)
     n_axes = 0
     legend_seen: set[str] = set()
@@ -168,7 +191,8 @@ def token_rows_figure(
             values = np.asarray(row.values, dtype=np.float64)
             colors = rgba(values, row.vmin, row.vmax, cmap)
             fig.add_trace(
-                go.Bar(
+                dict(
+                    type="bar",
                     orientation="h",
                     y=y,
                     base=x0,
@@ -213,7 +237,8 @@ def token_rows_figure(
                 idx = np.flatnonzero(cats == cat)
                 name = row.names.get(cat, cat)
                 fig.add_trace(
-                    go.Bar(
+                    dict(
+                        type="bar",
                         orientation="h",
                         y=y[idx],
                         base=x0[idx],
@@ -268,7 +293,7 @@ def token_rows_figure(
             "ticks": "",
         },
     )
-    return fig
+    return fig.build()
 
 
 def category_text_color_any(color: str) -> str:
@@ -342,7 +367,7 @@ def entropy_scatter(analysis: Any) -> go.Figure:
     """Entropy against visual sensitivity, one point per token, coloured by selection."""
     frame = token_frame(analysis)
     customdata, hovertemplate = _hover(frame)
-    fig = go.Figure()
+    fig = _Builder()
     symbols = {
         "both": "star",
         "vepo_only": "diamond",
@@ -352,7 +377,8 @@ def entropy_scatter(analysis: Any) -> go.Figure:
     for cat in CATEGORIES:
         idx = np.flatnonzero(frame["category"].to_numpy() == cat)
         fig.add_trace(
-            go.Scatter(
+            dict(
+                type="scatter",
                 x=frame["entropy"].to_numpy()[idx],
                 y=frame["visual_sensitivity"].to_numpy()[idx],
                 mode="markers",
@@ -369,11 +395,30 @@ def entropy_scatter(analysis: Any) -> go.Figure:
         )
     if len(frame):
         median = float(np.median(frame["entropy"]))
-        fig.add_vline(
-            x=median,
-            line={"dash": "dash", "color": "#777777", "width": 1},
-            annotation_text="median H",
-            annotation_position="top",
+        fig.update_layout(
+            shapes=[
+                {
+                    "type": "line",
+                    "x0": median,
+                    "x1": median,
+                    "xref": "x",
+                    "y0": 0,
+                    "y1": 1,
+                    "yref": "paper",
+                    "line": {"dash": "dash", "color": "#777777", "width": 1},
+                }
+            ],
+            annotations=[
+                {
+                    "x": median,
+                    "xref": "x",
+                    "y": 1,
+                    "yref": "paper",
+                    "text": "median H",
+                    "showarrow": False,
+                    "yanchor": "bottom",
+                }
+            ],
         )
     fig.update_layout(
         height=400,
@@ -381,9 +426,9 @@ def entropy_scatter(analysis: Any) -> go.Figure:
         plot_bgcolor="white",
         xaxis={"title": {"text": "entropy H (nats)"}, "gridcolor": "#eeeeee", "zeroline": False},
         yaxis={"title": {"text": "visual sensitivity v"}, "gridcolor": "#eeeeee"},
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        legend={"orientation": "h", "y": 1.1, "yanchor": "bottom", "x": 0},
     )
-    return fig
+    return fig.build()
 
 
 def token_detail(analysis: Any, index: int) -> go.Figure:
@@ -396,16 +441,20 @@ def token_detail(analysis: Any, index: int) -> go.Figure:
         f"#{index} {row['token']!r}: H={row['entropy']:.3f}, H'={row['entropy_noisy']:.3f}, "
         f"JSD={row['jsd']:.3f}, v={row['visual_sensitivity']:.3f}, s={row['score']:.3f}"
     )
-    fig = go.Figure()
+    fig = _Builder()
     table = candidates_table(analysis)
     if table is None or not table[index]:
-        fig.add_annotation(
-            text="this analysis stores no candidate tokens",
-            showarrow=False,
-            x=0.5,
-            y=0.5,
-            xref="paper",
-            yref="paper",
+        fig.update_layout(
+            annotations=[
+                {
+                    "text": "this analysis stores no candidate tokens",
+                    "showarrow": False,
+                    "x": 0.5,
+                    "y": 0.5,
+                    "xref": "paper",
+                    "yref": "paper",
+                }
+            ]
         )
     else:
         cands = table[index]
@@ -416,7 +465,8 @@ def token_detail(analysis: Any, index: int) -> go.Figure:
         ):
             values = [c[j] for c in cands]
             fig.add_trace(
-                go.Bar(
+                dict(
+                    type="bar",
                     orientation="h",
                     y=labels,
                     x=values,
@@ -437,7 +487,7 @@ def token_detail(analysis: Any, index: int) -> go.Figure:
         yaxis={"autorange": "reversed"},
         legend={"orientation": "h", "y": -0.2},
     )
-    return fig
+    return fig.build()
 
 
 def compare_figure(a: Any, b: Any, label_a: str = "A", label_b: str = "B") -> go.Figure:
@@ -504,11 +554,12 @@ def batch_figures(
     sample = frame
     if len(frame) > max_points:
         sample = frame.sample(n=max_points, random_state=seed)
-    scatter = go.Figure()
+    scatter = _Builder()
     for cat in CATEGORIES:
         part = sample[sample["category"] == cat]
         scatter.add_trace(
-            go.Scatter(
+            dict(
+                type="scatter",
                 x=part["entropy"],
                 y=part["visual_sensitivity"],
                 mode="markers",
@@ -528,14 +579,15 @@ def batch_figures(
     )
 
     shares = low_entropy_shares(frame)
-    bars = go.Figure()
+    bars = _Builder()
     for col, name, color in (
         ("vepo", "VEPO picks", CATEGORY_COLORS["vepo_only"]),
         ("entropy", "entropy picks", CATEGORY_COLORS["entropy_only"]),
         ("all", "all tokens", "#999999"),
     ):
         bars.add_trace(
-            go.Bar(
+            dict(
+                type="bar",
                 x=shares["family"],
                 y=shares[col],
                 name=name,
@@ -553,7 +605,7 @@ def batch_figures(
         yaxis={"range": [0, 1.1], "tickformat": ".0%", "gridcolor": "#eeeeee"},
         legend={"orientation": "h", "y": -0.2},
     )
-    return {"scatter": scatter, "low_entropy": bars}
+    return {"scatter": scatter.build(), "low_entropy": bars.build()}
 
 
 def _categories_of(frame: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""What the app asks of a model: analyse one input, describe the image normalisation.
+
+`ModelBackend` is the real one (vepo_viz.analysis + vepo_viz.models); handler tests pass
+a fake with the same two methods. The model cache is read-only once a model is loaded
+(models are never mutated) and a per-model lock runs one analysis at a time per model,
+whatever the UI's queue does (the Train tab and a second browser tab included).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from PIL import Image
+
+EMBEDDED = "embedded"
+"""What the model box shows for the embedded tiny model (load_model(None))."""
+
+ProgressFn = Callable[[float, str], None]
+
+
+def model_key(name: str | None) -> str | None:
+    """None for the embedded model ("", "embedded", "default"), else the stripped name."""
+    name = (name or "").strip()
+    return None if name.lower() in ("", EMBEDDED, "default") else name
+
+
+class Backend(Protocol):
+    """The model side of the app."""
+
+    def analyze(
+        self,
+        model_name: str | None,
+        image: Image.Image,
+        question: str,
+        response: str | None,
+        settings: Any,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        """A TokenAnalysis of (image, question, response) under `settings`."""
+        ...
+
+    def image_normalization(self, model_name: str | None) -> tuple[list[float], list[float]] | None:
+        """(image_mean, image_std) of the model's processor, or None if unknown."""
+        ...
+
+
+class ModelBackend:
+    """Loads models on first use (vepo_viz.models.load_model caches them) and analyses."""
+
+    def __init__(self, device: str = "auto", dtype: str | None = None) -> None:
+        self.device = device
+        self.dtype = dtype
+        self._locks: dict[str | None, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: str | None) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def model(self, model_name: str | None):
+        from vepo_viz.models import load_model
+
+        return load_model(model_key(model_name), device=self.device, dtype=self.dtype)
+
+    def analyze(self, model_name, image, question, response, settings, progress=None):
+        from vepo_viz.analysis import analyze
+
+        key = model_key(model_name)
+        with self._lock(key):
+            if progress:
+                progress(0.05, f"loading model {key or EMBEDDED}")
+            vlm = self.model(key)
+            if progress:
+                progress(0.3, "running the clean and counterfactual passes")
+            return analyze(vlm, image, question, response=response, settings=settings)
+
+    def image_normalization(self, model_name):
+        try:
+            processor = self.model(model_name).processor.image_processor
+        except Exception:  # noqa: BLE001 - the preview then uses CLIP's constants
+            return None
+        mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+        if mean is None or std is None:
+            return None
+        return [float(m) for m in mean], [float(s) for s in std]
