@@ -42,6 +42,7 @@ def test_help_lists_commands(capsys):
     assert "--response" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs():
     out = subprocess.run(
         [sys.executable, "-m", "vepo_viz", "--help"], capture_output=True, text=True, check=True

@@ -290,3 +290,56 @@ def test_missing_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(tmp_path / "model"), raising=False)
     with pytest.raises(ModelLoadError, match="embedded tiny model is not built"):
         loading.load_model(device="cpu")
+
+
+def _byte_tokenizer():
+    """A byte-level tokenizer without merges over all 256 bytes (any UTF-8 text)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + 1,
+        initial_alphabet=alphabet,
+        special_tokens=["<s>"],
+        show_progress=False,
+    )
+    tok.train_from_iterator(["abc"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+TEXTS = ["héllo wörld 日本語 ok", "ab", "日", "x" * 9 + "é" * 5, "<s>a<s>é"]
+
+
+@pytest.mark.parametrize("block", [3, 4, 64])
+def test_token_spans_match_exact_prefix_decoding(block, monkeypatch):
+    """Blocked span computation == the quadratic definition, also with multi-byte
+    characters split over tokens and block boundaries inside a character."""
+    from types import SimpleNamespace
+
+    from vepo_viz.models import adapter
+
+    monkeypatch.setattr(adapter, "SPAN_BLOCK", block)
+    tok = _byte_tokenizer()
+
+    def decode(ids):
+        return tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    fake = SimpleNamespace(tokenizer=tok, decode=decode)
+    cases = [tok(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
+    broken = tok("aé日b", add_special_tokens=False)["input_ids"]
+    cases.append(broken[:2] + broken[3:])  # a generated half character: decodes to U+FFFD
+    for ids in cases:
+        text = decode(ids)
+        spans = adapter.VLM.token_spans(fake, ids, text)
+        ends = [0]
+        for i in range(1, len(ids) + 1):
+            prefix = decode(ids[:i])
+            n = next((j for j, (a, b) in enumerate(zip(prefix, text)) if a != b), None)
+            ends.append(max(ends[-1], min(len(prefix), len(text)) if n is None else n))
+        ends[-1] = len(text)
+        assert spans == list(zip(ends[:-1], ends[1:])), text
+        assert "".join(text[s:e] for s, e in spans) == text

@@ -156,7 +156,7 @@ def _check_float(name: str, value: Any) -> float:
 
 
 @dataclass
-class _Stats:
+class PerTokenStats:
     """Per-token arrays of one response: clean values (T,) and per-draw values (K, T)."""
 
     entropy: np.ndarray
@@ -187,7 +187,7 @@ def token_statistics(
     temperature: float = 1.0,
     top_k: int = 5,
     chunk_size: int | None = None,
-) -> _Stats:
+) -> PerTokenStats:
     """Per-token statistics from hidden states, chunk by chunk over positions.
 
     Args:
@@ -234,7 +234,7 @@ def token_statistics(
             if draw == 0:
                 out_clean["entropy"][start:stop] = stats.entropy[0].cpu()
         del z_clean
-    return _Stats(
+    return PerTokenStats(
         entropy=out_clean["entropy"].numpy(),
         logprob=out_clean["logprob"].numpy(),
         top_ids=top_ids.numpy(),
@@ -346,7 +346,7 @@ def analyze(
     return result
 
 
-def _assemble(vlm, prompt, rgb, text, token_ids, stats: _Stats, settings, truncated):
+def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings, truncated):
     spans = vlm.token_spans(token_ids, text)
     mean = {
         "entropy_noisy": stats.entropy_noisy.mean(0),

@@ -27,6 +27,9 @@ _EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
 """Per-token inputs besides input_ids that a processor may return and that must grow with
 the response: the attention mask (1 = attend) and image/text type ids (0 = text)."""
 
+SPAN_BLOCK = 64
+"""Tokens per block in `VLM.token_spans` (exact prefix decodes happen once per block)."""
+
 _PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
 """Processor outputs that describe the image (a pixel-space view replaces all of them)."""
 
@@ -172,21 +175,44 @@ class VLM:
     def token_spans(self, token_ids: list[int], text: str) -> list[tuple[int, int]]:
         """(start, end) character span of each token in `text` (= decode(token_ids)).
 
-        From the decoded prefixes: token i spans from the end of the text of tokens < i to
-        the end of the text of tokens <= i. A token holding part of a multi-byte character
-        gets an empty span; the token that completes the character spans it.
+        Token i spans from the end of the text of tokens < i to the end of the text of
+        tokens <= i (the longest common prefix of that decoded prefix and `text`). A token
+        holding part of a multi-byte character gets an empty span; the token that
+        completes the character spans it. Prefixes are decoded per block of
+        SPAN_BLOCK tokens from an exact block start, so the cost is ~linear in T; a block
+        whose local decoding disagrees with the text is decoded exactly.
         """
-        prefixes = self.tokenizer.batch_decode(
-            [token_ids[:i] for i in range(1, len(token_ids))],
-            skip_special_tokens=False,
-            clean_up_tokenization_spaces=False,
-        )
-        ends = [0]
-        for prefix in prefixes:
-            n = len(prefix) if text.startswith(prefix) else _common_prefix_len(prefix, text)
-            ends.append(max(ends[-1], min(n, len(text))))
-        ends.append(len(text))
-        return [(ends[i], ends[i + 1]) for i in range(len(token_ids))]
+        ids = list(token_ids)
+        T = len(ids)
+        ends = [0] * (T + 1)
+        starts = list(range(0, T, SPAN_BLOCK))
+        exact_start = {0: True}
+        for b in starts[1:]:
+            prefix = self.decode(ids[:b])
+            exact_start[b] = text.startswith(prefix)
+            ends[b] = len(prefix) if exact_start[b] else _common_prefix_len(prefix, text)
+        ends[T] = len(text)
+        for b0 in starts:
+            b1 = min(b0 + SPAN_BLOCK, T)
+            base = ends[b0]
+            local = self.tokenizer.batch_decode(
+                [ids[b0:i] for i in range(b0 + 1, b1 + 1)],
+                skip_special_tokens=False,
+                clean_up_tokenization_spaces=False,
+            )
+            clean = exact_start[b0] and text.startswith(local[-1], base)
+            if b1 < T:
+                clean = clean and base + len(local[-1]) == ends[b1]
+            for i, piece in zip(range(b0 + 1, b1), local[:-1], strict=True):
+                if clean and text.startswith(piece, base):
+                    ends[i] = base + len(piece)
+                else:
+                    full = piece if clean else self.decode(ids[:i])
+                    offset = base if clean else 0
+                    ends[i] = offset + _common_prefix_len(full, text[offset:])
+        for i in range(1, T + 1):  # spans never run backwards
+            ends[i] = max(ends[i], ends[i - 1])
+        return [(ends[i], ends[i + 1]) for i in range(T)]
 
     def token_strings(self, token_ids: list[int], text: str, spans) -> list[str]:
         """Display string of each token: its span of the text, or its own decoding."""
