@@ -338,8 +338,10 @@ def test_token_spans_match_exact_prefix_decoding(block, monkeypatch):
         ends = [0]
         for i in range(1, len(ids) + 1):
             prefix = decode(ids[:i])
-            n = next((j for j, (a, b) in enumerate(zip(prefix, text)) if a != b), None)
+            n = next(
+                (j for j, (a, b) in enumerate(zip(prefix, text, strict=False)) if a != b), None
+            )
             ends.append(max(ends[-1], min(len(prefix), len(text)) if n is None else n))
         ends[-1] = len(text)
-        assert spans == list(zip(ends[:-1], ends[1:])), text
+        assert spans == list(zip(ends[:-1], ends[1:], strict=True)), text
         assert "".join(text[s:e] for s, e in spans) == text
