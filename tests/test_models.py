@@ -223,6 +223,8 @@ def test_pixel_limit_reads_each_processor(tiny_vlm):
 def test_load_model_caches_and_defaults(qwen, tiny_model_dir, monkeypatch):
     path = tiny_model_dir("qwen2_vl")
     assert loading.load_model(path, device="cpu") is qwen
+    private = loading.load_model(path, device="cpu", cache=False)
+    assert private is not qwen and private.model is not qwen.model
     assert qwen.dtype == torch.float32 and qwen.device.type == "cpu"
     assert "Qwen2-VL" in repr(qwen)
     import vepo_viz.tiny

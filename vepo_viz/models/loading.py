@@ -78,6 +78,8 @@ def load_model(
     name_or_path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
+    *,
+    cache: bool = True,
 ) -> VLM:
     """Load a vision-language model and its processor as a `VLM`.
 
@@ -86,6 +88,8 @@ def load_model(
             `save_pretrained`; None = the embedded tiny model (vepo_viz.tiny.DEFAULT_MODEL).
         device: "auto" (cuda, then mps, then cpu), or a torch device string.
         dtype: None = bfloat16 on CUDA, float32 elsewhere; or "float32"/"bfloat16"/"float16".
+        cache: True returns the shared instance for (source, device, dtype), loaded once;
+            treat it as read-only. False loads a private copy (e.g. to train it).
 
     Raises:
         ModelLoadError: not found locally and no network, not a vision-language model,
@@ -103,6 +107,8 @@ def load_model(
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     source, local_only = _locate(str(name_or_path))
+    if not cache:
+        return _load(source, str(name_or_path), local_only, resolved_device, resolved_dtype)
     key = (source, str(resolved_device), str(resolved_dtype))
     if key not in _CACHE:
         _CACHE[key] = _load(source, str(name_or_path), local_only, resolved_device, resolved_dtype)
