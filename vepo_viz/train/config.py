@@ -58,7 +58,7 @@ class TrainConfig:
     out: str = "runs/train/run"
     """Run folder: config.toml, metrics.jsonl, status.json, log.txt, checkpoints/, final/."""
     model: str = "tiny"
-    """"tiny" (the embedded model), a model folder, or a hub id (e.g.
+    """"tiny" or "embedded" (the embedded model), a model folder, or a hub id (e.g.
     Qwen/Qwen2.5-VL-3B-Instruct, loaded from the local cache when offline)."""
     device: str = "auto"
     """"auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N"."""

@@ -156,12 +156,13 @@ def run_summary(run_dir: str | Path) -> dict:
 
 def openable_model(run_dir: str | Path) -> Path | None:
     """The folder to open in the Analyze tab: final/ when finished, else the newest
-    full-model checkpoint (None if there is none yet)."""
+    full-model checkpoint (None if there is none yet; LoRA checkpoints hold only an
+    adapter, so a LoRA run is openable once final/, the merged model, exists)."""
     paths = RunPaths(Path(run_dir))
     if (paths.final / "config.json").exists():
         return paths.final
     for ckpt in sorted(paths.checkpoints.glob("step_*"), reverse=True):
-        if (ckpt / "config.json").exists() or (ckpt / "adapter_config.json").exists():
+        if (ckpt / "config.json").exists():
             return ckpt
     return None
 

@@ -41,6 +41,9 @@ DEFAULT_LORA_TARGETS = (
 """peft target_modules regex: the language model's attention and MLP projections. Vision
 towers (Qwen's `visual`, SigLIP's `vision_tower`) stay frozen."""
 
+EMBEDDED_NAMES = ("tiny", "embedded")
+"""Values of `model` meaning the embedded tiny model (the app's model box says "embedded")."""
+
 _EXTEND_WITH_ONES = ("attention_mask",)
 _EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
 _PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
@@ -405,7 +408,7 @@ def load_fresh(name_or_path: str, device: str = "auto", dtype: str = "auto"):
     whose weights the Analyze tab relies on staying as loaded."""
     from vepo_viz.models import loading
 
-    name = None if name_or_path == "tiny" else name_or_path
+    name = None if name_or_path in EMBEDDED_NAMES else name_or_path
     if name is None:
         from vepo_viz.tiny import DEFAULT_MODEL
 

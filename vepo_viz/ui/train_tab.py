@@ -1,0 +1,376 @@
+"""The app's Train tab: start GRPO runs as background processes, watch and compare them.
+
+`build_train_tab()` creates the tab's components inside the enclosing gr.Blocks/gr.Tab.
+A run is `python -m vepo_viz train --config <run>/config.toml` in its own process (the
+app stays responsive; closing the app does not stop it); the tab polls each selected
+run's metrics.jsonl and status.json every few seconds. Runs started from a terminal
+under the same runs folder show up too. The handlers are thin functions over
+vepo_viz.train.jobs, testable without a browser.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from vepo_viz.errors import VepoError, VepoInputError
+from vepo_viz.train.config import SELECTIONS, VEPO_SCORE_TYPES, TrainConfig
+from vepo_viz.train.curves import plotly_curves
+from vepo_viz.train.jobs import (
+    DEFAULT_RUNS_ROOT,
+    RunPaths,
+    list_runs,
+    openable_model,
+    read_metrics,
+    read_status,
+    run_summary,
+    start_run,
+    stop_run,
+)
+
+POLL_S = 3.0
+"""Seconds between refreshes of the curves and the run table."""
+
+LOG_LINES = 15
+"""Lines of the first selected run's log shown under the curves."""
+
+TABLE_COLUMNS = ["run", "state", "step", "reward", "heldout_acc"]
+
+SELECTION_HELP = {
+    "vepo": "VEPO: top ratio by visual sensitivity x entropy (score type D = reference)",
+    "entropy": "80/20: top ratio by entropy only",
+    "vppo": "VPPO: top ratio by sampled-token visual dependency, advantages rescaled",
+    "random": "random top ratio (control)",
+    "all": "every token (plain GRPO)",
+}
+
+
+@dataclass
+class TrainTab:
+    """The components of the tab (for wiring and tests)."""
+
+    name: gr.Textbox
+    model: gr.Textbox
+    selection: gr.Dropdown
+    score_type: gr.Dropdown
+    ratio: gr.Slider
+    steps: gr.Number
+    prompts_per_step: gr.Number
+    group_size: gr.Number
+    lr: gr.Number
+    seed: gr.Number
+    families: gr.CheckboxGroup
+    difficulty: gr.Slider
+    extra: gr.Textbox
+    start: gr.Button
+    runs: gr.Dropdown
+    refresh: gr.Button
+    table: gr.Dataframe
+    stop: gr.Button
+    open_analyze: gr.Button
+    message: gr.Markdown
+    curves: gr.Plot
+    log: gr.Textbox
+    timer: gr.Timer
+
+
+# ---- handlers (plain functions) ---------------------------------------------------
+
+
+def form_config(
+    runs_root: str | Path,
+    name: str,
+    model: str,
+    selection: str,
+    score_type: str,
+    ratio: float,
+    steps: float,
+    prompts_per_step: float,
+    group_size: float,
+    lr: float,
+    seed: float,
+    families: list[str],
+    difficulty: float,
+    extra: str,
+) -> TrainConfig:
+    """The TrainConfig of the form (extra: TOML lines that override any field)."""
+    from vepo_viz.train.config import _tomllib
+
+    name = (name or "").strip()
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise VepoInputError("give the run a name (letters, digits, - and _; no slashes)")
+    overrides: dict[str, Any] = {}
+    if extra and extra.strip():
+        tomllib = _tomllib()
+        try:
+            overrides = tomllib.loads(extra)
+        except tomllib.TOMLDecodeError as error:
+            raise VepoInputError(f"more settings: not valid TOML ({error})") from error
+
+    def as_int(value, label):
+        if value is None or float(value) != int(value):
+            raise VepoInputError(f"{label} must be a whole number, got {value}")
+        return int(value)
+
+    values = {
+        "out": str(Path(runs_root) / name),
+        "model": (model or "tiny").strip(),
+        "selection": selection,
+        "score_type": score_type,
+        "ratio": float(ratio),
+        "steps": as_int(steps, "steps"),
+        "prompts_per_step": as_int(prompts_per_step, "prompts per step"),
+        "group_size": as_int(group_size, "group size"),
+        "lr": float(lr),
+        "seed": as_int(seed, "seed"),
+        "families": tuple(families or ()),
+        "difficulty": float(difficulty),
+        **overrides,
+    }
+    return TrainConfig.from_dict(values)
+
+
+def start_from_form(runs_root: str | Path, *form) -> tuple[str, list[str]]:
+    """Validate the form, write config.toml and start the run. (message, runs to select)."""
+    cfg = form_config(runs_root, *form)
+    paths = RunPaths(Path(cfg.out))
+    status = read_status(paths.root)
+    if status.get("state") in ("starting", "running"):
+        raise VepoInputError(
+            f"run {paths.root.name} is already running; stop it or pick a new name"
+        )
+    resumed = ""
+    if paths.config.exists():
+        previous = TrainConfig.load_run(paths.root)
+        if previous.to_dict() != cfg.to_dict() and paths.checkpoints.exists():
+            raise VepoInputError(
+                f"a run named {paths.root.name} exists with other settings; pick another name "
+                "(or start it with the same settings to resume it)"
+            )
+        if paths.checkpoints.exists():
+            resumed = " (resuming from its last checkpoint)"
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(cfg.to_toml())
+    process = start_run(paths.config)
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it when it exits
+    return f"started **{paths.root.name}** (pid {process.pid}){resumed}", [paths.root.name]
+
+
+def run_names(runs_root: str | Path) -> list[str]:
+    return [p.name for p in list_runs(runs_root)]
+
+
+def runs_table(runs_root: str | Path, selected: list[str] | None = None) -> pd.DataFrame:
+    """Status of every run (selected ones first)."""
+    names = run_names(runs_root)
+    chosen = [n for n in (selected or []) if n in names]
+    order = chosen + [n for n in names if n not in chosen]
+    rows = [run_summary(Path(runs_root) / n) for n in order]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def curves_figure(runs_root: str | Path, selected: list[str] | None, smooth: int = 1):
+    frames = {n: read_metrics(Path(runs_root) / n) for n in (selected or [])}
+    return plotly_curves(frames, smooth=smooth)
+
+
+def log_tail(runs_root: str | Path, selected: list[str] | None, n_lines: int = LOG_LINES) -> str:
+    if not selected:
+        return ""
+    path = RunPaths(Path(runs_root) / selected[0]).log
+    try:
+        lines = path.read_text(errors="replace").replace("\r", "\n").splitlines()
+    except OSError:
+        return f"(no log for {selected[0]}: started from a terminal?)"
+    lines = [ln for ln in lines if ln.strip() and "Writing model shards" not in ln]
+    return "\n".join(lines[-n_lines:])
+
+
+def stop_selected(runs_root: str | Path, selected: list[str] | None) -> str:
+    if not selected:
+        return "select a run to stop"
+    return "  \n".join(stop_run(Path(runs_root) / n) for n in selected)
+
+
+def analyze_target(runs_root: str | Path, selected: list[str] | None) -> tuple[str | None, str]:
+    """(model folder to open, message) for the first selected run."""
+    if not selected:
+        return None, "select a run first"
+    folder = openable_model(Path(runs_root) / selected[0])
+    if folder is None:
+        return None, f"{selected[0]} has no full-model checkpoint yet (LoRA runs: wait for final/)"
+    return str(folder), f"opened **{folder}** in the Analyze tab (press Analyze there)"
+
+
+# ---- layout ---------------------------------------------------------------------
+
+
+def build_train_tab(
+    model_box: gr.Textbox | None = None,
+    tabs: gr.Tabs | None = None,
+    runs_root: str | Path = DEFAULT_RUNS_ROOT,
+) -> TrainTab:
+    """Create the Train tab's components inside the enclosing Blocks/Tab and wire them.
+
+    model_box / tabs: the Analyze tab's model textbox and the app's gr.Tabs; when given,
+    "Open in Analyze" writes the run's model folder into the box and switches tabs.
+    """
+    from vepo_viz.tasks import FAMILIES
+
+    runs_root = Path(runs_root)
+    gr.Markdown(
+        "Train a model with GRPO that updates only the selected tokens, in a background "
+        "process. Compare rules under identical settings: give each run its own name and the "
+        "same seed, select several runs to overlay their curves. Runs started with "
+        f"`vepo-viz train --out {runs_root}/NAME` appear here too."
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            with gr.Accordion("New run", open=True):
+                name = gr.Textbox(label="run name", value="vepo-seed0", elem_id="vv-train-name")
+                model = gr.Textbox(
+                    label="model",
+                    value="tiny",
+                    info="'tiny' (embedded), a folder or a hub id (LoRA above 200M parameters)",
+                )
+                selection = gr.Dropdown(
+                    list(SELECTIONS),
+                    value="vepo",
+                    label="token selection",
+                    info="; ".join(f"{k}: {v}" for k, v in SELECTION_HELP.items()),
+                    elem_id="vv-train-selection",
+                )
+                score_type = gr.Dropdown(
+                    list(VEPO_SCORE_TYPES), value="D", label="VEPO score type (vepo rule only)"
+                )
+                ratio = gr.Slider(
+                    0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on"
+                )
+                with gr.Row():
+                    steps = gr.Number(value=40, label="steps", precision=0, minimum=1)
+                    seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
+                with gr.Row():
+                    prompts_per_step = gr.Number(value=8, label="prompts / step", precision=0)
+                    group_size = gr.Number(value=8, label="group size G", precision=0)
+                lr = gr.Number(value=1e-5, label="learning rate")
+                families = gr.CheckboxGroup(
+                    list(FAMILIES), value=list(FAMILIES), label="task families"
+                )
+                difficulty = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="difficulty")
+                extra = gr.Textbox(
+                    label="more settings (TOML, any TrainConfig field)",
+                    lines=3,
+                    placeholder='kl_beta = 0.01\nloss_mode = "weight"\nthreads = 1',
+                )
+                start = gr.Button("Start run", variant="primary", elem_id="vv-train-start")
+        with gr.Column(scale=2, min_width=400):
+            names = run_names(runs_root)
+            with gr.Row():
+                runs = gr.Dropdown(
+                    names,
+                    value=names[:1],
+                    multiselect=True,
+                    label="runs (select several to overlay)",
+                    scale=4,
+                    elem_id="vv-train-runs",
+                )
+                refresh = gr.Button("Refresh", scale=1)
+            table = gr.Dataframe(
+                value=runs_table(runs_root, names[:1]),
+                headers=TABLE_COLUMNS,
+                interactive=False,
+                label="runs",
+            )
+            with gr.Row():
+                stop = gr.Button("Stop", variant="stop", elem_id="vv-train-stop")
+                open_analyze = gr.Button("Open in Analyze", elem_id="vv-train-open")
+            message = gr.Markdown(elem_id="vv-train-message")
+            curves = gr.Plot(label="curves", elem_id="vv-train-curves")
+            log = gr.Textbox(
+                label="log (first selected run)", lines=6, max_lines=6, interactive=False
+            )
+    timer = gr.Timer(POLL_S)
+
+    form = [
+        name,
+        model,
+        selection,
+        score_type,
+        ratio,
+        steps,
+        prompts_per_step,
+        group_size,
+        lr,
+        seed,
+        families,
+        difficulty,
+        extra,
+    ]
+
+    def on_start(*values):
+        try:
+            text, chosen = start_from_form(runs_root, *values)
+        except VepoError as error:
+            return f"**not started:** {error}", gr.update()
+        return text, gr.update(choices=run_names(runs_root), value=chosen)
+
+    def on_refresh(selected):
+        selected = [s for s in (selected or []) if s in run_names(runs_root)]
+        return (
+            runs_table(runs_root, selected),
+            curves_figure(runs_root, selected),
+            log_tail(runs_root, selected),
+        )
+
+    def on_rescan(selected):
+        names = run_names(runs_root)
+        return gr.update(choices=names, value=[s for s in (selected or []) if s in names])
+
+    start.click(on_start, inputs=form, outputs=[message, runs])
+    outputs = [table, curves, log]
+    runs.change(on_refresh, inputs=[runs], outputs=outputs)
+    refresh.click(on_rescan, inputs=[runs], outputs=[runs]).then(
+        on_refresh, inputs=[runs], outputs=outputs
+    )
+    timer.tick(on_refresh, inputs=[runs], outputs=outputs, show_progress="hidden")
+    stop.click(lambda s: stop_selected(runs_root, s), inputs=[runs], outputs=[message])
+
+    def on_open(selected):
+        folder, text = analyze_target(runs_root, selected)
+        if folder is None or model_box is None:
+            return text, gr.update(), gr.update()
+        return text, folder, gr.Tabs(selected="analyze") if tabs is not None else gr.update()
+
+    open_outputs = [message, model_box or gr.State(), tabs or gr.State()]
+    open_analyze.click(on_open, inputs=[runs], outputs=open_outputs)
+
+    return TrainTab(
+        name,
+        model,
+        selection,
+        score_type,
+        ratio,
+        steps,
+        prompts_per_step,
+        group_size,
+        lr,
+        seed,
+        families,
+        difficulty,
+        extra,
+        start,
+        runs,
+        refresh,
+        table,
+        stop,
+        open_analyze,
+        message,
+        curves,
+        log,
+        timer,
+    )
