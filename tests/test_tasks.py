@@ -145,3 +145,27 @@ def test_sample_data_is_heldout_and_reproducible(tmp_path):
     assert fresh.read_text() == (shipped / "samples.jsonl").read_text()
     for r in rows:
         assert (shipped / r["image"]).read_bytes() == (tmp_path / r["image"]).read_bytes()
+
+
+def test_cell_colors_on_a_hand_made_image():
+    from PIL import Image, ImageDraw
+
+    from vepo_viz.tasks.base import cell_colors
+    from vepo_viz.tasks.draw import COLORS
+
+    img = Image.new("RGB", (112, 112), (250, 250, 250))
+    d = ImageDraw.Draw(img)
+    d.rectangle([2, 2, 20, 20], fill=COLORS["red"])  # cell (0, 0)
+    d.rectangle([90, 90, 108, 108], fill=COLORS["blue"])  # cell (3, 3)
+    d.rectangle([30, 60, 31, 61], fill=COLORS["green"])  # 4 pixels: too few, "none"
+    cells = cell_colors(img, COLORS)
+    assert cells[0] == "red" and cells[15] == "blue"
+    assert cells.count("none") == 14
+
+
+def test_describe_examples_are_interleaved_in_training_data():
+    from vepo_viz.tiny.data import DESCRIBE_EVERY, train_example
+
+    fams = [train_example(i).family for i in range(4 * DESCRIBE_EVERY)]
+    assert fams.count("describe") == 4
+    assert [f for f in fams if f != "describe"][:5] == list(FAMILIES)

@@ -15,8 +15,45 @@ def prompt_messages(question: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
 
+DESCRIBE_QUESTION = "Name the main color of each cell, row by row."
+DESCRIBE_EVERY = 4
+"""Every DESCRIBE_EVERY-th training example is the auxiliary 'describe' task."""
+
+
+def describe_example(ex: Example) -> Example:
+    """Auxiliary task on ex's image: the colour of each of the 4 x 4 cells, row by row.
+
+    Dense supervision tied to single image tokens (a cell is one merged 28 px token). It is
+    the project's stand-in for the captioning stage of VLM pre-training: it gets the vision
+    pathway used early, before the model settles on ignoring the image.
+    """
+    from vepo_viz.tasks import Segment
+    from vepo_viz.tasks.base import cell_colors
+    from vepo_viz.tasks.draw import COLORS
+
+    cells = cell_colors(ex.image, COLORS)
+    segs = [Segment("Cells:", "template")] + [Segment(f" {c}", "visual") for c in cells]
+    return Example(
+        "describe",
+        ex.seed,
+        ex.difficulty,
+        ex.image,
+        DESCRIBE_QUESTION,
+        " ".join(cells),
+        segs + [Segment(".", "template")],
+        (*COLORS, "none"),
+    )
+
+
 def train_example(index: int, difficulty_range: tuple[float, float] = (0.0, 1.0)) -> Example:
-    """The index-th training example: families interleaved, difficulty spread over the range."""
+    """The index-th training example: families interleaved, difficulty spread over the range;
+    every DESCRIBE_EVERY-th one is the auxiliary describe task on a fresh image."""
+    if index % DESCRIBE_EVERY == DESCRIBE_EVERY - 1:
+        return describe_example(_suite_example(index // DESCRIBE_EVERY + 10**7, difficulty_range))
+    return _suite_example(index - index // DESCRIBE_EVERY, difficulty_range)
+
+
+def _suite_example(index: int, difficulty_range: tuple[float, float]) -> Example:
     fams = list(FAMILIES)
     fam = fams[index % len(fams)]
     lo, hi = difficulty_range

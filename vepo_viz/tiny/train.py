@@ -46,6 +46,12 @@ class TrainConfig:
     difficulty_hi: float = 1.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
+    feature_norm_max: float = 4.0
+    """Image-feature norm above which a penalty applies (about 2x the norm at init)."""
+    feature_norm_coef: float = 1e-3
+    """Weight of the penalty mean(relu(||f|| - feature_norm_max)^2). Without it, training
+    from scratch blows the image features up into a huge constant (norm 2,500 after 2,000
+    steps: an attention sink) and the model ignores the image; 0 disables it."""
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch_size <= 0:
@@ -67,6 +73,24 @@ def sft_loss(model, batch) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE
     )
+
+
+class FeatureNormPenalty:
+    """Records the vision tower's output during a forward and penalises norms above a cap."""
+
+    def __init__(self, model, norm_max: float):
+        self.norm_max, self.features = norm_max, []
+        self.handle = model.model.visual.merger.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.features.append(output)  # (n_image_tokens, D)
+
+    def pop(self) -> tuple[torch.Tensor, float]:
+        """(penalty, mean feature norm) of the features recorded since the last pop."""
+        feats = torch.cat(self.features)
+        self.features = []
+        norms = feats.float().norm(dim=-1)  # (n,)
+        return torch.relu(norms - self.norm_max).pow(2).mean(), float(norms.mean())
 
 
 def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
@@ -105,6 +129,7 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "metrics.jsonl").open("a")
     model.train()
+    penalty = FeatureNormPenalty(model, cfg.feature_norm_max)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="tiny-train")
     t0 = time.time() - elapsed
     for step in bar:
@@ -117,7 +142,8 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
         loss = sft_loss(model, batch)
-        loss.backward()
+        norm_penalty, feature_norm = penalty.pop()
+        (loss + cfg.feature_norm_coef * norm_penalty).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -127,14 +153,17 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
             "loss": loss.item(),
             "grad_norm": float(grad_norm),
             "lr": lr_at(cfg, step),
+            "feature_norm": feature_norm,
             "elapsed_s": time.time() - t0,
         }
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             from vepo_viz.tiny.evaluate import accuracy
 
             model.eval()
+            penalty.handle.remove()
             acc = accuracy(model, processor, n_per_family=cfg.n_eval_per_family)
             model.train()
+            penalty = FeatureNormPenalty(model, cfg.feature_norm_max)
             rec["heldout_acc"] = acc
             tqdm.write(f"step {step + 1}: held-out accuracy {json.dumps(acc)}")
         log.write(json.dumps(rec) + "\n")
