@@ -171,3 +171,26 @@ def test_background_run_stop_resume_and_open(tmp_path):
     assert read_status(paths.root)["state"] == "finished"
     steps = read_metrics(paths.root)["step"]
     assert steps.max() == step + 1 and steps.is_unique
+
+
+def test_repro_summary_table_and_mean_curves(tmp_path):
+    from vepo_viz.train import repro
+
+    for rule in ("entropy", "vepo"):
+        for seed in (0, 1):
+            run = _fake_run(tmp_path, f"{rule}-s{seed}")
+            lines = RunPaths(run).metrics.read_text().splitlines()[:-1]  # drop the cut line
+            final = {"step": 4, "heldout_acc": 0.5 + 0.1 * seed + (0.05 if rule == "vepo" else 0)}
+            RunPaths(run).metrics.write_text("\n".join(lines[:-1] + [json.dumps(final)]) + "\n")
+    summary = repro.summarise(tmp_path, ["entropy", "vepo"], [0, 1])
+    assert summary["rules"]["vepo"]["acc_end_mean"] == pytest.approx(0.6)
+    assert summary["rules"]["entropy"]["acc_end_std"] == pytest.approx(0.0707, abs=1e-3)
+    table = repro.markdown_table(summary)
+    assert "| vepo | 0.200 | 0.600 ± 0.071 |" in table
+    curves = repro.mean_curves(tmp_path, ["entropy", "vepo"], [0, 1])
+    assert set(curves) == {"entropy", "vepo"} and curves["vepo"]["reward"].notna().sum() == 4
+    assert repro._parse_sets(["lr=1e-4", "families=['color']", "perturb=gaussian"]) == {
+        "lr": 1e-4,
+        "families": ["color"],
+        "perturb": "gaussian",
+    }

@@ -1,0 +1,252 @@
+"""Mini-reproduction: token-selection rules x seeds on the embedded model, same steps and data.
+
+    python -m vepo_viz.train.repro --init runs/repro/init --out runs/repro \
+        --rules all entropy vepo random --seeds 0 1 2 --steps 60 --jobs 2 \
+        --set prompts_per_step=8 group_size=8 lr=1e-4 --figures docs/figures
+
+Each (rule, seed) is one `vepo-viz train` process (run folder OUT/RULE-sSEED); for a given
+seed every rule sees the same prompts in the same order and starts from the same weights.
+--jobs runs that many processes at once, one torch thread each. Finished runs are skipped
+when the script is run again (killed ones resume from their checkpoint). At the end it
+writes OUT/summary.json, a Markdown table of held-out accuracy (mean, std and range over
+seeds) and, with --figures, PNG curves averaged over seeds.
+
+--init takes a model folder, or an SFT training checkpoint (a ckpt.pt state dict of
+vepo_viz.tiny.train) together with --processor, exported to OUT/init first: an early
+checkpoint leaves the headroom a short RL run needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.jobs import RunPaths, read_metrics, read_status
+
+RULE_COLORS = {"all": "#7f7f7f", "entropy": "#1f77b4", "vepo": "#d62728", "random": "#2ca02c"}
+
+
+def export_sft_checkpoint(
+    state_path: str | Path, processor_dir: str | Path, out: str | Path
+) -> Path:
+    """A model folder (save_pretrained + processor) from a tiny-model SFT ckpt.pt."""
+    import torch
+
+    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+    from vepo_viz.tiny.build import TinyConfig, build_model
+
+    processor = Qwen2VLProcessorNoVideo.from_pretrained(str(processor_dir))
+    model = build_model(processor.tokenizer, TinyConfig())
+    state = torch.load(str(state_path), weights_only=False, map_location="cpu")
+    model.load_state_dict(state["model"])
+    out = Path(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    (out / "sft_source.json").write_text(
+        json.dumps({"checkpoint": str(state_path), "sft_step": int(state.get("step", -1))})
+    )
+    return out
+
+
+def _parse_sets(items: list[str]) -> dict:
+    """key=value pairs, values read as TOML scalars (numbers, true/false, "strings")."""
+    from vepo_viz.train.config import _tomllib
+
+    tomllib = _tomllib()
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def run_grid(
+    init: str,
+    out: Path,
+    rules: list[str],
+    seeds: list[int],
+    steps: int,
+    jobs: int,
+    settings: dict,
+) -> list[Path]:
+    """Start every (rule, seed) run, at most `jobs` at once; wait for all. Run folders."""
+    pending = []
+    for seed in seeds:
+        for rule in rules:
+            run_dir = out / f"{rule}-s{seed}"
+            cfg = TrainConfig.from_dict(
+                {
+                    "threads": 1,
+                    **settings,
+                    "model": init,
+                    "out": str(run_dir),
+                    "selection": rule,
+                    "seed": seed,
+                    "steps": steps,
+                }
+            )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cfg_path = run_dir / "config.toml"
+            if read_status(run_dir).get("state") != "finished":
+                cfg_path.write_text(cfg.to_toml())
+                pending.append((run_dir, cfg_path))
+    running: list[tuple[Path, subprocess.Popen]] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            run_dir, cfg_path = pending.pop(0)
+            log = RunPaths(run_dir).log.open("ab")
+            command = [sys.executable, "-m", "vepo_viz", "train", "--config", str(cfg_path)]
+            running.append(
+                (run_dir, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            )
+            log.close()
+            print(f"started {run_dir.name}", flush=True)
+        time.sleep(5)
+        for item in list(running):
+            run_dir, process = item
+            if process.poll() is not None:
+                running.remove(item)
+                state = read_status(run_dir).get("state")
+                print(f"{run_dir.name}: exit {process.returncode} ({state})", flush=True)
+    return [out / f"{rule}-s{seed}" for seed in seeds for rule in rules]
+
+
+def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
+    """Held-out accuracy before/after per run, per rule mean/std/range, wall time."""
+    runs = {}
+    for rule in rules:
+        for seed in seeds:
+            df = read_metrics(out / f"{rule}-s{seed}")
+            if df.empty or "heldout_acc" not in df:
+                continue
+            ev = df[df["heldout_acc"].notna()].sort_values("step")
+            tr = df[df["reward"].notna()] if "reward" in df else pd.DataFrame()
+            family_cols = [c for c in ev.columns if c.startswith("heldout_acc_")]
+            runs[f"{rule}-s{seed}"] = {
+                "rule": rule,
+                "seed": seed,
+                "acc_start": float(ev["heldout_acc"].iloc[0]),
+                "acc_end": float(ev["heldout_acc"].iloc[-1]),
+                "acc_end_family": {c[12:]: float(ev[c].iloc[-1]) for c in family_cols},
+                "steps": int(tr["step"].max()) if not tr.empty else 0,
+                "reward_first5": float(tr["reward"].head(5).mean()) if not tr.empty else None,
+                "reward_last5": float(tr["reward"].tail(5).mean()) if not tr.empty else None,
+                "wall_s": float(tr["elapsed_s"].max()) if "elapsed_s" in tr else None,
+                "step_cpu_s": float(tr["step_s"].median()) if "step_s" in tr else None,
+                "entropy_selected": float(tr["entropy_selected"].mean()),
+                "entropy_all": float(tr["entropy_all"].mean()),
+                "vis_selected": float(tr["vis_selected"].mean()) if "vis_selected" in tr else None,
+                "vis_all": float(tr["vis_all"].mean()) if "vis_all" in tr else None,
+            }
+    table = {}
+    for rule in rules:
+        ends = [r["acc_end"] for r in runs.values() if r["rule"] == rule]
+        if not ends:
+            continue
+        table[rule] = {
+            "n_seeds": len(ends),
+            "acc_end_mean": statistics.mean(ends),
+            "acc_end_std": statistics.stdev(ends) if len(ends) > 1 else 0.0,
+            "acc_end_min": min(ends),
+            "acc_end_max": max(ends),
+            "acc_start_mean": statistics.mean(
+                r["acc_start"] for r in runs.values() if r["rule"] == rule
+            ),
+            "reward_last5_mean": statistics.mean(
+                r["reward_last5"] for r in runs.values() if r["rule"] == rule
+            ),
+        }
+    walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
+    return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls)}
+
+
+def markdown_table(summary: dict) -> str:
+    lines = [
+        "| rule | held-out acc. before | after (mean ± std over seeds) | range | train reward, last 5 steps |",
+        "|---|---|---|---|---|",
+    ]
+    for rule, r in summary["rules"].items():
+        lines.append(
+            f"| {rule} | {r['acc_start_mean']:.3f} | {r['acc_end_mean']:.3f} ± {r['acc_end_std']:.3f} "
+            f"| {r['acc_end_min']:.3f} - {r['acc_end_max']:.3f} | {r['reward_last5_mean']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def mean_curves(out: Path, rules: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
+    """Per rule: metrics averaged over seeds at each step."""
+    curves = {}
+    for rule in rules:
+        frames = []
+        for seed in seeds:
+            df = read_metrics(out / f"{rule}-s{seed}")
+            if not df.empty:
+                frames.append(df.select_dtypes("number").groupby("step").mean())
+        if frames:
+            curves[rule] = pd.concat(frames).groupby(level=0).mean().reset_index()
+    return curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--init", required=True, help="model folder, or an SFT ckpt.pt")
+    parser.add_argument("--processor", help="processor folder (with an SFT ckpt.pt --init)")
+    parser.add_argument("--out", default="runs/repro")
+    parser.add_argument("--rules", nargs="+", default=["all", "entropy", "vepo", "random"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], help="TrainConfig key=value pairs")
+    parser.add_argument("--figures", help="folder for PNG curves (e.g. docs/figures)")
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    init = args.init
+    if init.endswith(".pt"):
+        if not args.processor:
+            parser.error("--init with a .pt checkpoint needs --processor")
+        init = str(export_sft_checkpoint(init, args.processor, out / "init"))
+    settings = _parse_sets(args.set)
+    t0 = time.time()
+    if not args.summarise_only:
+        run_grid(init, out, args.rules, args.seeds, args.steps, args.jobs, settings)
+    summary = summarise(out, args.rules, args.seeds)
+    summary["grid_wall_s"] = time.time() - t0
+    summary["init"] = init
+    summary["settings"] = settings
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(markdown_table(summary))
+    if args.figures:
+        from vepo_viz.train.curves import matplotlib_curves
+
+        curves = mean_curves(out, args.rules, args.seeds)
+        figures = Path(args.figures)
+        matplotlib_curves(
+            curves,
+            figures / "mini_repro_curves.png",
+            panels=("reward", "heldout", "entropy", "vis"),
+            smooth=5,
+            colors=RULE_COLORS,
+        )
+        print(f"figures in {figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
