@@ -82,8 +82,8 @@ def plotly_curves(runs: dict[str, pd.DataFrame], smooth: int = 1):
                 )
     fig.update_layout(
         height=260 * n_rows,
-        margin={"l": 40, "r": 20, "t": 40, "b": 30},
-        legend={"orientation": "h", "y": 1.04, "x": 0},
+        margin={"l": 40, "r": 20, "t": 70, "b": 30},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         template="plotly_white",
     )
     fig.update_xaxes(title_text="step", row=n_rows)

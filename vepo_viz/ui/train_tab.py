@@ -34,7 +34,8 @@ from vepo_viz.train.jobs import (
 )
 
 POLL_S = 3.0
-"""Seconds between refreshes of the curves and the run table."""
+"""Seconds between refreshes of the curves and the run table (only while a run shown in
+the table is starting or running; selecting runs or pressing Refresh re-checks)."""
 
 LOG_LINES = 15
 """Lines of the first selected run's log shown under the curves."""
@@ -294,7 +295,9 @@ def build_train_tab(
             log = gr.Textbox(
                 label="log (first selected run)", lines=6, max_lines=6, interactive=False
             )
-    timer = gr.Timer(POLL_S)
+    # Active at first: its first tick after page load draws the curves, then it stays on
+    # only while a run is live.
+    timer = gr.Timer(POLL_S, active=True)
 
     form = [
         name,
@@ -321,10 +324,13 @@ def build_train_tab(
 
     def on_refresh(selected):
         selected = [s for s in (selected or []) if s in run_names(runs_root)]
+        table = runs_table(runs_root, selected)
+        live = any(table["state"].isin(["starting", "running"]))
         return (
-            runs_table(runs_root, selected),
+            table,
             curves_figure(runs_root, selected),
             log_tail(runs_root, selected),
+            gr.Timer(active=live),  # poll only while something runs
         )
 
     def on_rescan(selected):
@@ -332,7 +338,7 @@ def build_train_tab(
         return gr.update(choices=names, value=[s for s in (selected or []) if s in names])
 
     start.click(on_start, inputs=form, outputs=[message, runs])
-    outputs = [table, curves, log]
+    outputs = [table, curves, log, timer]
     runs.change(on_refresh, inputs=[runs], outputs=outputs)
     refresh.click(on_rescan, inputs=[runs], outputs=[runs]).then(
         on_refresh, inputs=[runs], outputs=outputs
