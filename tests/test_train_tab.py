@@ -110,6 +110,7 @@ def test_table_curves_log_and_open_in_analyze(tmp_path):
     assert read_status(tmp_path / "b")["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_matplotlib_curves(tmp_path):
     run = _fake_run(tmp_path, "a")
     out = matplotlib_curves({"a": read_metrics(run)}, tmp_path / "fig.png")

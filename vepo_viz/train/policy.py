@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -404,25 +403,9 @@ class VLMPolicy:
 
 
 def load_fresh(name_or_path: str, device: str = "auto", dtype: str = "auto"):
-    """A `VLM` loaded for training: never the shared read-only cache of `load_model`,
-    whose weights the Analyze tab relies on staying as loaded."""
-    from vepo_viz.models import loading
+    """A private `VLM` to train (load_model(cache=False)): never the shared read-only
+    instance the Analyze tab relies on staying as loaded."""
+    from vepo_viz.models import load_model
 
     name = None if name_or_path in EMBEDDED_NAMES else name_or_path
-    if name is None:
-        from vepo_viz.tiny import DEFAULT_MODEL
-
-        name = DEFAULT_MODEL
-        if not (Path(name) / "config.json").is_file():
-            raise ModelLoadError(
-                f"the embedded tiny model is not installed at {name}; set model to a folder "
-                "or hub id"
-            )
-    resolved_device = loading.resolve_device(device)
-    resolved_dtype = loading.resolve_dtype(None if dtype == "auto" else dtype, resolved_device)
-    source, local_only = loading._locate(str(name))
-    return loading._load(source, str(name_or_path), local_only, resolved_device, resolved_dtype)
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return load_model(name, device=device, dtype=None if dtype == "auto" else dtype, cache=False)
