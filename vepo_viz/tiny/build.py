@@ -39,6 +39,9 @@ CHAT_TEMPLATE = (
 )
 
 
+BACKGROUND_MEAN = (0.96, 0.96, 0.96)
+
+
 @dataclass(frozen=True)
 class TinyConfig:
     """Architecture of the embedded model."""
@@ -97,8 +100,19 @@ def build_processor(tokenizer, cfg: TinyConfig = TinyConfig()):
     from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
 
     n_pixels = cfg.image_size * cfg.image_size
+    # image_mean is the suite's light background rather than CLIP's mean: patches of plain
+    # background then enter the vision tower as ~0 instead of a large constant vector,
+    # which made learning colours from scratch several times faster (a linear probe on the
+    # tower: 88% after 40 steps vs 19% with CLIP's mean). std stays CLIP's, so sigma = 2 in
+    # normalised units is the same pixel-space strength as for Qwen models (about 0.54).
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=n_pixels, max_pixels=n_pixels, patch_size=14, merge_size=2, temporal_patch_size=2
+        min_pixels=n_pixels,
+        max_pixels=n_pixels,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=list(BACKGROUND_MEAN),
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     return Qwen2VLProcessorNoVideo(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE

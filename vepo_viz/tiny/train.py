@@ -46,6 +46,13 @@ class TrainConfig:
     difficulty_hi: float = 1.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
+    vision_pretrain_steps: int = 300
+    """Stage 1: steps of per-cell colour classification on the vision tower's output (a
+    linear head, discarded after), before any text. Without it the language model settles
+    on ignoring the image before the vision features carry anything (measured: the colour
+    of a single 24 px circle was still at chance after 300 SFT steps; with 100 stage-1
+    steps first, it was read correctly within 25-125 steps)."""
+    vision_pretrain_lr: float = 1e-3
     feature_norm_max: float = 4.0
     """Image-feature norm above which a penalty applies (about 2x the norm at init)."""
     feature_norm_coef: float = 1e-3
@@ -58,6 +65,35 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be positive")
         if not 0 <= self.difficulty_lo <= self.difficulty_hi <= 1:
             raise ValueError("need 0 <= difficulty_lo <= difficulty_hi <= 1")
+
+
+def pretrain_vision(model, processor, cfg: TrainConfig) -> list[float]:
+    """Stage 1: train the vision tower to tell each 28 px cell's main colour (or none)."""
+    from vepo_viz.tasks.base import cell_colors
+    from vepo_viz.tasks.draw import COLORS
+    from vepo_viz.tiny.data import _suite_example
+
+    names = [*COLORS, "none"]
+    visual = model.model.visual
+    head = torch.nn.Linear(model.config.text_config.hidden_size, len(names))
+    opt = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=cfg.vision_pretrain_lr)
+    losses = []
+    span = (cfg.difficulty_lo, cfg.difficulty_hi)
+    for step in tqdm(range(cfg.vision_pretrain_steps), desc="vision stage"):
+        images = [
+            _suite_example(2 * 10**7 + step * cfg.batch_size + i, span).image
+            for i in range(cfg.batch_size)
+        ]
+        px = processor.image_processor(images, return_tensors="pt")
+        out = visual(px["pixel_values"], grid_thw=px["image_grid_thw"])
+        feats = getattr(out, "pooler_output", out)  # (B * 16, D): one row per merged cell
+        labels = torch.tensor([names.index(c) for im in images for c in cell_colors(im, COLORS)])
+        loss = torch.nn.functional.cross_entropy(head(feats), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -126,6 +162,11 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         opt.load_state_dict(state["optimizer"])
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         print(f"resumed from {ckpt_path} at step {start}")
+    elif cfg.vision_pretrain_steps:
+        stage1 = pretrain_vision(model, processor, cfg)
+        (out / "vision_stage.json").write_text(
+            json.dumps({"loss_first": stage1[0], "loss_last": stage1[-1]})
+        )
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "metrics.jsonl").open("a")
     model.train()
