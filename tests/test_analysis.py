@@ -274,3 +274,11 @@ def test_settings_round_trip_and_tau():
 def test_settings_object_is_required(qwen, scene):
     with pytest.raises(VepoInputError, match="AnalysisSettings"):
         analyze(qwen, scene, QUESTION, response=RESPONSE, settings={"ratio": 0.5})
+
+
+def test_response_text_is_what_the_model_scored(qwen, scene):
+    """Characters the tokenizer cannot encode are not in result.response (the tiny
+    tokenizer knows ASCII only), so offsets always index the scored text."""
+    result = analyze(qwen, scene, QUESTION, response="Red é square")
+    assert result.response == qwen.decode(result.token_ids.tolist())
+    assert "".join(result.response[s:e] for s, e in result.offsets) == result.response

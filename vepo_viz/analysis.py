@@ -312,7 +312,9 @@ def analyze(
             token_ids = vlm.response_ids(prompt, response)
         with _timed(timing, "clean_pass"):
             hidden_clean = vlm.hidden_states(prompt, token_ids)  # (T, D)
-        text, truncated = response, False
+        # What the model scored: equal to `response` except where the tokenizer
+        # normalises text or cannot encode some characters (then offsets follow this).
+        text, truncated = vlm.decode(token_ids), False
     with _timed(timing, "counterfactual"):
         hidden_noisy = [
             vlm.hidden_states(prompt, token_ids, vlm.view_inputs(prompt, settings.perturb, k))

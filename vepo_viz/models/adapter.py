@@ -161,7 +161,7 @@ class VLM:
             ids = tok(response, add_special_tokens=False)["input_ids"]
         if not ids:
             raise VepoInputError(
-                f"the response {response!r} has no tokens for this model's tokenizer; paste a "
+                f"the response {response[:60]!r} has no tokens for this model's tokenizer; paste a "
                 "non-empty response (or leave it out to let the model answer)"
             )
         return list(ids)
