@@ -341,3 +341,20 @@ def test_vppo_rescales_advantages():
     scale = selection.advantage_scale
     for i in range(4):
         torch.testing.assert_close(deltas[0][i], deltas[1][i] * scale[i], atol=1e-6, rtol=1e-5)
+
+
+def test_kind_metrics_counts_selected_token_kinds():
+    from vepo_viz.train.selection import kind_metrics
+
+    mask = torch.tensor(
+        [[True, True, True, False], [True, True, True, True], [True, True, False, False]]
+    )
+    selected = torch.tensor(
+        [[True, False, False, False], [False, True, True, False], [True, True, False, False]]
+    )
+    kinds = [("visual", "template", "free"), ("template", "visual", "answer", "visual"), None]
+    m = kind_metrics(kinds, selected, mask)
+    assert m["share_visual"] == pytest.approx(2 / 3) and m["share_answer"] == pytest.approx(1 / 3)
+    assert m["share_template"] == 0 and m["recall_visual"] == pytest.approx(2 / 3)
+    assert m["kinds_rows"] == 2
+    assert math.isnan(kind_metrics([None] * 3, selected, mask)["share_visual"])

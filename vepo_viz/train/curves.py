@@ -13,6 +13,11 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("heldout", "Held-out accuracy (greedy)", ("heldout_acc",)),
     ("entropy", "Entropy: selected (solid) vs all (dashed)", ("entropy_selected", "entropy_all")),
     ("vis", "Visual sensitivity: selected vs all", ("vis_selected", "vis_all")),
+    (
+        "visual_tokens",
+        "Image-read tokens: share of selected (solid), recall (dashed)",
+        ("share_visual", "recall_visual"),
+    ),
     ("kl", "KL to reference (k3) / approx KL to rollout", ("kl", "approx_kl")),
     ("clip", "Clip fraction", ("clip_fraction",)),
     ("time", "Step time (s)", ("step_s",)),

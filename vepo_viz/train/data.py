@@ -7,14 +7,14 @@ resumed from a checkpoint sees exactly the prompts an uninterrupted run would.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from vepo_viz.errors import VepoInputError
-from vepo_viz.tasks import FAMILIES, iter_split, make_example, split_seed, verify
+from vepo_viz.tasks import FAMILIES, Example, iter_split, make_example, split_seed, verify
 from vepo_viz.train.config import TrainConfig
 
 DATA_ORDER_STRIDE = 1_000_003
@@ -33,6 +33,9 @@ class TaskPrompt:
     """Answers that count as well-formed (None: any extracted answer is well-formed)."""
     family: str = ""
     """Suite family, or the JSONL's "family" column ("" if none): evaluation groups by it."""
+    example: Example | None = field(default=None, compare=False, repr=False)
+    """The suite example (None for user data): its template tells which response tokens
+    were read off the image, for the selected-token diagnostics."""
 
     def reward(self, response: str) -> tuple[float, bool, bool]:
         """(reward, correct, well_formed) of a response, from the suite's verifier."""
@@ -49,6 +52,7 @@ def _suite_prompt(family: str, seed: int, difficulty: float, split: str) -> Task
         answer=ex.answer,
         answer_space=tuple(ex.answer_space),
         family=family,
+        example=ex,
     )
 
 

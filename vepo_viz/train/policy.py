@@ -350,6 +350,24 @@ class VLMPolicy:
         self.model.train(was_training)
         return out
 
+    def token_kinds(self, prompt: TaskPrompt, token_ids: list[int]) -> tuple[str, ...] | None:
+        """Kind of each response token ("visual", "template", "free", "answer"; the
+        end-of-turn token is "template") when the prompt is a suite example and the
+        response follows its template, else None."""
+        from vepo_viz.tasks import token_kinds
+
+        if prompt.example is None or not token_ids:
+            return None
+        ids = list(token_ids)
+        n_end = 1 if ids[-1] in self.vlm.eos_token_ids else 0
+        body = ids[: len(ids) - n_end]
+        text = self.vlm.decode(body)
+        spans = prompt.example.annotate(text)
+        if spans is None:
+            return None
+        kinds = token_kinds(self.vlm.token_spans(body, text), spans, text) if body else []
+        return tuple(kinds) + ("template",) * n_end
+
     def decode(self, token_ids: list[int]) -> str:
         """Response text for the verifier (special tokens dropped)."""
         return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -38,6 +38,8 @@ class Episode:
     reward: float
     correct: bool
     well_formed: bool
+    kinds: tuple[str, ...] | None = None
+    """Kind of each response token (suite prompts whose response follows the template)."""
 
 
 def rollout(policy, prompts: list[TaskPrompt], cfg: TrainConfig, step: int) -> list[Episode]:
@@ -54,8 +56,11 @@ def rollout(policy, prompts: list[TaskPrompt], cfg: TrainConfig, step: int) -> l
         prompt = prompts[i // cfg.group_size]
         text = policy.decode(ids)
         reward, correct, well_formed = prompt.reward(text)
+        kinds = policy.token_kinds(prompt, ids) if hasattr(policy, "token_kinds") else None
         episodes.append(
-            Episode(prompt, i // cfg.group_size, tuple(ids), text, reward, correct, well_formed)
+            Episode(
+                prompt, i // cfg.group_size, tuple(ids), text, reward, correct, well_formed, kinds
+            )
         )
     return episodes
 

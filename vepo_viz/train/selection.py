@@ -114,3 +114,38 @@ def selection_metrics(
             vis_all=mean(vis, mask),
         )
     return out
+
+
+def kind_metrics(
+    kinds: list[tuple[str, ...] | None], selected: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float]:
+    """Which kinds of tokens a rule trains on (suite responses that follow the template).
+
+    kinds: per row, the kind of each response token (None: unknown row, skipped);
+    selected, mask: (N, T) bool. Returns share_<kind> (share of the selected tokens of
+    that kind), recall_visual (share of "visual" tokens selected) and kinds_rows (rows
+    counted).
+    """
+    from vepo_viz.tasks import KINDS
+
+    counts = {k: 0 for k in KINDS}
+    n_visual = n_visual_selected = n_rows = 0
+    for row, row_kinds in enumerate(kinds):
+        if row_kinds is None:
+            continue
+        n = int(mask[row].sum())
+        if n != len(row_kinds):
+            continue  # a response cut differently from its annotation: skip it
+        n_rows += 1
+        chosen = selected[row, :n].tolist()
+        for kind, is_selected in zip(row_kinds, chosen, strict=True):
+            if is_selected:
+                counts[kind] += 1
+            if kind == "visual":
+                n_visual += 1
+                n_visual_selected += int(is_selected)
+    total = sum(counts.values())
+    out = {f"share_{k}": counts[k] / total if total else float("nan") for k in KINDS}
+    out["recall_visual"] = n_visual_selected / n_visual if n_visual else float("nan")
+    out["kinds_rows"] = float(n_rows)
+    return out

@@ -53,7 +53,7 @@ from vepo_viz.train.data import PromptSource, TaskPrompt
 from vepo_viz.train.jobs import RunPaths, write_status
 from vepo_viz.train.policy import VLMPolicy, derive_seed, make_generator
 from vepo_viz.train.rollout import RolloutBatch, rollout, score_pass, update
-from vepo_viz.train.selection import select_for_step, selection_metrics
+from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
 
 EVAL_BATCH = 64
 """Held-out prompts decoded per generate call."""
@@ -166,6 +166,7 @@ def train_step(policy, optimizer, source: PromptSource, cfg: TrainConfig, step: 
         **_episode_metrics(batch, cfg),
         **metrics,
         **selection_metrics(signals, selection, cfg.alpha),
+        **kind_metrics([e.kinds for e in episodes], selection.selected, signals.mask),
         "lr": lr_at(cfg, step),
         "rollout_s": t_rollout - t0,
         "score_s": t_score - t_rollout,
