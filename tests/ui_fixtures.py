@@ -152,3 +152,76 @@ class FakeBackend:
 
     def image_normalization(self, model_name):
         return [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+
+
+# ---- a served app for the end-to-end and browser tests ------------------------------------
+
+
+def embedded_model_ready() -> bool:
+    """True when the embedded tiny model's files are in place."""
+    from pathlib import Path
+
+    from vepo_viz.tiny import DEFAULT_MODEL
+
+    folder = Path(DEFAULT_MODEL)
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_app(model: str, max_file_size: str = "25mb", backend=None):
+    """Launch the app on 127.0.0.1 and a free port in this process: (demo, url)."""
+    from vepo_viz.ui.app import build_app, launch_kwargs
+    from vepo_viz.ui.backend import ModelBackend
+
+    demo = build_app(backend or ModelBackend(device="cpu"), default_model=model)
+    demo.queue(default_concurrency_limit=4)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(max_file_size=max_file_size),
+    )
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def serve_app_process(model: str, timeout_s: float = 300.0):
+    """`python app.py --host 127.0.0.1 --port N --model MODEL` in a subprocess, as a user
+    runs it: (process, url). The caller terminates the process."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--model", model],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    process.terminate()
+    raise TimeoutError(f"app.py did not answer on {url} within {timeout_s} s")

@@ -37,8 +37,8 @@ MAX_FILE_SIZE = "25mb"
 CLICK_JS = """
 <script>
 // Clicking a token in the heatmap or the scatter selects it in the token-detail view:
-// plotly's click event writes the token index into a hidden textbox, whose input event
-// the app handles. (gr.Plot has no click event of its own in gradio 6.)
+// plotly's click event writes "index:time" into a hidden textbox, whose change event the
+// app handles. (gr.Plot has no click event of its own in gradio 6.)
 (function () {
   function onClick(ev) {
     var p = ev && ev.points && ev.points[0];
@@ -257,7 +257,11 @@ def build_app(
                                 elem_id="vv-token",
                                 scale=1,
                             )
-                            token_click = gr.Textbox(visible="hidden", elem_id="vv-token-click")
+                            # Written by CLICK_JS; hidden by CSS (a visible="hidden"
+                            # component is not bound in the page, so it cannot fire).
+                            token_click = gr.Textbox(
+                                elem_id="vv-token-click", show_label=False, container=False
+                            )
                         detail_plot = gr.Plot(
                             label="Top candidates: clean vs perturbed image", elem_id="vv-detail"
                         )
@@ -401,69 +405,93 @@ def build_app(
         image_outputs = [clean_img, cf_img, image_caption]
 
         # ---- Analyze: model runs --------------------------------------------------------
+        # Parameter names are the API's (gradio_client keyword arguments).
         @h.user_errors
         def on_analyze(
             state,
-            img,
-            q,
-            resp,
-            mdl,
-            mnt,
-            temp,
-            sd,
-            cfm,
-            sig,
-            nd,
-            r,
-            a,
-            st,
-            sc,
+            image_path,
+            question_text,
+            response_text,
+            model_name,
+            max_new_tokens_value,
+            temperature_value,
+            seed_value,
+            cf_mode_value,
+            sigma_value,
+            n_draws_value,
+            ratio_value,
+            alpha_value,
+            score_type_value,
+            scope_value,
             progress=gr.Progress(),  # noqa: B008
         ):
-            controls = h.Controls(mnt, temp, sd, cfm, sig, nd, r, a, st, sc)
+            controls = h.Controls(
+                max_new_tokens_value,
+                temperature_value,
+                seed_value,
+                cf_mode_value,
+                sigma_value,
+                n_draws_value,
+                ratio_value,
+                alpha_value,
+                score_type_value,
+                scope_value,
+            )
             new, view, images = h.analyze(
-                backend, state, img, q, resp, mdl, controls, _progress_adapter(progress)
+                backend,
+                state,
+                image_path,
+                question_text,
+                response_text,
+                model_name,
+                controls,
+                _progress_adapter(progress),
             )
             return (new, *_view_updates(view), *images)
 
         def on_auto_analyze(
             state,
-            img,
-            q,
-            resp,
-            mdl,
-            mnt,
-            temp,
-            sd,
-            cfm,
-            sig,
-            nd,
-            r,
-            a,
-            st,
-            sc,
+            image_path,
+            question_text,
+            response_text,
+            model_name,
+            max_new_tokens_value,
+            temperature_value,
+            seed_value,
+            cf_mode_value,
+            sigma_value,
+            n_draws_value,
+            ratio_value,
+            alpha_value,
+            score_type_value,
+            scope_value,
             progress=gr.Progress(),  # noqa: B008
         ):
             # Changing an input re-runs an existing analysis; before the first one it waits
             # for the Analyze button.
-            if state is None or state.current is None or not img or not (q or "").strip():
+            if (
+                state is None
+                or state.current is None
+                or not image_path
+                or not (question_text or "").strip()
+            ):
                 return tuple(gr.skip() for _ in range(1 + len(view_outputs) + len(image_outputs)))
             return on_analyze(
                 state,
-                img,
-                q,
-                resp,
-                mdl,
-                mnt,
-                temp,
-                sd,
-                cfm,
-                sig,
-                nd,
-                r,
-                a,
-                st,
-                sc,
+                image_path,
+                question_text,
+                response_text,
+                model_name,
+                max_new_tokens_value,
+                temperature_value,
+                seed_value,
+                cf_mode_value,
+                sigma_value,
+                n_draws_value,
+                ratio_value,
+                alpha_value,
+                score_type_value,
+                scope_value,
                 progress=progress,
             )
 
@@ -497,10 +525,12 @@ def build_app(
 
         # ---- Analyze: re-scoring and details (no model) ---------------------------------
         @h.user_errors
-        def on_rescore(state, r, a, st, sc, tok):
+        def on_rescore(state, ratio_value, alpha_value, score_type_value, scope_value, token_index):
             if state is None or state.current is None:
                 return tuple(gr.skip() for _ in range(1 + len(view_outputs)))
-            new, view = h.rescore(state, r, a, st, sc, tok)
+            new, view = h.rescore(
+                state, ratio_value, alpha_value, score_type_value, scope_value, token_index
+            )
             return (new, *_view_updates(view))
 
         for ctrl in (ratio, alpha, score_type, scope):
@@ -531,7 +561,7 @@ def build_app(
                 return gr.skip(), gr.skip()
             return index, h.detail(state, index)
 
-        token_click.input(
+        token_click.change(
             on_click,
             [session, token_click],
             [token, detail_plot],
@@ -555,19 +585,31 @@ def build_app(
 
         # ---- export, save, load ----------------------------------------------------------
         @h.user_errors
-        def on_export(state, fmt, sig, w, f, fs, d, cm, leg, cb, lsig):
+        def on_export(
+            state,
+            export_format,
+            panel_names,
+            width_inches,
+            font_family,
+            font_size_pt,
+            dpi_value,
+            colormap,
+            show_legend,
+            show_colorbar,
+            latex_colours_by,
+        ):
             return h.export_file(
                 state,
-                fmt,
-                signals=sig,
-                width_in=w,
-                font_family=f,
-                font_size=fs,
-                dpi=d,
-                cmap=cm,
-                legend=leg,
-                colorbar=cb,
-                latex_signal=lsig,
+                export_format,
+                signals=panel_names,
+                width_in=width_inches,
+                font_family=font_family,
+                font_size=font_size_pt,
+                dpi=dpi_value,
+                cmap=colormap,
+                legend=show_legend,
+                colorbar=show_colorbar,
+                latex_signal=latex_colours_by,
             )
 
         export_btn.click(
@@ -666,35 +708,46 @@ def build_app(
         def on_compare(
             state,
             what,
-            ca,
-            cb,
-            img,
-            q,
-            resp,
-            mdl,
-            mnt,
-            temp,
-            sd,
-            cfm,
-            sig,
-            nd,
-            r,
             a,
-            st,
-            sc,
+            b,
+            image_path,
+            question_text,
+            response_text,
+            model_name,
+            max_new_tokens_value,
+            temperature_value,
+            seed_value,
+            cf_mode_value,
+            sigma_value,
+            n_draws_value,
+            ratio_value,
+            alpha_value,
+            score_type_value,
+            scope_value,
             progress=gr.Progress(),  # noqa: B008
         ):
             return h.compare(
                 backend,
                 state,
                 what,
-                ca,
-                cb,
-                img,
-                q,
-                resp,
-                mdl,
-                h.Controls(mnt, temp, sd, cfm, sig, nd, r, a, st, sc),
+                a,
+                b,
+                image_path,
+                question_text,
+                response_text,
+                model_name,
+                h.Controls(
+                    max_new_tokens_value,
+                    temperature_value,
+                    seed_value,
+                    cf_mode_value,
+                    sigma_value,
+                    n_draws_value,
+                    ratio_value,
+                    alpha_value,
+                    score_type_value,
+                    scope_value,
+                ),
                 _progress_adapter(progress),
             )
 
@@ -721,31 +774,46 @@ def build_app(
         @h.user_errors
         def on_batch(
             source,
-            n,
-            fams,
+            n_per_family,
+            families,
             files,
-            mdl,
-            mnt,
-            temp,
-            sd,
-            cfm,
-            sig,
-            nd,
-            r,
-            a,
-            st,
-            sc,
+            model_name,
+            max_new_tokens_value,
+            temperature_value,
+            seed_value,
+            cf_mode_value,
+            sigma_value,
+            n_draws_value,
+            ratio_value,
+            alpha_value,
+            score_type_value,
+            scope_value,
             progress=gr.Progress(),  # noqa: B008
         ):
-            settings = h.Controls(mnt, temp, sd, cfm, sig, nd, r, a, st, sc).settings()
+            settings = h.Controls(
+                max_new_tokens_value,
+                temperature_value,
+                seed_value,
+                cf_mode_value,
+                sigma_value,
+                n_draws_value,
+                ratio_value,
+                alpha_value,
+                score_type_value,
+                scope_value,
+            ).settings()
             if source == "uploaded JSONL":
                 paths = [getattr(f, "name", f) for f in (files or [])]
                 rows = hbatch.jsonl_rows(paths)
             else:
                 rows = list(
-                    hbatch.suite_rows(h._int("examples per family", n, 1, 200), list(fams or []))
+                    hbatch.suite_rows(
+                        h._int("examples per family", n_per_family, 1, 200), list(families or [])
+                    )
                 )
-            tokens = hbatch.run_batch(backend, rows, mdl, settings, _progress_adapter(progress))
+            tokens = hbatch.run_batch(
+                backend, rows, model_name, settings, _progress_adapter(progress)
+            )
             table_df, figs = hbatch.aggregate(tokens)
             failed = table_df.attrs.get("n_failed", 0)
             status = f"Scored {len(rows) - failed} of {len(rows)} examples ({len(tokens)} rows)."
@@ -770,12 +838,13 @@ def build_app(
     return demo
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """Styling arguments of demo.launch() (gradio 6 takes css/head/theme at launch)."""
+def launch_kwargs(max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
+    """Styling and upload-limit arguments of demo.launch() (gradio 6 takes css, head and
+    theme at launch)."""
     css_path = ASSETS / "app.css"
     return {
         "css": css_path.read_text() if css_path.is_file() else None,
         "head": CLICK_JS,
         "theme": gr.themes.Soft(primary_hue="orange", secondary_hue="sky"),
-        "max_file_size": MAX_FILE_SIZE,
+        "max_file_size": max_file_size,
     }
