@@ -12,8 +12,9 @@ writes OUT/summary.json, a Markdown table of held-out accuracy (mean, std and ra
 seeds) and, with --figures, PNG curves averaged over seeds.
 
 --init takes a model folder, or an SFT training checkpoint (a ckpt.pt state dict of
-vepo_viz.tiny.train) together with --processor, exported to OUT/init first: an early
-checkpoint leaves the headroom a short RL run needs.
+vepo_viz.tiny.train; --like names the model folder of the same architecture, default the
+embedded model), exported to OUT/init first: an early checkpoint leaves the headroom a
+short RL run needs.
 """
 
 from __future__ import annotations
@@ -34,22 +35,23 @@ from vepo_viz.train.jobs import RunPaths, read_metrics, read_status
 RULE_COLORS = {"all": "#7f7f7f", "entropy": "#1f77b4", "vepo": "#d62728", "random": "#2ca02c"}
 
 
-def export_sft_checkpoint(
-    state_path: str | Path, processor_dir: str | Path, out: str | Path
-) -> Path:
-    """A model folder (save_pretrained + processor) from a tiny-model SFT ckpt.pt."""
+def export_sft_checkpoint(state_path: str | Path, like: str | Path, out: str | Path) -> Path:
+    """A model folder from a tiny-model SFT ckpt.pt: the weights of `state_path` in the
+    architecture and with the processor of the model folder `like` (e.g. the embedded
+    model, the end of the same SFT run)."""
     import torch
+    from transformers import AutoModelForImageTextToText
 
-    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
-    from vepo_viz.tiny.build import TinyConfig, build_model
+    from vepo_viz.models import load_model
 
-    processor = Qwen2VLProcessorNoVideo.from_pretrained(str(processor_dir))
-    model = build_model(processor.tokenizer, TinyConfig())
+    vlm = load_model(str(like), device="cpu", cache=False)
+    model = AutoModelForImageTextToText.from_config(vlm.model.config)
     state = torch.load(str(state_path), weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
+    model.generation_config = vlm.model.generation_config
     out = Path(out)
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    vlm.processor.save_pretrained(out)
     model.generation_config.save_pretrained(out)
     (out / "sft_source.json").write_text(
         json.dumps({"checkpoint": str(state_path), "sft_step": int(state.get("step", -1))})
@@ -204,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--init", required=True, help="model folder, or an SFT ckpt.pt")
-    parser.add_argument("--processor", help="processor folder (with an SFT ckpt.pt --init)")
+    parser.add_argument(
+        "--like",
+        help="model folder whose architecture and processor an SFT ckpt.pt --init uses "
+        "(default: the embedded model)",
+    )
     parser.add_argument("--out", default="runs/repro")
     parser.add_argument("--rules", nargs="+", default=["all", "entropy", "vepo", "random"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -219,9 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     init = args.init
     if init.endswith(".pt"):
-        if not args.processor:
-            parser.error("--init with a .pt checkpoint needs --processor")
-        init = str(export_sft_checkpoint(init, args.processor, out / "init"))
+        from vepo_viz.tiny import DEFAULT_MODEL
+
+        init = str(export_sft_checkpoint(init, args.like or DEFAULT_MODEL, out / "init"))
     settings = _parse_sets(args.set)
     t0 = time.time()
     if not args.summarise_only:
