@@ -102,6 +102,13 @@ def test_sample_analyze_rescore_click_export(page):
     vepo_before = counts.get("both", 0) + counts.get("VEPO only (visual forking tokens)", 0)
     assert "top 20%" in before
 
+    # the README's screenshot: the default view of a fresh analysis
+    page.wait_for_selector("#vv-scatter .js-plotly-plot .scatterlayer path")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    assert SCREENSHOT.stat().st_size > 20_000
+
     # change the ratio: re-scored without the model, the selection grows
     ratio = page.locator('#vv-ratio input[data-testid="number-input"]')
     ratio.fill("0.6")
@@ -130,11 +137,6 @@ def test_sample_analyze_rescore_click_export(page):
         }""",
         arg=index,
     )
-
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.evaluate("() => window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOT), full_page=False)
-    assert SCREENSHOT.stat().st_size > 20_000
 
     # export a PDF and check the file
     page.get_by_text("Export for papers, save and load").click()

@@ -110,6 +110,25 @@ def test_bad_input_gives_a_message_and_the_app_keeps_serving(app, sample):
     assert "tokens" in summary  # still serving
 
 
+def test_unreadable_images_give_messages(app, sample, tmp_path):
+    url, model = app
+    client = Client(url, verbose=False)
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(open(sample.image_path, "rb").read()[:80])
+    for path, message in ((text, "not an image"), (cut, "truncated|corrupt|decode")):
+        with pytest.raises(Exception, match=message):
+            client.predict(
+                image_path=handle_file(str(path)),
+                question_text=sample.question,
+                response_text="",
+                model_name=model,
+                **SETTINGS,
+                api_name="/analyze",
+            )
+
+
 def test_upload_over_the_limit_is_rejected(app):
     url, _ = app
     reply = httpx.post(

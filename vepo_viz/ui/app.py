@@ -92,6 +92,31 @@ candidates under the clean and the perturbed image.
 """
 
 
+class ImageInput(gr.Image):
+    """gr.Image that hands uploaded files over unopened (type="filepath").
+
+    gr.Image opens every upload with Pillow before the handler runs, so a non-image, a
+    decompression-bomb-sized or an unreadable file fails inside gradio with a bare
+    "Error". vepo_viz.models.images.load_image checks the file instead and says what is
+    wrong (and shrinks huge images to what the processor uses).
+    """
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - shown to the user, app keeps serving
+            raise gr.Error(
+                f"cannot read the uploaded image: {error}", print_exception=False
+            ) from error
+
+
 def _view_updates(view: h.View) -> tuple:
     return (
         view.summary,
@@ -149,7 +174,7 @@ def build_app(
             with gr.Tab("Analyze", id="analyze"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=300):
-                        image = gr.Image(
+                        image = ImageInput(
                             label="Image",
                             type="filepath",
                             format="png",
