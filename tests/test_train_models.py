@@ -162,3 +162,14 @@ def test_lora_with_gradient_checkpointing_and_kl(qwen2_5_vl, tmp_path, letter_re
         if not torch.equal(p, q)
     ]
     assert changed and all("language_model" in n for n in changed)  # vision tower frozen
+
+
+@pytest.mark.parametrize("family", ["smolvlm", "gemma3"])
+def test_other_families_train_with_pixel_space_views(family, tmp_path, letter_reward):
+    """Tiles (SmolVLM) and (B, C, H, W) images (Gemma 3), VPPO's patch view re-processed."""
+    from vepo_viz.models.tiny_random import build_tiny_vlm
+
+    model = build_tiny_vlm(family, tmp_path / "model")
+    cfg = _cfg(str(model), tmp_path / "run", selection="vppo", steps=1, n_eval=0)
+    result = train(cfg, progress=False)
+    assert result.last_metrics["jsd_all"] > 0 and result.last_metrics["n_selected"] >= 6

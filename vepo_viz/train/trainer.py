@@ -235,7 +235,8 @@ def train(
     """Run (or resume) the GRPO run `cfg` describes, writing everything under cfg.out.
 
     Args:
-        policy: a ready policy (tests); None loads cfg.model (or the newest checkpoint).
+        policy: a ready policy for a fresh run; None loads cfg.model (or, resuming, the
+            newest checkpoint).
         progress: print one line per step.
         stop_at: return right after this many steps are done, without a checkpoint or a
             final model, as if the process had been killed there (tests of resume).
@@ -256,6 +257,8 @@ def train(
 
 def _train(cfg, paths: RunPaths, policy, progress: bool, stop_at: int | None) -> TrainResult:
     ckpt = _latest_checkpoint(paths) if cfg.resume else None
+    if ckpt is not None and policy is not None:
+        raise ValueError("pass a ready policy only for a fresh run; resuming loads the checkpoint")
     start, elapsed = 0, 0.0
     if policy is None:
         lora_resume = ckpt is not None and (ckpt / "adapter_config.json").exists()
