@@ -272,54 +272,60 @@ def test_model_key():
 
 
 def test_batch_suite_and_jsonl(backend, tmp_path, image_path):
-    rows = list(hbatch.suite_rows(1, ["color", "count"]))
-    assert [r.family for r in rows] == ["color", "count"]
+    rows = hbatch.suite_rows(1, ["color", "count"])
+    assert [r.family for r in rows] == ["color", "count"] and rows[0].image.is_file()
     seen = []
-    tokens = hbatch.run_batch(
+    finished, failures = hbatch.run_batch(
         backend, rows, "embedded", h.Controls().settings(), lambda f, d: seen.append(f)
     )
+    assert failures == [] and len(finished) == 2
     assert seen[0] == 0 and seen[-1] == 1.0
-    table, figs = hbatch.aggregate(tokens)
+    tokens, table, figs = hbatch.summarize(finished)
     assert list(table["family"]) == ["color", "count", "all"]
     assert table["tokens"].iloc[-1] == len(tokens)
+    assert figs["scatter"].data and figs["low_entropy"].data
     out = pd.read_parquet(hbatch.write_parquet(tokens))
-    assert len(out) == len(tokens) and {"example", "family", "entropy", "selected_vepo"} <= set(out)
+    assert len(out) == len(tokens)
+    assert {"example_id", "family", "entropy", "selected_vepo"} <= set(out)
 
+    # an uploaded JSONL with its image (paths keep their folders; matched by name)
     jsonl = tmp_path / "data.jsonl"
     jsonl.write_text(
-        json.dumps({"image": "scene.png", "question": "Q1?", "family": "color"})
+        json.dumps({"id": "a", "image": "images/scene.png", "question": "Q1?", "family": "c"})
         + "\n\n"
-        + json.dumps({"image": "scene.png", "question": "Q2?", "response": "It is red."})
+        + json.dumps({"id": "b", "image": "scene.png", "question": "Q2?", "response": "It is red."})
         + "\n"
     )
     rows = hbatch.jsonl_rows([str(jsonl), image_path])
     assert [r.question for r in rows] == ["Q1?", "Q2?"] and rows[1].response == "It is red."
+    assert all(r.image.is_file() for r in rows)
 
 
 def test_batch_bad_inputs_and_failing_rows(tmp_path, image_path):
     jsonl = tmp_path / "d.jsonl"
     for content, message in (
-        ("{bad", "not JSON"),
-        (json.dumps({"question": "q"}), "needs 'image'"),
+        ("{bad", "not valid JSON"),
+        (json.dumps({"question": "q"}), "needs a non-empty string 'image'"),
         (json.dumps({"image": "missing.png", "question": "q"}), "was not uploaded"),
-        ("", "no rows"),
+        (json.dumps({"image": "/etc/passwd", "question": "q"}), "relative path"),
+        ("", "no examples"),
     ):
         jsonl.write_text(content)
-        with pytest.raises(h.UserFacingError, match=message):
-            hbatch.jsonl_rows([str(jsonl), image_path])
-    with pytest.raises(h.UserFacingError, match="exactly one"):
-        hbatch.jsonl_rows([image_path])
-    with pytest.raises(h.UserFacingError, match="unknown families"):
-        list(hbatch.suite_rows(1, ["nope"]))
-    tokens = hbatch.run_batch(
+        with pytest.raises(gr.Error, match=message):
+            h.user_errors(hbatch.jsonl_rows)([str(jsonl), image_path])
+    with pytest.raises(gr.Error, match="exactly one"):
+        h.user_errors(hbatch.jsonl_rows)([image_path])
+    with pytest.raises(gr.Error, match="unknown families"):
+        h.user_errors(hbatch.suite_rows)(1, ["nope"])
+    finished, failures = hbatch.run_batch(
         FakeBackend(fail=VepoInputError("bad image")),
-        list(hbatch.suite_rows(1, ["color"])),
+        hbatch.suite_rows(1, ["color"]),
         None,
         h.Controls().settings(),
     )
-    assert "bad image" in tokens["error"].iloc[0]
-    with pytest.raises(h.UserFacingError, match="no example could be analysed"):
-        hbatch.aggregate(tokens)
+    assert finished == [] and "bad image" in failures[0][1]
+    with pytest.raises(gr.Error, match="no example could be analysed"):
+        h.user_errors(hbatch.summarize)(finished)
 
 
 def test_build_app_and_launch_defaults():

@@ -564,7 +564,12 @@ def batch_figures(
                 y=part["visual_sensitivity"],
                 mode="markers",
                 name=CATEGORY_LABELS[cat],
-                marker={"color": CATEGORY_COLORS[cat], "size": 6, "opacity": 0.7},
+                marker={
+                    # light grey "neither" would vanish on white without a border
+                    "color": "#c4c4c4" if cat == "neither" else CATEGORY_COLORS[cat],
+                    "size": 6,
+                    "opacity": 0.7,
+                },
                 hovertemplate="H=%{x:.3f}, v=%{y:.3f}<extra>" + CATEGORY_LABELS[cat] + "</extra>",
             )
         )

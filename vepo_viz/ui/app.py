@@ -92,29 +92,33 @@ candidates under the clean and the perturbed image.
 """
 
 
-class ImageInput(gr.Image):
-    """gr.Image that hands uploaded files over unopened (type="filepath").
+def image_input(**kwargs: Any) -> gr.Image:
+    """A gr.Image (type="filepath") that hands uploaded files over unopened.
 
     gr.Image opens every upload with Pillow before the handler runs, so a non-image, a
     decompression-bomb-sized or an unreadable file fails inside gradio with a bare
     "Error". vepo_viz.models.images.load_image checks the file instead and says what is
-    wrong (and shrinks huge images to what the processor uses).
+    wrong (and shrinks huge images to what the processor uses). The override is set on
+    the instance: subclassing a gradio component makes gradio write a .pyi stub beside
+    this module.
     """
+    component = gr.Image(type="filepath", **kwargs)
+    original = component.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
         try:
-            return super().preprocess(payload)
+            return original(payload)
         except gr.Error:
             raise
         except Exception as error:  # noqa: BLE001 - shown to the user, app keeps serving
             raise gr.Error(
                 f"cannot read the uploaded image: {error}", print_exception=False
             ) from error
+
+    component.preprocess = preprocess
+    return component
 
 
 def _view_updates(view: h.View) -> tuple:
@@ -174,9 +178,8 @@ def build_app(
             with gr.Tab("Analyze", id="analyze"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=1, min_width=300):
-                        image = ImageInput(
+                        image = image_input(
                             label="Image",
-                            type="filepath",
                             format="png",
                             image_mode=None,
                             sources=["upload", "clipboard"],
@@ -393,7 +396,7 @@ def build_app(
                 batch_files = gr.File(
                     label="JSONL + images",
                     file_count="multiple",
-                    file_types=[".jsonl", ".json", "image"],
+                    file_types=[".jsonl", "image"],
                 )
                 batch_btn = gr.Button("Run batch", variant="primary", elem_id="vv-batch")
                 batch_status = gr.Markdown()
@@ -831,19 +834,17 @@ def build_app(
                 paths = [getattr(f, "name", f) for f in (files or [])]
                 rows = hbatch.jsonl_rows(paths)
             else:
-                rows = list(
-                    hbatch.suite_rows(
-                        h._int("examples per family", n_per_family, 1, 200), list(families or [])
-                    )
-                )
-            tokens = hbatch.run_batch(
+                n = h._int("examples per family", n_per_family, 1, 200)
+                rows = hbatch.suite_rows(n, list(families or []))
+            finished, failures = hbatch.run_batch(
                 backend, rows, model_name, settings, _progress_adapter(progress)
             )
-            table_df, figs = hbatch.aggregate(tokens)
-            failed = table_df.attrs.get("n_failed", 0)
-            status = f"Scored {len(rows) - failed} of {len(rows)} examples ({len(tokens)} rows)."
-            if failed:
-                status += f" {failed} failed (see the `error` column of the Parquet file)."
+            status = f"Scored {len(finished)} of {len(rows)} examples."
+            if failures:
+                listed = "; ".join(f"`{key}`: {message}" for key, message in failures[:5])
+                more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+                status += f" {len(failures)} failed: {listed}{more}."
+            tokens, table_df, figs = hbatch.summarize(finished)
             return (
                 status,
                 table_df,

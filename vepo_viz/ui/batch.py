@@ -1,104 +1,78 @@
 """The Batch tab: score a JSONL (suite format) or the built-in suite, aggregate, Parquet.
 
-Rows are analysed one by one through the app's Backend (so they queue with the other
-model work) and collected into one per-token table: example id, family, question,
-response, then every column of TokenAnalysis.to_dataframe().
+The same data format, checks, Parquet schema and aggregates as `vepo-viz batch`
+(vepo_viz.commands.batch): uploads are gathered into one folder so the JSONL's relative
+image paths resolve, the built-in suite is exported as such a JSONL, and the rows are
+analysed one by one through the app's Backend (so they queue with the other model work).
 """
 
 from __future__ import annotations
 
-import json
-import math
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vepo_viz.render.figures import batch_figures, low_entropy_shares
+from vepo_viz.commands.batch import Row, aggregate, read_rows, to_frame
+from vepo_viz.render.figures import batch_figures
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
 
 SOURCES: tuple[str, ...] = ("built-in suite", "uploaded JSONL")
 
 
-@dataclass
-class Row:
-    """One example to score."""
-
-    id: str
-    image: Any
-    """A PIL image or a path."""
-    question: str
-    response: str | None = None
-    family: str = ""
-    answer: str = ""
+def _workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="vepo-viz-batch-"))
 
 
-def suite_rows(n_per_family: int, families: list[str] | None) -> Iterator[Row]:
-    """Held-out examples of the procedural suite (no files needed)."""
-    from vepo_viz.tasks import FAMILIES, iter_split
+def suite_rows(n_per_family: int, families: list[str] | None) -> list[Row]:
+    """Held-out examples of the procedural suite, exported as a JSONL with images."""
+    from vepo_viz.tasks import FAMILIES, export_jsonl
 
     chosen = families or list(FAMILIES)
     unknown = sorted(set(chosen) - set(FAMILIES))
     if unknown:
         raise UserFacingError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
-    for ex in iter_split("heldout", n_per_family, chosen):
-        yield Row(
-            id=f"heldout-{ex.family}-{ex.seed}",
-            image=ex.image,
-            question=ex.question,
-            family=ex.family,
-            answer=ex.answer,
-        )
+    path = export_jsonl(_workdir() / "suite.jsonl", "heldout", n_per_family, chosen)
+    return read_rows(path)
 
 
 def jsonl_rows(paths: list[str]) -> list[Row]:
-    """Rows of an uploaded JSONL; its images are found among the other uploaded files (by
-    name) or at their path relative to the JSONL."""
-    jsonl = [Path(p) for p in paths if str(p).lower().endswith((".jsonl", ".json"))]
+    """Rows of an uploaded JSONL and its images (uploaded together; matched by file name,
+    so the JSONL's "image" paths may keep their folders, e.g. images/a.png)."""
+    jsonl = [Path(p) for p in paths if str(p).lower().endswith(".jsonl")]
     if len(jsonl) != 1:
         raise UserFacingError(
             "upload exactly one .jsonl file (one JSON object per line: image, question, "
-            "optional response), together with its images"
+            "optional response, family, id), together with its images"
         )
-    by_name = {Path(p).name: Path(p) for p in paths}
-    rows = []
-    for number, line in enumerate(jsonl[0].read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    folder = _workdir()
+    images = {Path(p).name: Path(p) for p in paths if Path(p) != jsonl[0]}
+    target = folder / "data.jsonl"
+    shutil.copy(jsonl[0], target)
+    import json
+
+    for line_no, line in enumerate(target.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue  # read_rows reports it with its line number
+        image = record.get("image") if isinstance(record, dict) else None
+        if not isinstance(image, str) or not image.strip():
+            continue
+        relative = Path(image)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise UserFacingError(f"line {line_no}: image {image!r} must be a relative path")
+        if relative.name not in images:
             raise UserFacingError(
-                f"line {number} of {jsonl[0].name} is not JSON: {error}"
-            ) from None
-        if not isinstance(obj, dict) or "image" not in obj or "question" not in obj:
-            raise UserFacingError(f"line {number} of {jsonl[0].name} needs 'image' and 'question'")
-        image = Path(str(obj["image"]))
-        found = by_name.get(image.name) or (
-            image if image.is_absolute() else jsonl[0].parent / image
-        )
-        if not Path(found).is_file():
-            raise UserFacingError(
-                f"line {number}: image {obj['image']!r} was not uploaded (upload the images "
+                f"line {line_no}: image {image!r} was not uploaded (upload the images "
                 "together with the JSONL)"
             )
-        response = obj.get("response")
-        rows.append(
-            Row(
-                id=str(obj.get("id", f"row-{number}")),
-                image=str(found),
-                question=str(obj["question"]),
-                response=str(response) if response else None,
-                family=str(obj.get("family", "")),
-                answer=str(obj.get("answer", "")),
-            )
-        )
-    if not rows:
-        raise UserFacingError(f"{jsonl[0].name} has no rows")
-    return rows
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(images[relative.name], folder / relative)
+    return read_rows(target)
 
 
 def run_batch(
@@ -107,86 +81,54 @@ def run_batch(
     model: str | None,
     settings,
     progress: Callable[[float, str], None] | None = None,
-) -> pd.DataFrame:
-    """Analyse every row; one output row per token. Rows that fail are reported in an
-    `error` column of a one-row entry instead of stopping the run."""
+) -> tuple[list[tuple[Row, Any]], list[tuple[str, str]]]:
+    """Analyse every row: (finished (row, TokenAnalysis) pairs, failures (id, message)).
+    A failing row is reported, not fatal."""
     if len(rows) > MAX_BATCH_ROWS:
         raise UserFacingError(
             f"{len(rows)} examples is more than the app scores at once ({MAX_BATCH_ROWS}); "
             "use `vepo-viz batch` on the command line"
         )
-    frames = []
+    finished, failures = [], []
     for i, row in enumerate(rows):
         if progress:
-            progress(i / len(rows), f"example {i + 1}/{len(rows)}: {row.id}")
+            progress(i / len(rows), f"example {i + 1}/{len(rows)}: {row.key}")
         try:
-            analysis = backend.analyze(model, row.image, row.question, row.response, settings, None)
-        except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
-            frames.append(
-                pd.DataFrame(
-                    [
-                        {
-                            "example": row.id,
-                            "family": row.family,
-                            "error": f"{type(error).__name__}: {error}",
-                        }
-                    ]
-                )
+            result = backend.analyze(
+                model, str(row.image), row.question, row.response, settings, None
             )
+        except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
+            failures.append((row.key, f"{type(error).__name__}: {error}"))
             continue
-        frame = analysis.to_dataframe()
-        frame.insert(0, "example", row.id)
-        frame.insert(1, "family", row.family or "")
-        frame.insert(2, "question", row.question)
-        frame.insert(3, "response", analysis.response)
-        frame.insert(4, "answer", row.answer)
-        frame["error"] = ""
-        frames.append(frame)
+        finished.append((row, result))
     if progress:
         progress(1.0, "aggregating")
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return finished, failures
 
 
-def aggregate(tokens: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-family table (examples, tokens, overlap, low-entropy shares) and the figures."""
-    ok = tokens[tokens.get("error", "").fillna("") == ""] if "error" in tokens else tokens
-    if ok.empty or "entropy" not in ok:
-        raise UserFacingError(
-            "no example could be analysed; see the error column of the Parquet file"
-        )
-    ok = ok.copy()
-    ok["family"] = ok["family"].replace("", "all")
-    figures = batch_figures(ok)
-    median = ok.groupby("example")["entropy"].transform("median")
-    ok["low_entropy"] = ok["entropy"] < median
-    shares = low_entropy_shares(ok).set_index("family")
-
-    def overlap(part: pd.DataFrame) -> float:
-        v, e = part["selected_vepo"].astype(bool), part["selected_entropy"].astype(bool)
-        return float((v & e).sum() / v.sum()) if v.sum() else math.nan
-
-    rows = []
-    for fam, part in list(ok.groupby("family", sort=True)) + [("all", ok)]:
-        if fam == "all" and rows and len(rows) == 1 and rows[0]["family"] == "all":
-            break
-        rows.append(
-            {
-                "family": fam,
-                "examples": int(part["example"].nunique()),
-                "tokens": len(part),
-                "VEPO picks": int(part["selected_vepo"].sum()),
-                "overlap with entropy picks": round(overlap(part), 3),
-                "VEPO picks below median H": round(float(shares.loc[fam, "vepo"]), 3),
-                "entropy picks below median H": round(float(shares.loc[fam, "entropy"]), 3),
-            }
-        )
-    n_failed = int(tokens["error"].fillna("").ne("").sum()) if "error" in tokens else 0
-    table = pd.DataFrame(rows)
-    table.attrs["n_failed"] = n_failed
-    return table, figures
+def summarize(finished) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(per-token frame as the CLI writes it, per-family table, aggregate figures)."""
+    if not finished:
+        raise UserFacingError("no example could be analysed (see the messages above)")
+    tokens = to_frame(finished)
+    agg = aggregate(finished)
+    rows = [{"family": fam, **stats} for fam, stats in agg["families"].items()]
+    rows.append({"family": "all", **agg["all"]})
+    table = pd.DataFrame(rows).rename(
+        columns={
+            "jaccard_mean": "Jaccard VEPO vs entropy",
+            "overlap_pooled": "VEPO picks also entropy picks",
+            "vepo_low_entropy_share": "VEPO picks below median H",
+            "entropy_low_entropy_share": "entropy picks below median H",
+        }
+    )
+    table = table.round(3)
+    figure_input = tokens.rename(columns={"example_id": "example"})
+    figure_input["family"] = figure_input["family"].fillna("all")
+    return tokens, table, batch_figures(figure_input)
 
 
 def write_parquet(tokens: pd.DataFrame) -> str:
-    path = Path(tempfile.mkdtemp(prefix="vepo-viz-batch-")) / "scores.parquet"
+    path = _workdir() / "scores.parquet"
     tokens.to_parquet(path, index=False)
     return str(path)
