@@ -300,6 +300,9 @@ def _train(cfg, paths: RunPaths, policy, progress: bool, stop_at: int | None) ->
             record = train_step(policy, optimizer, source, cfg, step)
             done = step + 1
             record["elapsed_s"] = time.perf_counter() - t_start
+            # CPU time of this process so far (on a shared machine the wall clock mostly
+            # measures waiting for a core; this is the work itself). Restarts on resume.
+            record["process_cpu_s"] = time.process_time()
             emit(record)
             last = record
             if progress:
