@@ -73,8 +73,13 @@ suite's text with `tokenizers` (any text still tokenises, byte by byte). Process
 Supervised next-token loss on the answer tokens of the suite's train split (even seeds;
 the held-out split uses odd seeds, never overlapping), five families interleaved (colour,
 bar comparison, counting, spatial relation, reading a two-digit number), difficulty spread
-over [{train_cfg["difficulty_lo"]}, {train_cfg["difficulty_hi"]}] by a golden-ratio sequence. No image augmentation.
-{train_cfg["steps"]} steps of {train_cfg["batch_size"]} examples, AdamW (lr {train_cfg["lr"]}, betas 0.9/0.98,
+over [{train_cfg["difficulty_lo"]}, {train_cfg["difficulty_hi"]}] by a golden-ratio sequence; every 4th example is an auxiliary
+task (name the main colour of each of the 4 x 4 cells). No image augmentation. The image
+follows the question in the chat template. Before any text, a vision stage of
+{train_cfg.get("vision_pretrain_steps", 0)} steps trains the vision tower alone to classify each cell's colour and reconstruct its
+pixels (linear heads, discarded), the stand-in for a pretrained vision encoder; the image
+processor normalises around the suite's light background.
+{train_cfg.get("steps_trained", train_cfg["steps"])} steps of {train_cfg["batch_size"]} examples (of a {train_cfg["steps"]}-step schedule), AdamW (lr {train_cfg["lr"]}, betas 0.9/0.98,
 weight decay {train_cfg["weight_decay"]}), {train_cfg["warmup"]} warm-up steps then cosine decay, seed {train_cfg["seed"]}.
 Wall time: {wall_min:.0f} minutes on 2 CPU cores (shared with other work while it ran).
 

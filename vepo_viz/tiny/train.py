@@ -48,7 +48,7 @@ class TrainConfig:
     difficulty_hi: float = 1.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
-    vision_pretrain_steps: int = 300
+    vision_pretrain_steps: int = 500
     """Stage 1: steps of per-cell colour classification on the vision tower's output (a
     linear head, discarded after), before any text. Without it the language model settles
     on ignoring the image before the vision features carry anything (measured: the colour
@@ -72,16 +72,36 @@ class TrainConfig:
             raise ValueError("need 0 <= difficulty_lo <= difficulty_hi <= 1")
 
 
+def cell_pixels(pixel_values: torch.Tensor, grid_thw: torch.Tensor, size: int = 14) -> torch.Tensor:
+    """Each merged cell's pixels (first frame), area-downsampled to size x size: (n, 3*size^2).
+
+    pixel_values: (N, C*T*P*P) flat patches in merge-window order, as the Qwen2-VL image
+    processor returns them; 2 x 2 patches form one merged cell (one image token).
+    """
+    n_patch, _ = pixel_values.shape
+    x = pixel_values.reshape(n_patch // 4, 2, 2, 3, 2, 14, 14)[
+        :, :, :, :, 0
+    ]  # (n, mh, mw, C, P, P)
+    x = x.permute(0, 3, 1, 4, 2, 5).reshape(n_patch // 4, 3, 28, 28)  # (n, C, 28, 28)
+    return torch.nn.functional.adaptive_avg_pool2d(x, size).flatten(1)  # (n, 3*size*size)
+
+
 def pretrain_vision(model, processor, cfg: TrainConfig) -> list[float]:
-    """Stage 1: train the vision tower to tell each 28 px cell's main colour (or none)."""
+    """Stage 1: train the vision tower alone, per image token (one 28 px cell): classify the
+    cell's main colour (or none) and reconstruct its pixels at 2 px resolution, through
+    linear heads discarded afterwards. The stand-in for a pretrained vision encoder: the
+    features carry colour, shape and digit strokes before any text is seen."""
     from vepo_viz.tasks.base import cell_colors
     from vepo_viz.tasks.draw import COLORS
     from vepo_viz.tiny.data import _suite_example
 
     names = [*COLORS, "none"]
     visual = model.model.visual
-    head = torch.nn.Linear(model.config.text_config.hidden_size, len(names))
-    opt = torch.optim.AdamW([*visual.parameters(), *head.parameters()], lr=cfg.vision_pretrain_lr)
+    dim = model.config.text_config.hidden_size
+    colour_head = torch.nn.Linear(dim, len(names))
+    pixel_head = torch.nn.Linear(dim, 3 * 14 * 14)
+    params = [*visual.parameters(), *colour_head.parameters(), *pixel_head.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.vision_pretrain_lr)
     losses = []
     span = (cfg.difficulty_lo, cfg.difficulty_hi)
     for step in tqdm(range(cfg.vision_pretrain_steps), desc="vision stage"):
@@ -93,7 +113,10 @@ def pretrain_vision(model, processor, cfg: TrainConfig) -> list[float]:
         out = visual(px["pixel_values"], grid_thw=px["image_grid_thw"])
         feats = getattr(out, "pooler_output", out)  # (B * 16, D): one row per merged cell
         labels = torch.tensor([names.index(c) for im in images for c in cell_colors(im, COLORS)])
-        loss = torch.nn.functional.cross_entropy(head(feats), labels)
+        target = cell_pixels(px["pixel_values"], px["image_grid_thw"])  # (B * 16, 588)
+        colour_loss = torch.nn.functional.cross_entropy(colour_head(feats), labels)
+        pixel_loss = torch.nn.functional.mse_loss(pixel_head(feats), target)
+        loss = colour_loss + pixel_loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -251,3 +274,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def export_checkpoint(out: str | Path, dest: str | Path | None = None) -> Path:
+    """Save the latest checkpoint of a run (finished or not) as a from_pretrained folder."""
+    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+
+    out = Path(out)
+    cfg = TrainConfig(**json.loads((out / "config.json").read_text()))
+    processor = Qwen2VLProcessorNoVideo.from_pretrained(out / "processor")
+    model = build_model(processor.tokenizer, TinyConfig(), seed=cfg.seed)
+    state = torch.load(out / "ckpt.pt", weights_only=False)
+    model.load_state_dict(state["model"])
+    dest = Path(dest) if dest else out / f"step{state['step']}"
+    model.save_pretrained(dest)
+    processor.save_pretrained(dest)
+    info = {**asdict(cfg), "steps_trained": state["step"], "wall_s": state.get("elapsed", 0.0)}
+    (dest / "train_config.json").write_text(json.dumps(info, indent=2))
+    return dest
