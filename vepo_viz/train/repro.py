@@ -146,6 +146,7 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
                 "reward_first5": float(tr["reward"].head(5).mean()) if not tr.empty else None,
                 "reward_last5": float(tr["reward"].tail(5).mean()) if not tr.empty else None,
                 "wall_s": float(tr["elapsed_s"].max()) if "elapsed_s" in tr else None,
+                "cpu_s": float(tr["process_cpu_s"].max()) if "process_cpu_s" in tr else None,
                 "step_cpu_s": float(tr["step_s"].median()) if "step_s" in tr else None,
                 "entropy_selected": float(tr["entropy_selected"].mean()),
                 "entropy_all": float(tr["entropy_all"].mean()),
@@ -171,7 +172,8 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
             ),
         }
     walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
-    return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls)}
+    cpus = [r["cpu_s"] for r in runs.values() if r.get("cpu_s")]
+    return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
 
 
 def markdown_table(summary: dict) -> str:
