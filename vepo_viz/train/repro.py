@@ -152,6 +152,11 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
                 "entropy_all": float(tr["entropy_all"].mean()),
                 "vis_selected": float(tr["vis_selected"].mean()) if "vis_selected" in tr else None,
                 "vis_all": float(tr["vis_all"].mean()) if "vis_all" in tr else None,
+                **{
+                    key: float(tr[key].mean())
+                    for key in ("share_visual", "share_free", "share_template", "recall_visual")
+                    if key in tr
+                },
             }
     table = {}
     for rule in rules:
@@ -171,9 +176,41 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
                 r["reward_last5"] for r in runs.values() if r["rule"] == rule
             ),
         }
+        for key in (
+            "entropy_selected",
+            "entropy_all",
+            "vis_selected",
+            "vis_all",
+            "share_visual",
+            "share_free",
+            "recall_visual",
+        ):
+            values = [r[key] for r in runs.values() if r["rule"] == rule and r.get(key) is not None]
+            table[rule][key] = statistics.mean(values) if values else None
     walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
     cpus = [r["cpu_s"] for r in runs.values() if r.get("cpu_s")]
     return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
+
+
+def markdown_selection_table(summary: dict) -> str:
+    """What each rule trained on, averaged over steps and seeds."""
+
+    def f(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.3f}"
+
+    lines = [
+        "| rule | entropy: selected / all | visual sensitivity: selected / all "
+        "| share of selected tokens read off the image | recall of image-read tokens "
+        "| share of free-choice tokens |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule, r in summary["rules"].items():
+        lines.append(
+            f"| {rule} | {f(r['entropy_selected'])} / {f(r['entropy_all'])} "
+            f"| {f(r['vis_selected'])} / {f(r['vis_all'])} | {f(r['share_visual'])} "
+            f"| {f(r['recall_visual'])} | {f(r['share_free'])} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown_table(summary: dict) -> str:
@@ -240,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["settings"] = settings
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(markdown_table(summary))
+    print()
+    print(markdown_selection_table(summary))
     if args.figures:
         from vepo_viz.train.curves import matplotlib_curves
 
