@@ -123,20 +123,28 @@ def token_frame(analysis: Any) -> pd.DataFrame:
         std = _array(analysis, f"{name}_std")
         if std is not None and std.shape == (n_tokens,):
             frame[f"{name}_std"] = std.astype(np.float64)
-    top = candidates_table(analysis)
-    if top is not None:
-        frame["top1"] = [row[0][0] if row else "" for row in top]
-        frame["top1_p"] = [row[0][1] if row else math.nan for row in top]
+    top_tokens = getattr(analysis, "top_tokens", None)
+    top_probs = _array(analysis, "top_probs")
+    if top_tokens is not None and top_probs is not None and top_probs.ndim == 2:
+        has = top_probs.shape[1] > 0
+        frame["top1"] = [str(row[0]) if has and len(row) else "" for row in top_tokens]
+        frame["top1_p"] = top_probs[:, 0].astype(np.float64) if has else math.nan
     return frame
 
 
-def candidates_table(analysis: Any) -> list[list[tuple[str, float, float]]] | None:
-    """Per token, the clean top candidates as (token, p_clean, p_noisy), or None if absent."""
+def candidates_table(
+    analysis: Any, index: int | None = None
+) -> list[list[tuple[str, float, float]]] | None:
+    """Per token (or only token `index`), the clean top candidates as (token, p_clean,
+    p_noisy), or None if the analysis stores none."""
     tokens = getattr(analysis, "top_tokens", None)
     p_clean = _array(analysis, "top_probs")
     p_noisy = _array(analysis, "top_probs_noisy")
     if tokens is None or p_clean is None:
         return None
+    if index is not None:
+        tokens, p_clean = tokens[index : index + 1], p_clean[index : index + 1]
+        p_noisy = None if p_noisy is None else p_noisy[index : index + 1]
     if p_noisy is None:
         p_noisy = np.full_like(p_clean, np.nan, dtype=np.float64)
     return [
@@ -185,9 +193,9 @@ def _mean(values: np.ndarray, mask: np.ndarray) -> float:
     return float(values[mask].mean()) if mask.any() else math.nan
 
 
-def summary(analysis: Any) -> Summary:
+def summary(analysis: Any, frame: pd.DataFrame | None = None) -> Summary:
     """Overlap of the two selections and where VEPO's picks sit in entropy."""
-    frame = token_frame(analysis)
+    frame = token_frame(analysis) if frame is None else frame
     vepo = frame["selected_vepo"].to_numpy()
     ent = frame["selected_entropy"].to_numpy()
     entropy = frame["entropy"].to_numpy()
@@ -218,9 +226,9 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
-def summary_markdown(analysis: Any) -> str:
+def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
     """The summary as a few Markdown lines for the app."""
-    s = summary(analysis)
+    s = summary(analysis, frame)
     sc = scoring_of(analysis)
     return (
         f"**{s.n_tokens} tokens** - top {sc['ratio']:.0%} ({sc['scope']}): "
@@ -250,9 +258,9 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def table(analysis: Any, decimals: int = 4) -> pd.DataFrame:
+def table(analysis: Any, decimals: int = 4, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """The per-token table the app shows (rounded; tokens with visible whitespace)."""
-    frame = token_frame(analysis)
+    frame = token_frame(analysis) if frame is None else frame
     cols = [c for c in TABLE_COLUMNS if c in frame] + [c for c in frame if c.endswith("_std")]
     out = frame[cols].copy()
     out["token"] = frame["display"]

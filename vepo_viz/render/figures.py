@@ -348,9 +348,11 @@ def token_heatmap(
     chars_per_line: int = 72,
     cmap: str = DEFAULT_COLORMAP,
     title: str | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> go.Figure:
-    """The response as coloured tokens: one row per signal, then the two selections."""
-    frame = token_frame(analysis)
+    """The response as coloured tokens: one row per signal, then the two selections.
+    `frame` (data.token_frame(analysis)) may be passed to save recomputing it."""
+    frame = token_frame(analysis) if frame is None else frame
     rows = [_signal_row(frame, s, analysis) for s in signals]
     if selection:
         rows.append(selection_row(frame))
@@ -363,9 +365,9 @@ def token_heatmap(
     return token_rows_figure(frame, rows, chars_per_line=chars_per_line, cmap=cmap, title=title)
 
 
-def entropy_scatter(analysis: Any) -> go.Figure:
+def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figure:
     """Entropy against visual sensitivity, one point per token, coloured by selection."""
-    frame = token_frame(analysis)
+    frame = token_frame(analysis) if frame is None else frame
     customdata, hovertemplate = _hover(frame)
     fig = _Builder()
     symbols = {
@@ -431,9 +433,9 @@ def entropy_scatter(analysis: Any) -> go.Figure:
     return fig.build()
 
 
-def token_detail(analysis: Any, index: int) -> go.Figure:
+def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -> go.Figure:
     """Top candidates of token `index` under the clean and the perturbed image."""
-    frame = token_frame(analysis)
+    frame = token_frame(analysis) if frame is None else frame
     if not 0 <= index < len(frame):
         raise ValueError(f"token index {index} out of range 0..{len(frame) - 1}")
     row = frame.iloc[index]
@@ -442,8 +444,8 @@ def token_detail(analysis: Any, index: int) -> go.Figure:
         f"JSD={row['jsd']:.3f}, v={row['visual_sensitivity']:.3f}, s={row['score']:.3f}"
     )
     fig = _Builder()
-    table = candidates_table(analysis)
-    if table is None or not table[index]:
+    table = candidates_table(analysis, index)
+    if table is None or not table[0]:
         fig.update_layout(
             annotations=[
                 {
@@ -457,7 +459,7 @@ def token_detail(analysis: Any, index: int) -> go.Figure:
             ]
         )
     else:
-        cands = table[index]
+        cands = table[0]
         labels = [f"{i + 1}. {tok!r}" for i, (tok, _, _) in enumerate(cands)]
         for name, j, color in (
             ("clean image p", 1, "#0072B2"),

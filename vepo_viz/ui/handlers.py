@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -222,39 +223,45 @@ class View:
     detail: Any
 
 
-def token_choices(analysis) -> list[tuple[str, int]]:
-    frame = rdata.token_frame(analysis)
+def token_choices(analysis, frame: pd.DataFrame | None = None) -> list[tuple[str, int]]:
+    frame = rdata.token_frame(analysis) if frame is None else frame
     marks = {"both": "B", "vepo_only": "V", "entropy_only": "E", "neither": " "}
     return [
         (f"{i:>3} [{marks[c]}] {d}", int(i))
-        for i, d, c in zip(frame["index"], frame["display"], frame["category"], strict=True)
+        for i, d, c in zip(
+            frame["index"].tolist(),
+            frame["display"].tolist(),
+            frame["category"].tolist(),
+            strict=True,
+        )
     ]
 
 
-def default_token(analysis) -> int | None:
+def default_token(analysis, frame: pd.DataFrame | None = None) -> int | None:
     """The most interesting token: the best-scored VEPO-only pick, else the best score."""
-    frame = rdata.token_frame(analysis)
+    frame = rdata.token_frame(analysis) if frame is None else frame
     if frame.empty:
         return None
-    vepo_only = frame[frame["category"] == "vepo_only"]
-    pool = vepo_only if not vepo_only.empty else frame
-    return int(pool.sort_values("score", ascending=False)["index"].iloc[0])
+    scores = frame["score"].to_numpy()
+    vepo_only = (frame["category"] == "vepo_only").to_numpy()
+    pool = np.flatnonzero(vepo_only) if vepo_only.any() else np.arange(len(frame))
+    return int(pool[np.argmax(scores[pool])])
 
 
 def render_view(analysis, token: int | None = None, chars_per_line: int = 72) -> View:
-    """Every Analyze view of `analysis` (a few tens of ms for a short response)."""
-    n = len(analysis.tokens)
+    """Every Analyze view of `analysis` (well under a second for a few hundred tokens)."""
+    frame = rdata.token_frame(analysis)
+    n = len(frame)
     if token is None or not (0 <= int(token) < n):
-        token = default_token(analysis)
-    header = _header(analysis)
+        token = default_token(analysis, frame)
     return View(
-        summary=header + rdata.summary_markdown(analysis),
-        heatmap=rfig.token_heatmap(analysis, chars_per_line=chars_per_line),
-        scatter=rfig.entropy_scatter(analysis),
-        table=rdata.table(analysis),
-        token_choices=token_choices(analysis),
+        summary=_header(analysis) + rdata.summary_markdown(analysis, frame),
+        heatmap=rfig.token_heatmap(analysis, chars_per_line=chars_per_line, frame=frame),
+        scatter=rfig.entropy_scatter(analysis, frame),
+        table=rdata.table(analysis, frame=frame),
+        token_choices=token_choices(analysis, frame),
         token=token,
-        detail=rfig.token_detail(analysis, token) if token is not None else None,
+        detail=rfig.token_detail(analysis, token, frame) if token is not None else None,
     )
 
 
