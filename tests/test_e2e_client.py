@@ -94,6 +94,36 @@ def test_analyze_rescore_export_through_the_api(app, sample):
     blob = open(pdf, "rb").read()
     assert blob.startswith(b"%PDF") and len(blob) > 3000
 
+    # save the analysis and load it back: the same views, no model
+    saved = client.predict(
+        export_format="json",
+        panel_names=["score"],
+        width_inches=5,
+        font_family="DejaVu Sans",
+        font_size_pt=9,
+        dpi_value=150,
+        colormap="cividis",
+        show_legend=True,
+        show_colorbar=True,
+        latex_colours_by="score",
+        api_name="/export",
+    )
+    fresh = Client(url, verbose=False)
+    loaded = fresh.predict(handle_file(saved), api_name="/load")
+    assert loaded[0] == summary2  # the summary, exactly as saved (ratio 1.0)
+    assert (
+        loaded[3]["data"]
+        == client.predict(
+            ratio_value=1.0,
+            alpha_value=0.7,
+            score_type_value="D",
+            scope_value="response",
+            token_index=None,
+            api_name="/rescore",
+        )[3]["data"]
+    )
+    assert loaded[11] == 1.0  # the ratio slider is set to the saved ratio
+
 
 def test_bad_input_gives_a_message_and_the_app_keeps_serving(app, sample):
     url, model = app

@@ -533,13 +533,19 @@ def build_app(
             concurrency_limit=1,
             concurrency_id=MODEL_QUEUE,
         )
+        # Enter in the question/model box, Shift+Enter in the response box, a new upload,
+        # or a released generation/counterfactual control re-runs an existing analysis.
         for event in (
             question.submit,
+            response.submit,
             model.submit,
             image.upload,
             cf_mode.input,
             sigma.release,
             n_draws.release,
+            max_new_tokens.release,
+            temperature.release,
+            seed.submit,
         ):
             event(
                 h.user_errors(on_auto_analyze),
