@@ -423,12 +423,13 @@ def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figu
             ],
         )
     fig.update_layout(
-        height=400,
-        margin={"l": 10, "r": 10, "t": 80, "b": 10},
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
         plot_bgcolor="white",
         xaxis={"title": {"text": "entropy H (nats)"}, "gridcolor": "#eeeeee", "zeroline": False},
         yaxis={"title": {"text": "visual sensitivity v"}, "gridcolor": "#eeeeee"},
-        legend={"orientation": "h", "y": 1.1, "yanchor": "bottom", "x": 0},
+        # below the axis title: four entries wrap in a narrow column without hiding any
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0},
     )
     return fig.build()
 

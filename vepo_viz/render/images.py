@@ -81,8 +81,9 @@ def counterfactual_preview(
     noisy = np.clip(pixels + config.sigma * std * noise, 0.0, 1.0)
     view = Image.fromarray(np.round(noisy * 255).astype(np.uint8), mode="RGB")
     caption = (
-        f"gaussian, sigma={config.sigma:g} in normalised units (x {np.round(std, 3).tolist()} per "
-        "channel in pixel units): a preview of the same noise strength, clamped to [0, 1] for "
-        "display; the model saw unclamped noise on its normalised pixel_values"
+        f"gaussian, sigma={config.sigma:g} in normalised units (x std "
+        f"{', '.join(f'{float(x):.3f}' for x in std)} per channel in pixel units): a preview "
+        "of the same noise strength, clamped to [0, 1] for display; the model saw unclamped "
+        "noise on its normalised pixel_values"
     )
     return view, caption
