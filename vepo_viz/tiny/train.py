@@ -154,7 +154,7 @@ class FeatureNormPenalty:
         feats = torch.cat(self.features)
         self.features = []
         norms = feats.float().norm(dim=-1)  # (n,)
-        return torch.relu(norms - self.norm_max).pow(2).mean(), float(norms.mean())
+        return torch.relu(norms - self.norm_max).pow(2).mean(), float(norms.detach().mean())
 
 
 def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
