@@ -272,9 +272,18 @@ def _header(analysis) -> str:
     took = f", {total:.2f} s" if isinstance(total, int | float) else ""
     cf = perturb_config_of(analysis)
     return (
-        f"Model `{analysis.model_id or '?'}`; response {how}{trunc}{took}; counterfactual "
+        f"Model `{_model_name(analysis.model_id)}`; response {how}{trunc}{took}; counterfactual "
         f"{cf.mode} (sigma {cf.sigma:g}, K={cf.n_draws}).  \n"
     )
+
+
+def _model_name(model_id: str) -> str:
+    """'embedded' for the embedded tiny model's folder, else the id as loaded."""
+    from vepo_viz.tiny import DEFAULT_MODEL
+
+    if model_id and Path(model_id).resolve() == Path(DEFAULT_MODEL).resolve():
+        return EMBEDDED
+    return model_id or "?"
 
 
 def image_views(
