@@ -192,6 +192,43 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
     return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
 
 
+def extra_eval(
+    init: str, out: Path, rules: list[str], seeds: list[int], name: str, jsonl: str, settings: dict
+) -> dict:
+    """Greedy accuracy of the initial model and of every run's final model on `jsonl`
+    (e.g. the training pool: how well each rule fitted the prompts it was rewarded on)."""
+    from vepo_viz.train.data import load_jsonl
+    from vepo_viz.train.policy import VLMPolicy
+    from vepo_viz.train.trainer import evaluate
+
+    prompts = load_jsonl(jsonl)
+    base = TrainConfig.from_dict({**settings, "model": init, "n_eval": 0, "threads": 1})
+    results = {"init": evaluate(VLMPolicy.load(base), prompts, base)["heldout_acc"]}
+    for rule in rules:
+        for seed in seeds:
+            final = RunPaths(out / f"{rule}-s{seed}").final
+            if (final / "config.json").exists():
+                cfg = base.replace(model=str(final))
+                results[f"{rule}-s{seed}"] = evaluate(VLMPolicy.load(cfg), prompts, cfg)[
+                    "heldout_acc"
+                ]
+    by_rule = {}
+    for rule in rules:
+        values = [v for k, v in results.items() if k.startswith(f"{rule}-s")]
+        if values:
+            by_rule[rule] = {
+                "mean": statistics.mean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "min": min(values),
+                "max": max(values),
+            }
+    print(
+        f"{name}: init {results['init']:.3f}; "
+        + "; ".join(f"{r} {v['mean']:.3f} ± {v['std']:.3f}" for r, v in by_rule.items())
+    )
+    return {"jsonl": jsonl, "runs": results, "rules": by_rule}
+
+
 def markdown_selection_table(summary: dict) -> str:
     """What each rule trained on, averaged over steps and seeds."""
 
@@ -258,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], help="TrainConfig key=value pairs")
     parser.add_argument("--figures", help="folder for PNG curves (e.g. docs/figures)")
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument(
+        "--extra-eval",
+        nargs="*",
+        default=[],
+        help="NAME=path.jsonl: greedy accuracy of the initial and every final model on it",
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -275,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     summary["grid_wall_s"] = time.time() - t0
     summary["init"] = init
     summary["settings"] = settings
+    summary["extra_eval"] = {}
+    for item in args.extra_eval:
+        name, _, path = item.partition("=")
+        summary["extra_eval"][name] = extra_eval(
+            init, out, args.rules, args.seeds, name, path, settings
+        )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(markdown_table(summary))
     print()
