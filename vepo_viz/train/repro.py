@@ -1,8 +1,12 @@
 """Mini-reproduction: token-selection rules x seeds on the embedded model, same steps and data.
 
-    python -m vepo_viz.train.repro --init runs/repro/init --out runs/repro \
-        --rules all entropy vepo random --seeds 0 1 2 --steps 60 --jobs 2 \
-        --set prompts_per_step=8 group_size=8 lr=1e-4 --figures docs/figures
+    python -m vepo_viz.train.repro --init tiny --out runs/repro \
+        --rules all entropy vepo random --seeds 0 1 2 --steps 80 --jobs 2 \
+        --pool-per-family 16 --heldout-per-family 40 --families color compare count spatial \
+        --set prompts_per_step=8 group_size=8 lr=1e-4 eval_every=10 max_new_tokens=32 \
+        --figures docs/figures
+
+(docs/mini_reproduction.md has the exact command, data and results.)
 
 Each (rule, seed) is one `vepo-viz train` process (run folder OUT/RULE-sSEED); for a given
 seed every rule sees the same prompts in the same order and starts from the same weights.
@@ -296,6 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", help="folder for PNG curves (e.g. docs/figures)")
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument(
+        "--pool-per-family",
+        type=int,
+        default=0,
+        help="export a fixed training pool (this many train-split prompts per family) and a "
+        "held-out set to OUT/data, train on the pool and evaluate on the held-out set (which "
+        "adds --extra-eval pool=...)",
+    )
+    parser.add_argument("--heldout-per-family", type=int, default=40)
+    parser.add_argument("--families", nargs="+", default=["color", "compare", "count", "spatial"])
+    parser.add_argument(
         "--extra-eval",
         nargs="*",
         default=[],
@@ -311,6 +325,19 @@ def main(argv: list[str] | None = None) -> int:
 
         init = str(export_sft_checkpoint(init, args.like or DEFAULT_MODEL, out / "init"))
     settings = _parse_sets(args.set)
+    if args.pool_per_family:
+        from vepo_viz.tasks import export_jsonl
+
+        pool = out / "data" / "pool" / "train_pool.jsonl"
+        heldout = out / "data" / "heldout" / "heldout.jsonl"
+        export_jsonl(pool, "train", args.pool_per_family, args.families)
+        export_jsonl(heldout, "heldout", args.heldout_per_family, args.families)
+        settings.update(
+            data=str(pool),
+            eval_data=str(heldout),
+            n_eval=args.heldout_per_family * len(args.families),
+        )
+        args.extra_eval = [f"pool={pool}", *args.extra_eval]
     t0 = time.time()
     if not args.summarise_only:
         run_grid(init, out, args.rules, args.seeds, args.steps, args.jobs, settings)
