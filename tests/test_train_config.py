@@ -153,3 +153,15 @@ def test_jsonl_source_shuffles_per_epoch_deterministically(tmp_path):
     bad.write_text(json.dumps({"image": "im.png", "question": "q"}) + "\n")
     with pytest.raises(VepoInputError, match="lacks answer"):
         load_jsonl(bad)
+
+
+def test_exported_suite_jsonl_keeps_its_examples(tmp_path):
+    from vepo_viz.tasks import export_jsonl
+
+    path = export_jsonl(tmp_path / "suite.jsonl", split="train", n_per_family=1)
+    prompts = load_jsonl(path)
+    assert all(p.example is not None and p.example.question == p.question for p in prompts)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["answer"] = "something else"  # edited row: no longer the suite example
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_jsonl(path)[0].example is None

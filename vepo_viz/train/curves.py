@@ -15,7 +15,7 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("vis", "Visual sensitivity: selected vs all", ("vis_selected", "vis_all")),
     (
         "visual_tokens",
-        "Image-read tokens: share of selected (solid), recall (dashed)",
+        "Image-read tokens: share (solid), recall (dashed)",
         ("share_visual", "recall_visual"),
     ),
     ("kl", "KL to reference (k3) / approx KL to rollout", ("kl", "approx_kl")),

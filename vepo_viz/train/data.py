@@ -56,6 +56,19 @@ def _suite_prompt(family: str, seed: int, difficulty: float, split: str) -> Task
     )
 
 
+def _suite_example(row: dict) -> Example | None:
+    """The suite example a JSONL row was exported from (export_jsonl writes family, seed
+    and difficulty), so its token kinds are known; None for other rows."""
+    family, seed, difficulty = row.get("family"), row.get("seed"), row.get("difficulty")
+    if family not in FAMILIES or not isinstance(seed, int) or difficulty is None:
+        return None
+    try:
+        ex = make_example(family, seed, float(difficulty))
+    except (ValueError, TypeError):
+        return None
+    return ex if ex.question == row.get("question") and ex.answer == row.get("answer") else None
+
+
 def load_jsonl(path: str | Path) -> list[TaskPrompt]:
     """Prompts of a JSONL file: one object per line with image (path relative to the file,
     or absolute), question and answer; optional answer_space (list), family and id."""
@@ -90,6 +103,7 @@ def load_jsonl(path: str | Path) -> list[TaskPrompt]:
                 answer=str(row["answer"]),
                 answer_space=tuple(str(a) for a in space) if space else None,
                 family=str(row.get("family", "")),
+                example=_suite_example(row),
             )
         )
     if not prompts:

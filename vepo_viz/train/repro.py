@@ -233,6 +233,78 @@ def extra_eval(
     return {"jsonl": jsonl, "runs": results, "rules": by_rule}
 
 
+def selection_profile(
+    init: str,
+    jsonl: str,
+    settings: dict,
+    rules: list[str],
+    n_prompts: int = 32,
+    seed: int = 0,
+) -> dict:
+    """What each rule would train on, on the SAME sampled responses of the initial model.
+
+    Samples G responses to the first n_prompts prompts of `jsonl`, runs the score pass once
+    (clean + counterfactual), applies every rule's selection to those signals and reports
+    entropy / visual sensitivity of the selected vs all tokens and, for suite prompts, the
+    kinds of the selected tokens (read off the image, template, free choice, answer).
+    """
+    import torch
+
+    from vepo_viz.train.data import load_jsonl
+    from vepo_viz.train.policy import VLMPolicy
+    from vepo_viz.train.rollout import RolloutBatch, rollout, score_pass
+    from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
+
+    prompts = load_jsonl(jsonl)[:n_prompts]
+    cfg = TrainConfig.from_dict(
+        {**settings, "model": init, "seed": seed, "threads": 1, "prompts_per_step": len(prompts)}
+    )
+    policy = VLMPolicy.load(cfg)
+    episodes = rollout(policy, prompts, cfg, step=0)
+    batch = RolloutBatch.build(policy, episodes, cfg)
+    signals, _ = score_pass(policy, batch, cfg, step=0, counterfactual=True)
+    kinds = [e.kinds for e in episodes]
+    out = {"n_responses": len(episodes), "n_tokens": int(signals.mask.sum())}
+    for rule in rules:
+        rule_cfg = cfg.replace(selection=rule)
+        selection = select_for_step(rule_cfg, signals, torch.Generator().manual_seed(seed))
+        out[rule] = {
+            **selection_metrics(signals, selection, cfg.alpha),
+            **kind_metrics(kinds, selection.selected, signals.mask),
+            "selected_fraction": float(selection.selected.sum()) / out["n_tokens"],
+        }
+    if len(rules) > 1 and "vepo" in rules and "entropy" in rules:
+        v = select_for_step(cfg.replace(selection="vepo"), signals, torch.Generator())
+        e = select_for_step(cfg.replace(selection="entropy"), signals, torch.Generator())
+        out["overlap_vepo_entropy"] = float((v.selected & e.selected).sum()) / max(
+            1, int(v.selected.sum())
+        )
+    return out
+
+
+def markdown_profile_table(profile: dict) -> str:
+    def f(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.3f}"
+
+    lines = [
+        "| rule | tokens trained on | mean entropy: selected / all | mean JSD: selected / all "
+        "| visual sensitivity v: selected / all | selected tokens read off the image "
+        "| free-choice | template | answer | recall of image-read tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rule, r in profile.items():
+        if not isinstance(r, dict):
+            continue
+        lines.append(
+            f"| {rule} | {f(r['selected_fraction'])} | {f(r['entropy_selected'])} / "
+            f"{f(r['entropy_all'])} | {f(r.get('jsd_selected'))} / {f(r.get('jsd_all'))} | "
+            f"{f(r.get('vis_selected'))} / {f(r.get('vis_all'))} | {f(r['share_visual'])} | "
+            f"{f(r['share_free'])} | {f(r['share_template'])} | {f(r['share_answer'])} | "
+            f"{f(r['recall_visual'])} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_selection_table(summary: dict) -> str:
     """What each rule trained on, averaged over steps and seeds."""
 
@@ -308,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         "adds --extra-eval pool=...)",
     )
     parser.add_argument("--heldout-per-family", type=int, default=40)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=32,
+        help="prompts of the training data whose sampled responses every rule's selection is "
+        "compared on (0 = skip)",
+    )
     parser.add_argument("--families", nargs="+", default=["color", "compare", "count", "spatial"])
     parser.add_argument(
         "--extra-eval",
@@ -351,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         summary["extra_eval"][name] = extra_eval(
             init, out, args.rules, args.seeds, name, path, settings
         )
+    if args.profile and settings.get("data"):
+        summary["profile"] = selection_profile(
+            init, settings["data"], settings, args.rules, n_prompts=args.profile
+        )
+        print(markdown_profile_table(summary["profile"]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(markdown_table(summary))
     print()
