@@ -304,3 +304,22 @@ __all__ = [
     "table",
     "token_frame",
 ]
+
+
+def signal_scale(
+    frame: pd.DataFrame, signal: str, analysis: Any
+) -> tuple[str, str, np.ndarray, float, float]:
+    """(label, unit, values, vmin, vmax) of a signal's colour scale, shared by the plotly
+    views and the paper exports: 0-1 signals span [0, 1], others [min(0, lo), hi]."""
+    label, unit = SIGNALS[signal]
+    if signal == "score":
+        label = score_label(analysis)
+    values = frame[signal].to_numpy(dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if unit == "0-1":
+        vmin, vmax = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0)
+    else:
+        vmin = min(0.0, float(finite.min()) if finite.size else 0.0)
+        vmax = float(finite.max()) if finite.size else 1.0
+        vmax = vmax if vmax > vmin else vmin + 1.0
+    return label, unit, values, vmin, vmax

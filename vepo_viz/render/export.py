@@ -34,8 +34,8 @@ from vepo_viz.render.data import (
     SELECTION_ROW,
     SIGNALS,
     display_token,
-    score_label,
     scoring_of,
+    signal_scale,
     summary,
     table,
     token_frame,
@@ -151,17 +151,7 @@ def _panel(analysis: Any, frame, key: str, cmap: str) -> _Panel:
             continuous=False,
             legend=[(CATEGORY_COLORS[c], CATEGORY_LABELS[c]) for c in CATEGORIES],
         )
-    label, unit = SIGNALS[key]
-    if key == "score":
-        label = score_label(analysis)
-    values = frame[key].to_numpy(dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if unit == "0-1":
-        vmin, vmax = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0)
-    else:
-        vmin = min(0.0, float(finite.min()) if finite.size else 0.0)
-        vmax = float(finite.max()) if finite.size else 1.0
-        vmax = vmax if vmax > vmin else vmin + 1.0
+    label, unit, values, vmin, vmax = signal_scale(frame, key, analysis)
     colors = rgba(values, vmin, vmax, cmap)
     unit_text = "" if unit == "0-1" else f" ({unit})"
     return _Panel(

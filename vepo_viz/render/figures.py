@@ -31,9 +31,9 @@ from vepo_viz.render.data import (
     DEFAULT_SIGNALS,
     SIGNALS,
     candidates_table,
-    score_label,
     scoring_of,
     selection_difference,
+    signal_scale,
     token_frame,
 )
 
@@ -308,17 +308,7 @@ def category_text_color_any(color: str) -> str:
 def _signal_row(frame: pd.DataFrame, signal: str, analysis: Any) -> Row:
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; choose from {tuple(SIGNALS)}")
-    label, unit = SIGNALS[signal]
-    if signal == "score":
-        label = score_label(analysis)
-    values = frame[signal].to_numpy(dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if unit == "0-1":
-        vmin, vmax = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0)
-    else:
-        vmin = min(0.0, float(finite.min()) if finite.size else 0.0)
-        vmax = float(finite.max()) if finite.size else 1.0
-        vmax = vmax if vmax > vmin else vmin + 1.0
+    label, unit, values, vmin, vmax = signal_scale(frame, signal, analysis)
     short = label.split(" ")[0] if signal != "score" else "score"
     short = {"visual": "visual sens."}.get(short, short)
     return Row(
