@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import torch
+from PIL import Image
 
 from vepo_viz.tasks import DEFAULT_DIFFICULTY, FAMILIES, Example, iter_split, verify
 from vepo_viz.tiny.data import prompt_messages
@@ -44,20 +45,21 @@ def accuracy(
     n_per_family: int = 40,
     difficulty: float = DEFAULT_DIFFICULTY,
     batch_size: int = 50,
-    **kwargs,
+    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    image_fn: Callable[[Example], Image.Image] | None = None,
 ) -> dict[str, float]:
-    """Held-out accuracy per family and overall ("all")."""
+    """Held-out accuracy per family and overall ("all"); pixel_hook perturbs the processed
+    pixels, image_fn replaces each example's image (e.g. a blank one)."""
     examples = list(iter_split("heldout", n_per_family, difficulty=difficulty))
     hits: dict[str, list[bool]] = defaultdict(list)
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
-        imgs = kwargs.get("image_fn")
         answers = generate_batch(
             model,
             processor,
             chunk,
-            pixel_hook=kwargs.get("pixel_hook"),
-            images=[imgs(ex) for ex in chunk] if imgs else None,
+            pixel_hook=pixel_hook,
+            images=[image_fn(ex) for ex in chunk] if image_fn else None,
         )
         for ex, ans in zip(chunk, answers, strict=True):
             hits[ex.family].append(verify(ans, ex.answer, ex.answer_space).correct)
@@ -205,19 +207,8 @@ def evaluate(
     processor = Qwen2VLProcessorNoVideo.from_pretrained(path)
     load_s = time.perf_counter() - t0
     ex = next(iter_split("heldout", 1))
-    long_q = Example(
-        ex.family,
-        ex.seed,
-        ex.difficulty,
-        ex.image,
-        ex.question,
-        ex.answer,
-        ex.segments,
-        ex.answer_space,
-    )
-    generate_batch(model, processor, [long_q], max_new_tokens=4)  # warm-up
+    generate_batch(model, processor, [ex], max_new_tokens=4)  # warm-up
     t0 = time.perf_counter()
-    inputs_len = None
     tok = processor.tokenizer
     tok.padding_side = "left"
     prompt = processor.apply_chat_template(
@@ -226,12 +217,12 @@ def evaluate(
     inputs = processor(images=[ex.image], text=[prompt], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=64, min_new_tokens=64, do_sample=False)
     gen64_s = time.perf_counter() - t0
-    inputs_len = out.shape[1] - inputs["input_ids"].shape[1]
+    n_generated = out.shape[1] - inputs["input_ids"].shape[1]
     res = {
         "model": str(path),
         "load_s": round(load_s, 3),
         "generate_64_tokens_s": round(gen64_s, 3),
-        "generated_tokens": int(inputs_len),
+        "generated_tokens": int(n_generated),
         "accuracy_clean": accuracy(model, processor, n_per_family),
         "accuracy_gaussian_sigma2": accuracy(
             model, processor, n_per_family, pixel_hook=gaussian_hook(2.0)
