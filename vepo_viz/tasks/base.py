@@ -143,29 +143,5 @@ def token_kinds(
 
 
 GRID = 4
-"""Cells per side of the 'describe' auxiliary task: 4 x 4 cells of 28 px, one per merged
-image token of the embedded model."""
-MIN_CELL_PIXELS = 6
-
-
-def cell_colors(image: Image.Image, palette: dict[str, tuple[int, int, int]]) -> list[str]:
-    """The palette colour covering most pixels of each grid cell ("none" if almost empty)."""
-    import numpy as np
-
-    arr = np.asarray(image.convert("RGB"), dtype=np.int32)  # (H, W, 3)
-    names = list(palette)
-    ref = np.array([palette[n] for n in names], dtype=np.int32)  # (P, 3)
-    dist = np.abs(arr[:, :, None, :] - ref[None, None]).sum(-1)  # (H, W, P)
-    nearest = dist.argmin(-1)  # (H, W)
-    close = dist.min(-1) < 90  # (H, W)
-    h, w = arr.shape[:2]
-    out = []
-    for r in range(GRID):
-        for c in range(GRID):
-            sl = (
-                slice(r * h // GRID, (r + 1) * h // GRID),
-                slice(c * w // GRID, (c + 1) * w // GRID),
-            )
-            counts = np.bincount(nearest[sl][close[sl]], minlength=len(names))
-            out.append(names[int(counts.argmax())] if counts.max() >= MIN_CELL_PIXELS else "none")
-    return out
+"""The layout grid: 4 x 4 cells of 28 px, one per merged image token of the embedded model.
+Objects sit one per cell (see families.py)."""

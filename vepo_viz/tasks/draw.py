@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from vepo_viz.tasks.base import IMAGE_SIZE
+from vepo_viz.tasks.base import GRID, IMAGE_SIZE
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -47,19 +47,35 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: f
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def place(rng: random.Random, n: int, r: float, margin: float = 3.0, tries: int = 400):
-    """n non-overlapping centres for objects of radius r inside the canvas."""
-    pts: list[tuple[float, float]] = []
-    lo, hi = r + margin, IMAGE_SIZE - r - margin
-    for _ in range(tries):
-        if len(pts) == n:
-            break
-        p = (rng.uniform(lo, hi), rng.uniform(lo, hi))
-        if all((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 > (2 * r + margin) ** 2 for q in pts):
-            pts.append(p)
-    if len(pts) < n:
-        raise RuntimeError("could not place objects; lower n or radius")
-    return pts
+CELL = IMAGE_SIZE // GRID
+"""Side of a grid cell in pixels (28): one merged image token of the embedded model."""
+
+
+def cell_of(x: float, y: float) -> int:
+    """Row-major index of the grid cell holding pixel (x, y)."""
+    return int(y // CELL) * GRID + int(x // CELL)
+
+
+def grid_place(
+    rng: random.Random, n: int, half: float, cells: list[int] | None = None
+) -> list[tuple[int, float, float]]:
+    """(cell, x, y) centres for n objects of half-size `half`, each inside its own cell.
+
+    The objects sit in distinct cells of the 4 x 4 grid (random cells unless given), jittered
+    as far as the cell allows. One object per cell is how the layout meets the embedded
+    model, whose image tokens are exactly these 28 px cells.
+    """
+    if half > CELL / 2:
+        raise ValueError(f"an object of half-size {half} does not fit a {CELL} px cell")
+    cells = list(cells) if cells is not None else rng.sample(range(GRID * GRID), n)
+    slack = max(0.0, CELL / 2 - half - 1.5)
+    out = []
+    for c in cells:
+        row, col = divmod(c, GRID)
+        x = (col + 0.5) * CELL + rng.uniform(-slack, slack)
+        y = (row + 0.5) * CELL + rng.uniform(-slack, slack)
+        out.append((c, x, y))
+    return out
 
 
 @lru_cache(maxsize=8)

@@ -1,20 +1,34 @@
 """The task families. Each is `make(rng, difficulty) -> fields of an Example`.
 
 difficulty in [0, 1]: higher means smaller objects, closer quantities, more clutter.
+
+Objects sit one per cell of a 4 x 4 grid of 28 px cells, jittered inside the cell (bars
+stand one per column). meta["cells"] records what each cell holds, row-major: None, or a
+dict with its colour, shape ("bar" and "box" included), the number in a box and the height
+of a bar in pixels. The embedded model's vision stage learns from these labels.
 """
 
 from __future__ import annotations
 
 import random
 
-from vepo_viz.tasks.base import CONNECTIVES, IMAGE_SIZE, Segment
-from vepo_viz.tasks.draw import COLORS, SHAPES, canvas, draw_shape, font, place
+from vepo_viz.tasks.base import CONNECTIVES, GRID, IMAGE_SIZE, Segment
+from vepo_viz.tasks.draw import CELL, COLORS, SHAPES, canvas, draw_shape, font, grid_place
 
 T, V, F, A = "template", "visual", "free", "answer"
 
 
 def _lerp(a: float, b: float, t: float) -> float:
     return a + (b - a) * t
+
+
+def _cells(objects: dict[int, dict]) -> list[dict | None]:
+    """meta["cells"]: each grid cell's object (colour, shape, number, height) or None."""
+    return [objects.get(i) for i in range(GRID * GRID)]
+
+
+def _obj(color: str, shape: str, number: int | None = None, height: float | None = None):
+    return {"color": color, "shape": shape, "number": number, "height": height}
 
 
 def _closing(rng: random.Random, answer: str) -> list[Segment]:
@@ -33,8 +47,10 @@ def color(rng: random.Random, d: float) -> dict:
     r = _lerp(9, 5, d)
     img, draw = canvas(rng, clutter=int(_lerp(5, 40, d)))
     cols = [rng.choice(list(COLORS)) for _ in shapes]
-    for shape, col, (x, y) in zip(shapes, cols, place(rng, n, r), strict=True):
+    objects = {}
+    for shape, col, (cell, x, y) in zip(shapes, cols, grid_place(rng, n, r), strict=True):
         draw_shape(draw, shape, x, y, r, COLORS[col])
+        objects[cell] = _obj(col, shape)
     shape, col = shapes[0], cols[0]
     opener = rng.choice(["I look at the", "Looking at the"])
     segs = [
@@ -50,27 +66,37 @@ def color(rng: random.Random, d: float) -> dict:
         answer=col,
         segments=segs + _closing(rng, col),
         answer_space=tuple(COLORS),
+        meta={"cells": _cells(objects)},
     )
 
 
 def compare(rng: random.Random, d: float) -> dict:
-    """Which of two thin bars in a small bar chart is taller?"""
+    """Which of two thin bars in a small bar chart is taller? One bar per grid column."""
     n = rng.randint(2, 4)
     cols = rng.sample(list(COLORS), n)
     width = round(_lerp(9, 4, d))
     min_gap = round(_lerp(14, 4, d))
-    heights = []
+    heights: list[int] = []
+    tries = 0
     while len(heights) < n:
+        tries += 1
+        if tries > 200:  # the heights drawn so far leave no room for the rest: start over
+            heights, tries = [], 0
         h = rng.randint(12, 90)
         if all(abs(h - o) >= min_gap for o in heights):
             heights.append(h)
     img, draw = canvas(rng, clutter=int(_lerp(0, 25, d)))
     base = IMAGE_SIZE - 10
     draw.line([(6, base), (IMAGE_SIZE - 6, base)], fill=(90, 90, 90), width=1)
-    step = (IMAGE_SIZE - 20) / n
-    for i, (col, h) in enumerate(zip(cols, heights, strict=True)):
-        x = 10 + step * (i + 0.5)
+    columns = sorted(rng.sample(range(GRID), n))
+    slack = CELL / 2 - width / 2 - 2
+    objects = {}
+    for col, h, column in zip(cols, heights, columns, strict=True):
+        x = (column + 0.5) * CELL + rng.uniform(-slack, slack)
         draw.rectangle([x - width / 2, base - h, x + width / 2, base - 1], fill=COLORS[col])
+        for row in range(GRID):  # the cells the bar covers (at least 3 px of it)
+            if min(base, (row + 1) * CELL) - max(base - h, row * CELL) >= 3:
+                objects[row * GRID + column] = _obj(col, "bar", height=h)
     a, b = rng.sample(range(n), 2)
     ca, cb = cols[a], cols[b]
     winner = ca if heights[a] > heights[b] else cb
@@ -91,6 +117,7 @@ def compare(rng: random.Random, d: float) -> dict:
         answer=winner,
         segments=segs + _closing(rng, winner),
         answer_space=tuple(COLORS),
+        meta={"cells": _cells(objects)},
     )
 
 
@@ -102,17 +129,16 @@ def count(rng: random.Random, d: float) -> dict:
     n_distract = rng.randint(0, int(_lerp(2, 5, d)))
     r = _lerp(7, 4.5, d)
     img, draw = canvas(rng, clutter=int(_lerp(0, 30, d)))
-    pts = place(rng, k + n_distract, r)
-    for i, (x, y) in enumerate(pts):
-        if i < k:
-            draw_shape(draw, shape, x, y, r, COLORS[col])
-        else:  # a distractor differs in shape or colour
+    objects = {}
+    for i, (cell, x, y) in enumerate(grid_place(rng, k + n_distract, r)):
+        s, c = shape, col
+        if i >= k:  # a distractor differs in shape or colour
             if rng.random() < 0.5:
-                other = rng.choice([s for s in SHAPES if s != shape])
-                draw_shape(draw, other, x, y, r, COLORS[col])
+                s = rng.choice([o for o in SHAPES if o != shape])
             else:
-                other = rng.choice([c for c in COLORS if c != col])
-                draw_shape(draw, shape, x, y, r, COLORS[other])
+                c = rng.choice([o for o in COLORS if o != col])
+        draw_shape(draw, s, x, y, r, COLORS[c])
+        objects[cell] = _obj(c, s)
     noun = f"{col} {shape}s"
     verb = "is" if k == 1 else "are"
     segs = [
@@ -129,6 +155,7 @@ def count(rng: random.Random, d: float) -> dict:
         answer=str(k),
         segments=segs + _closing(rng, str(k)),
         answer_space=tuple(str(i) for i in range(10)),
+        meta={"cells": _cells(objects)},
     )
 
 
@@ -139,14 +166,17 @@ def spatial(rng: random.Random, d: float) -> dict:
     pairs = rng.sample([(s, c) for s in SHAPES for c in COLORS], n)
     img, draw = canvas(rng, clutter=int(_lerp(0, 30, d)))
     axis = rng.choice(["horizontal", "vertical"])
-    min_sep = _lerp(30, 12, d)
-    for _ in range(200):
-        pts = place(rng, n, r)
-        i = 0 if axis == "horizontal" else 1
-        if abs(pts[0][i] - pts[1][i]) >= min_sep:
+    min_sep = 1 if rng.random() < d else 2  # grid columns (rows) between the two objects
+    axis_of = (lambda c: c % GRID) if axis == "horizontal" else (lambda c: c // GRID)
+    while True:
+        cells = rng.sample(range(GRID * GRID), n)
+        if abs(axis_of(cells[0]) - axis_of(cells[1])) >= min_sep:
             break
-    for (shape, col), (x, y) in zip(pairs, pts, strict=True):
+    pts = [(x, y) for _, x, y in grid_place(rng, n, r, cells)]
+    objects = {}
+    for (shape, col), cell, (x, y) in zip(pairs, cells, pts, strict=True):
         draw_shape(draw, shape, x, y, r, COLORS[col])
+        objects[cell] = _obj(col, shape)
     a = f"{pairs[0][1]} {pairs[0][0]}"
     b = f"{pairs[1][1]} {pairs[1][0]}"
     if axis == "horizontal":
@@ -173,6 +203,7 @@ def spatial(rng: random.Random, d: float) -> dict:
         answer=rel,
         segments=segs + _closing(rng, rel),
         answer_space=("left", "right", "above", "below"),
+        meta={"cells": _cells(objects)},
     )
 
 
@@ -181,12 +212,13 @@ def read(rng: random.Random, d: float) -> dict:
     n = rng.randint(2, 3)
     cols = rng.sample(list(COLORS), n)
     nums = rng.sample(range(10, 100), n)
-    size = round(_lerp(16, 11, d))
+    size = round(_lerp(13, 9, d))
     img, draw = canvas(rng, clutter=int(_lerp(0, 25, d)))
     w, h = size * 1.6, size * 1.2
-    pts = place(rng, n, max(w, h) / 2 + 2)
     fnt = font(size)
-    for col, num, (x, y) in zip(cols, nums, pts, strict=True):
+    objects = {}
+    for col, num, (cell, x, y) in zip(cols, nums, grid_place(rng, n, w / 2 + 2), strict=True):
+        objects[cell] = _obj(col, "box", number=num)
         draw.rectangle(
             [x - w / 2 - 2, y - h / 2 - 2, x + w / 2 + 2, y + h / 2 + 2],
             outline=COLORS[col],
@@ -207,6 +239,7 @@ def read(rng: random.Random, d: float) -> dict:
         answer=num,
         segments=segs + _closing(rng, num),
         answer_space=tuple(str(i) for i in range(10, 100)),
+        meta={"cells": _cells(objects)},
     )
 
 

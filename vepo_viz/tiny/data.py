@@ -15,33 +15,42 @@ def prompt_messages(question: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
 
 
-DESCRIBE_QUESTION = "Name the main color of each cell, row by row."
+DESCRIBE_QUESTION = "Describe each cell, row by row."
 DESCRIBE_EVERY = 4
 """Every DESCRIBE_EVERY-th training example is the auxiliary 'describe' task."""
 
 
+def cell_words(cell: dict | None) -> str:
+    """A grid cell in words: "none", "red circle", "green bar", "blue 42" (a box)."""
+    if cell is None:
+        return "none"
+    if cell["shape"] == "box":
+        return f"{cell['color']} {cell['number']}"
+    return f"{cell['color']} {cell['shape']}"
+
+
 def describe_example(ex: Example) -> Example:
-    """Auxiliary task on ex's image: the colour of each of the 4 x 4 cells, row by row.
+    """Auxiliary task on ex's image: what each of the 4 x 4 cells holds, row by row.
 
     Dense supervision tied to single image tokens (a cell is one merged 28 px token). It is
     the project's stand-in for the captioning stage of VLM pre-training: it gets the vision
     pathway used early, before the model settles on ignoring the image.
     """
     from vepo_viz.tasks import Segment
-    from vepo_viz.tasks.base import cell_colors
-    from vepo_viz.tasks.draw import COLORS
 
-    cells = cell_colors(ex.image, COLORS)
-    segs = [Segment("Cells:", "template")] + [Segment(f" {c}", "visual") for c in cells]
+    words = [cell_words(c) for c in ex.meta["cells"]]
+    segs = [Segment("Cells:", "template")]
+    segs += [Segment((" " if i == 0 else ", ") + w, "visual") for i, w in enumerate(words)]
     return Example(
         "describe",
         ex.seed,
         ex.difficulty,
         ex.image,
         DESCRIBE_QUESTION,
-        " ".join(cells),
+        ", ".join(words),
         segs + [Segment(".", "template")],
-        (*COLORS, "none"),
+        (),
+        meta=ex.meta,
     )
 
 
