@@ -127,7 +127,14 @@ def test_train_resumes_exactly(tmp_path, monkeypatch):
         vision_heads=2,
     )
     common = dict(
-        steps=4, batch_size=4, lr=1e-3, warmup=1, eval_every=1000, n_eval_per_family=1, ckpt_every=2
+        steps=4,
+        batch_size=4,
+        lr=1e-3,
+        warmup=1,
+        eval_every=1000,
+        n_eval_per_family=1,
+        ckpt_every=2,
+        vision_pretrain_steps=3,
     )
     straight = tt.train(tt.TrainConfig(out=str(tmp_path / "a"), **common), small)
 
@@ -135,7 +142,7 @@ def test_train_resumes_exactly(tmp_path, monkeypatch):
 
     def dying_loss(model, batch):
         calls.append(1)
-        if len(calls) == 3:  # killed during step 3, after the checkpoint of step 2
+        if len(calls) == 4:  # killed during step 4: step 3 is logged, the checkpoint is of step 2
             raise KeyboardInterrupt
         return real_loss(model, batch)
 
@@ -152,3 +159,78 @@ def test_train_resumes_exactly(tmp_path, monkeypatch):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     metrics = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+
+
+def test_cell_targets_follow_the_cell_labels():
+    from vepo_viz.tasks import make_example
+    from vepo_viz.tiny.train import CELL_SHAPES, cell_targets
+
+    read, bars = make_example("read", 3), make_example("compare", 3)
+    t = cell_targets([read, bars])
+    assert all(v.shape == (32,) for v in t.values())
+    for i, cell in enumerate(read.meta["cells"] + bars.meta["cells"]):
+        if cell is None:
+            assert (t["colour"][i], t["shape"][i]) == (6, len(CELL_SHAPES))
+            assert (t["tens"][i], t["units"][i]) == (0, 10) and t["height"][i].isnan()
+        elif cell["shape"] == "box":
+            assert 10 * t["tens"][i] + t["units"][i] == cell["number"]
+            assert t["height"][i].isnan()
+        else:
+            assert CELL_SHAPES[t["shape"][i]] == "bar"
+            assert t["height"][i] == pytest.approx(cell["height"] / 100)
+
+
+def test_cell_heads_learn_cell_labels_from_features():
+    """The per-cell loss is a real training signal: a few steps on fixed features lower it."""
+    from vepo_viz.tasks import make_example
+    from vepo_viz.tiny.train import CellHeads, cell_targets
+
+    torch.manual_seed(0)
+    examples = [make_example(f, s) for f in ("compare", "read") for s in range(4)]
+    t = cell_targets(examples)
+    feats = torch.randn(len(examples) * 16, 32)
+    pixels = torch.randn(len(examples) * 16, 588)
+    heads = CellHeads(32)
+    opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = heads.loss(feats, t, pixels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_acceptance_checks_read_the_evaluation():
+    from vepo_viz.tasks import FAMILIES, chance_level
+    from vepo_viz.tiny.evaluate import acceptance
+
+    def accs(value, worst=None):
+        out = {f: value for f in FAMILIES}
+        if worst:
+            out[worst[0]] = worst[1]
+        out["all"] = sum(out[f] for f in FAMILIES) / len(FAMILIES)
+        return out
+
+    res = {
+        "accuracy_clean": accs(0.9, ("count", 0.75)),
+        "accuracy_gaussian_sigma2": accs(0.6),
+        "accuracy_blank_image": {f: chance_level(f) for f in FAMILIES},
+        "chance_level": {f: chance_level(f) for f in FAMILIES},
+        "token_level": {"jsd_ratio_visual_over_template": 12.0},
+        "load_s": 0.2,
+        "generate_64_tokens_s": 0.3,
+    }
+    checks = {r["check"]: r for r in acceptance(res)}
+    assert all(r["met"] for r in checks.values())
+    assert checks["worst family, clean"]["measured"] == "count 75.0%"
+    res["accuracy_clean"] = accs(0.95, ("read", 0.6))  # one family below 70%
+    res["accuracy_gaussian_sigma2"] = accs(0.85)  # drop under 20 points
+    res["accuracy_blank_image"] = dict(res["accuracy_blank_image"], color=0.5)  # reads a blank
+    failed = {r["check"] for r in acceptance(res) if not r["met"]}
+    assert failed == {
+        "worst family, clean",
+        "drop under gaussian sigma 2",
+        "blank image, most above chance",
+    }

@@ -1,7 +1,7 @@
 """Train the embedded tiny VLM on the task suite (supervised, next-token loss on answers).
 
-    vepo-viz tiny-train --out runs/tiny --steps 4000
-    python -m vepo_viz.tiny.train --out runs/tiny --steps 4000
+    vepo-viz tiny-train --out runs/tiny --steps 11000 --threads 2
+    python -m vepo_viz.tiny.train --out runs/tiny --steps 11000 --threads 2
 
 Deterministic: the data of step s is a pure function of s, so a resumed run sees exactly
 the batches an uninterrupted one would. Checkpoints (model + optimizer + step) every
@@ -31,7 +31,7 @@ class TrainConfig:
 
     out: str = "runs/tiny"
     """Output folder: ckpt.pt, metrics.jsonl, final/ (the saved model)."""
-    steps: int = 4000
+    steps: int = 11000
     batch_size: int = 32
     lr: float = 1e-3
     """Peak learning rate (2e-3 grew the image features without bound: norm 112 after
@@ -48,13 +48,16 @@ class TrainConfig:
     difficulty_hi: float = 1.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
-    vision_pretrain_steps: int = 500
-    """Stage 1: steps of per-cell colour classification on the vision tower's output (a
-    linear head, discarded after), before any text. Without it the language model settles
-    on ignoring the image before the vision features carry anything (measured: the colour
-    of a single 24 px circle was still at chance after 300 SFT steps; with 100 stage-1
-    steps first, it was read correctly within 25-125 steps)."""
+    vision_pretrain_steps: int = 1500
+    """Stage 1: steps of per-cell supervision of the vision tower alone (CellHeads: colour,
+    shape, digits, bar height, pixels), before any text. Without it the language model
+    settles on ignoring the image before the vision features carry anything (measured: the
+    colour of a single 24 px circle was still at chance after 300 SFT steps; with 100
+    stage-1 steps first, it was read correctly within 25-125 steps)."""
     vision_pretrain_lr: float = 1e-3
+    cell_loss_coef: float = 0.5
+    """Weight of the per-cell losses (CellHeads) kept on during the language stage, so the
+    image features do not forget what stage 1 taught them."""
     feature_norm_max: float = 4.0
     """Image-feature norm above which a penalty applies (about 2x the norm at init)."""
     feature_norm_coef: float = 0.0
@@ -86,37 +89,83 @@ def cell_pixels(pixel_values: torch.Tensor, grid_thw: torch.Tensor, size: int = 
     return torch.nn.functional.adaptive_avg_pool2d(x, size).flatten(1)  # (n, 3*size*size)
 
 
-def pretrain_vision(model, processor, cfg: TrainConfig) -> list[float]:
-    """Stage 1: train the vision tower alone, per image token (one 28 px cell): classify the
-    cell's main colour (or none) and reconstruct its pixels at 2 px resolution, through
-    linear heads discarded afterwards. The stand-in for a pretrained vision encoder: the
-    features carry colour, shape and digit strokes before any text is seen."""
-    from vepo_viz.tasks.base import cell_colors
+CELL_SHAPES = ("circle", "square", "triangle", "diamond", "bar", "box")
+
+
+def cell_targets(examples) -> dict[str, torch.Tensor]:
+    """Per-cell labels of a batch from the examples' meta["cells"], one row per image token.
+
+    colour (6 + none), shape (4 + bar + box + none), the tens (0: none) and units (10: none)
+    digits of a box's number, and a bar's height in units of 100 px (NaN: no bar).
+    """
     from vepo_viz.tasks.draw import COLORS
+
+    colours = list(COLORS)
+    rows = {"colour": [], "shape": [], "tens": [], "units": [], "height": []}
+    for ex in examples:
+        for c in ex.meta["cells"]:
+            number = c and c["number"]
+            rows["colour"].append(colours.index(c["color"]) if c else len(colours))
+            rows["shape"].append(CELL_SHAPES.index(c["shape"]) if c else len(CELL_SHAPES))
+            rows["tens"].append(number // 10 if number is not None else 0)
+            rows["units"].append(number % 10 if number is not None else 10)
+            rows["height"].append(c["height"] / 100 if c and c["height"] else float("nan"))
+    out = {k: torch.tensor(v) for k, v in rows.items() if k != "height"}
+    out["height"] = torch.tensor(rows["height"], dtype=torch.float32)
+    return out
+
+
+class CellHeads(torch.nn.Module):
+    """Linear read-outs of each image token (one 28 px cell): what the cell holds, and its
+    pixels at 2 px resolution. The stand-in for a pretrained vision encoder's supervision;
+    the heads are not part of the saved model."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from vepo_viz.tasks.draw import COLORS
+
+        self.colour = torch.nn.Linear(dim, len(COLORS) + 1)
+        self.shape = torch.nn.Linear(dim, len(CELL_SHAPES) + 1)
+        self.tens = torch.nn.Linear(dim, 10)
+        self.units = torch.nn.Linear(dim, 11)
+        self.height = torch.nn.Linear(dim, 1)
+        self.pixels = torch.nn.Linear(dim, 3 * 14 * 14)
+
+    def loss(self, feats: torch.Tensor, targets: dict, pixel_target: torch.Tensor) -> torch.Tensor:
+        """feats: (n_cells, D) merger outputs; targets from cell_targets; pixel_target from
+        cell_pixels."""
+        ce = torch.nn.functional.cross_entropy
+        loss = sum(ce(getattr(self, k)(feats), targets[k]) for k in ("colour", "shape"))
+        loss = (
+            loss + ce(self.tens(feats), targets["tens"]) + ce(self.units(feats), targets["units"])
+        )
+        bar = ~targets["height"].isnan()  # (n,)
+        if bar.any():
+            pred = self.height(feats[bar]).squeeze(-1)
+            loss = loss + 10 * torch.nn.functional.mse_loss(pred, targets["height"][bar])
+        return loss + torch.nn.functional.mse_loss(self.pixels(feats), pixel_target)
+
+
+def pretrain_vision(model, heads: CellHeads, processor, cfg: TrainConfig) -> list[float]:
+    """Stage 1: train the vision tower alone on the per-cell labels (CellHeads), before any
+    text. The features then carry colour, shape, digits and bar heights when the language
+    model starts reading them."""
     from vepo_viz.tiny.data import _suite_example
 
-    names = [*COLORS, "none"]
     visual = model.model.visual
-    dim = model.config.text_config.hidden_size
-    colour_head = torch.nn.Linear(dim, len(names))
-    pixel_head = torch.nn.Linear(dim, 3 * 14 * 14)
-    params = [*visual.parameters(), *colour_head.parameters(), *pixel_head.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.vision_pretrain_lr)
+    opt = torch.optim.AdamW([*visual.parameters(), *heads.parameters()], lr=cfg.vision_pretrain_lr)
     losses = []
     span = (cfg.difficulty_lo, cfg.difficulty_hi)
     for step in tqdm(range(cfg.vision_pretrain_steps), desc="vision stage"):
-        images = [
-            _suite_example(2 * 10**7 + step * cfg.batch_size + i, span).image
+        examples = [
+            _suite_example(2 * 10**7 + step * cfg.batch_size + i, span)
             for i in range(cfg.batch_size)
         ]
-        px = processor.image_processor(images, return_tensors="pt")
+        px = processor.image_processor([ex.image for ex in examples], return_tensors="pt")
         out = visual(px["pixel_values"], grid_thw=px["image_grid_thw"])
         feats = getattr(out, "pooler_output", out)  # (B * 16, D): one row per merged cell
-        labels = torch.tensor([names.index(c) for im in images for c in cell_colors(im, COLORS)])
         target = cell_pixels(px["pixel_values"], px["image_grid_thw"])  # (B * 16, 588)
-        colour_loss = torch.nn.functional.cross_entropy(colour_head(feats), labels)
-        pixel_loss = torch.nn.functional.mse_loss(pixel_head(feats), target)
-        loss = colour_loss + pixel_loss
+        loss = heads.loss(feats, cell_targets(examples), target)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -149,12 +198,21 @@ class FeatureNormPenalty:
     def _hook(self, module, inputs, output):
         self.features.append(output)  # (n_image_tokens, D)
 
-    def pop(self) -> tuple[torch.Tensor, float]:
-        """(penalty, mean feature norm) of the features recorded since the last pop."""
-        feats = torch.cat(self.features)
+    def pop(self) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """(penalty, mean feature norm, features) of the forwards since the last pop."""
+        feats = torch.cat(self.features)  # (n_image_tokens, D)
         self.features = []
         norms = feats.float().norm(dim=-1)  # (n,)
-        return torch.relu(norms - self.norm_max).pow(2).mean(), float(norms.detach().mean())
+        penalty = torch.relu(norms - self.norm_max).pow(2).mean()
+        return penalty, float(norms.detach().mean()), feats
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Forget the metrics of steps a killed run did after its last checkpoint: they are
+    about to be redone, and would otherwise appear twice."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(x for x in lines if json.loads(x)["step"] <= step))
 
 
 def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
@@ -173,12 +231,14 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         processor = build_processor(build_tokenizer(tiny), tiny)
         processor.save_pretrained(out / "processor")
     model = build_model(processor.tokenizer, tiny, seed=cfg.seed)
+    heads = CellHeads(model.config.text_config.hidden_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
+            {"params": list(heads.parameters()), "weight_decay": 0.0},
         ],
         lr=cfg.lr,
         betas=(0.9, 0.98),
@@ -187,11 +247,13 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["optimizer"])
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         print(f"resumed from {ckpt_path} at step {start}")
+        _drop_metrics_after(out / "metrics.jsonl", start)
     elif cfg.vision_pretrain_steps:
-        stage1 = pretrain_vision(model, processor, cfg)
+        stage1 = pretrain_vision(model, heads, processor, cfg)
         (out / "vision_stage.json").write_text(
             json.dumps({"loss_first": stage1[0], "loss_last": stage1[-1]})
         )
@@ -211,15 +273,21 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, step)
         loss = sft_loss(model, batch)
-        norm_penalty, feature_norm = penalty.pop()
-        (loss + cfg.feature_norm_coef * norm_penalty).backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        norm_penalty, feature_norm, feats = penalty.pop()
+        total = loss + cfg.feature_norm_coef * norm_penalty
+        if cfg.cell_loss_coef:
+            pv, thw = batch.inputs["pixel_values"], batch.inputs["image_grid_thw"]
+            cell_loss = heads.loss(feats, cell_targets(examples), cell_pixels(pv, thw))
+            total = total + cfg.cell_loss_coef * cell_loss
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_([*model.parameters(), *heads.parameters()], 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         rec = {
             "step": step + 1,
             "loss": loss.item(),
+            "cell_loss": float(cell_loss) if cfg.cell_loss_coef else None,
             "grad_norm": float(grad_norm),
             "lr": lr_at(cfg, step),
             "feature_norm": feature_norm,
@@ -241,6 +309,7 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
             torch.save(
                 {
                     "model": model.state_dict(),
+                    "heads": heads.state_dict(),
                     "optimizer": opt.state_dict(),
                     "step": step + 1,
                     "elapsed": time.time() - t0,
