@@ -73,17 +73,23 @@ suite's text with `tokenizers` (any text still tokenises, byte by byte). Process
 Supervised next-token loss on the answer tokens of the suite's train split (even seeds;
 the held-out split uses odd seeds, never overlapping), five families interleaved (colour,
 bar comparison, counting, spatial relation, reading a two-digit number), difficulty spread
-over [{train_cfg["difficulty_lo"]}, {train_cfg["difficulty_hi"]}] by a golden-ratio sequence; every 4th example is an auxiliary
-task (name the main colour of each of the 4 x 4 cells). No image augmentation. The image
-follows the question in the chat template. Before any text, a vision stage of
-{train_cfg.get("vision_pretrain_steps", 0)} steps trains the vision tower alone to classify each cell's colour and reconstruct its
-pixels (linear heads, discarded), the stand-in for a pretrained vision encoder; the image
-processor normalises around the suite's light background.
+over [{train_cfg["difficulty_lo"]}, {train_cfg["difficulty_hi"]}] by a golden-ratio sequence. Objects sit one per cell of a 4 x 4 grid of
+28 px cells (jittered inside the cell; bars one per column), the cells the 16 image tokens
+see. Every 4th example is an auxiliary task: describe each cell, row by row ("none",
+"red circle", "blue 42", "green bar"). No image augmentation. The image follows the
+question in the chat template; the image processor normalises around the suite's light
+background.
+
+Before any text, a vision stage of {train_cfg.get("vision_pretrain_steps", 0)} steps trains the vision tower alone, through
+linear heads on each image token (discarded after training), to name the cell's colour and
+shape, the two digits of a box's number and the height of a bar, and to reconstruct the
+cell's pixels: the stand-in for a pretrained vision encoder. The same per-cell losses stay
+on during the language stage with weight {train_cfg.get("cell_loss_coef", 0)}.
 {train_cfg.get("steps_trained", train_cfg["steps"])} steps of {train_cfg["batch_size"]} examples (of a {train_cfg["steps"]}-step schedule), AdamW (lr {train_cfg["lr"]}, betas 0.9/0.98,
 weight decay {train_cfg["weight_decay"]}), {train_cfg["warmup"]} warm-up steps then cosine decay, seed {train_cfg["seed"]}.
-Wall time: {wall_min:.0f} minutes on 2 CPU cores (shared with other work while it ran).
+Wall time: {wall_min:.0f} minutes on 2 CPU cores.
 
-    vepo-viz tiny-train --out runs/tiny --steps {train_cfg["steps"]} --threads 1
+    vepo-viz tiny-train --out runs/tiny --steps {train_cfg["steps"]} --vision-pretrain-steps {train_cfg.get("vision_pretrain_steps", 0)} --threads {train_cfg.get("threads") or 2}
 
 ## Evaluation (held-out split, difficulty 0.5, greedy, {ev.get("n_per_family", 100)} questions per family)
 
@@ -93,6 +99,12 @@ Wall time: {wall_min:.0f} minutes on 2 CPU cores (shared with other work while i
 |---|---|{"---|" * len(fams)}
 {chr(10).join(acc_rows)}
 {chance}
+
+Acceptance checks (`vepo_viz.tiny.evaluate.acceptance`):
+
+| check | measured | target | met |
+|---|---|---|---|
+{chr(10).join(f"| {r['check']} | {r['measured']} | {r['target']} | {'yes' if r['met'] else 'no'} |" for r in ev.get("acceptance", []))}
 
 Token level, teacher-forcing the model's own greedy held-out answers (annotated against
 each example's template; {tl["n_unmatched_responses"]} answers that left the template were skipped,

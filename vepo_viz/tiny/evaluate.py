@@ -230,8 +230,45 @@ def evaluate(
         "accuracy_blank_image": accuracy(model, processor, n_per_family, image_fn=blank_image),
         "chance_level": {f: round(chance_level(f), 3) for f in FAMILIES},
         "token_level": token_level(model, processor, n_token_per_family),
+        "n_per_family": n_per_family,
     }
+    res["acceptance"] = acceptance(res)
     return res
+
+
+def acceptance(res: dict) -> list[dict]:
+    """The issue's acceptance checks on an evaluate() result: measured value, target, met."""
+    clean, noisy, blank = (
+        res[k] for k in ("accuracy_clean", "accuracy_gaussian_sigma2", "accuracy_blank_image")
+    )
+    fams = [f for f in FAMILIES if f in clean]
+    worst = min(fams, key=lambda f: clean[f])
+    drop = clean["all"] - noisy["all"]
+    above_chance = max(blank[f] - res["chance_level"][f] for f in fams)
+    ratio = res["token_level"]["jsd_ratio_visual_over_template"]
+
+    def row(check, measured, target, met):
+        return {"check": check, "measured": measured, "target": target, "met": bool(met)}
+
+    return [
+        row("held-out accuracy, clean", f"{clean['all']:.1%}", ">= 85%", clean["all"] >= 0.85),
+        row("worst family, clean", f"{worst} {clean[worst]:.1%}", ">= 70%", clean[worst] >= 0.70),
+        row("drop under gaussian sigma 2", f"{100 * drop:.1f} points", ">= 20", drop >= 0.20),
+        row(
+            "blank image, most above chance",
+            f"{100 * above_chance:+.1f} points",
+            "<= +10 (near chance)",
+            above_chance <= 0.10,
+        ),
+        row("JSD visual / template", f"{ratio:.1f}x", ">= 5x", ratio >= 5),
+        row("load", f"{res['load_s']:.2f} s", "< 3 s", res["load_s"] < 3),
+        row(
+            "64 generated tokens",
+            f"{res['generate_64_tokens_s']:.2f} s",
+            "< 1 s",
+            res["generate_64_tokens_s"] < 1,
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     res = evaluate(args.model, args.n_per_family, args.n_token_per_family)
     text = json.dumps(res, indent=2)
     print(text)
+    for r in res["acceptance"]:
+        print(
+            f"{'met' if r['met'] else 'NOT MET':8} {r['check']}: {r['measured']} (target {r['target']})"
+        )
     if args.out:
         from pathlib import Path
 
