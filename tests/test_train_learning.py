@@ -3,6 +3,12 @@
 Four fixed training prompts of one family, G sampled answers each per step: with a fixed
 seed the share of correct samples must rise clearly within a few steps (GRPO makes the
 rewarded answers more likely). Needs the embedded model (vepo_viz/tiny/model).
+
+The embedded model answers every family but bar comparison almost always right at
+temperature 1, which leaves GRPO nothing to raise; sampling hot (2.5) spreads the answers
+(about 30% correct at the start), and GRPO must make the right ones more likely again
+(measured: 0.30 -> 0.59 over 8 steps). On bar comparison, where it is at chance, 6-12 steps
+at lr 1e-4 to 5e-4 did not raise the reward.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ pytestmark = [
 FAMILY = "color"
 DIFFICULTY = 1.0
 N_PROMPTS = 4
-STEPS = 6
+STEPS = 8
+LR = 3e-4
+TEMPERATURE = 2.5
 
 
 def test_grpo_improves_the_tiny_models_reward(tmp_path):
@@ -46,12 +54,13 @@ def test_grpo_improves_the_tiny_models_reward(tmp_path):
         prompts_per_step=N_PROMPTS,
         group_size=8,
         steps=STEPS,
-        lr=1e-4,
+        lr=LR,
         seed=0,
         selection="vepo",
         n_eval=0,
         ckpt_every=0,
         max_new_tokens=24,
+        temperature=TEMPERATURE,
         threads=1,
     )
     train(cfg, progress=False)
