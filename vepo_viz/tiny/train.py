@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from vepo_viz.tasks.draw import SHAPES
 from vepo_viz.tiny.build import TinyConfig, build_model, build_processor, build_tokenizer
 from vepo_viz.tiny.data import IGNORE, collate_sft, train_example
 
@@ -89,7 +90,7 @@ def cell_pixels(pixel_values: torch.Tensor, grid_thw: torch.Tensor, size: int = 
     return torch.nn.functional.adaptive_avg_pool2d(x, size).flatten(1)  # (n, 3*size*size)
 
 
-CELL_SHAPES = ("circle", "square", "triangle", "diamond", "bar", "box")
+CELL_SHAPES = (*SHAPES, "bar", "box")
 
 
 def cell_targets(examples) -> dict[str, torch.Tensor]:
@@ -189,7 +190,8 @@ def sft_loss(model, batch) -> torch.Tensor:
 
 
 class FeatureNormPenalty:
-    """Records the vision tower's output during a forward and penalises norms above a cap."""
+    """Records the vision tower's output during a forward: pop() returns the features (for
+    the per-cell losses), their mean norm, and a penalty on norms above a cap."""
 
     def __init__(self, model, norm_max: float):
         self.norm_max, self.features = norm_max, []
