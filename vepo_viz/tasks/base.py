@@ -7,7 +7,8 @@ from segments, each labelled with the kind of token it holds:
 - "template": fixed reasoning/format words of the family's template
 - "free":     a vision-independent free choice sampled at random ("So"/"Thus"/"Hence",
               which of two objects is named first ...): high entropy, no image needed
-- "answer":   the final answer, a restatement of a visual fact already in the text
+- "answer":   the final answer, or a conclusion drawn from visual facts already in the
+              text ("taller" after both bars' levels): no new look at the image
 
 Because we generate the data, we know which response tokens are read off the image.
 """
@@ -34,6 +35,10 @@ class Segment:
 
     text: str
     kind: str
+    match: str | None = None
+    """For a template segment: a regex it may match in another response instead of its
+    exact text (a word fixed by an earlier free choice, e.g. the colour of the bar named
+    second once the first is chosen). None: the exact text."""
 
 
 @dataclass
@@ -65,13 +70,13 @@ class Example:
     def annotate(self, response: str) -> list[tuple[int, int, str]] | None:
         """Kind spans of a model `response` that follows this example's template, else None.
 
-        Template segments must appear verbatim; each run of non-template segments matches
+        Template segments must appear verbatim (or match their `match`); each run of non-template segments matches
         any text in between (so a wrong colour or another connective is still located).
         """
         groups: list[tuple[str, str]] = []  # (kind, regex)
         for s in self.segments:
             if s.kind == "template":
-                groups.append(("template", re.escape(s.text)))
+                groups.append(("template", s.match or re.escape(s.text)))
             elif groups and groups[-1][0] == s.kind and groups[-1][1] == "(.+?)":
                 continue  # adjacent slots of one kind form one group
             else:

@@ -11,6 +11,7 @@ of a bar in pixels. The embedded model's vision stage learns from these labels.
 from __future__ import annotations
 
 import random
+import re
 
 from vepo_viz.tasks.base import CONNECTIVES, GRID, IMAGE_SIZE, Segment
 from vepo_viz.tasks.draw import CELL, COLORS, SHAPES, canvas, draw_shape, font, grid_place
@@ -70,21 +71,37 @@ def color(rng: random.Random, d: float) -> dict:
     )
 
 
+def bar_levels(rng: random.Random, n: int, gap: int, top: int = 9) -> list[int]:
+    """n distinct bar levels in 1..top, any two at least `gap` apart, in random order.
+
+    Uniform over the valid sets and loop-free: n sorted draws from a range shrunk by the
+    gaps, then spread out again.
+    """
+    if (n - 1) * gap >= top:
+        raise ValueError(f"{n} levels {gap} apart do not fit in 1..{top}")
+    picks = sorted(rng.sample(range(1, top + 1 - (n - 1) * (gap - 1)), n))
+    levels = [p + i * (gap - 1) for i, p in enumerate(picks)]
+    rng.shuffle(levels)
+    return levels
+
+
+BAR_UNIT = 10
+"""Pixels per bar level: a bar of level L is L * BAR_UNIT px tall (levels 1-9)."""
+
+
 def compare(rng: random.Random, d: float) -> dict:
-    """Which of two thin bars in a small bar chart is taller? One bar per grid column."""
+    """Which of two thin bars in a small bar chart is taller? One bar per grid column.
+
+    Bar heights are levels 1-9 in units of BAR_UNIT px. The target reads both levels off
+    the image (the visual facts), then compares the two numbers in text: each step is a
+    single look-up of one bar, which a small model learns, where a one-step "taller" asks
+    it to compare two image tokens at once (the previous recipe stayed at chance on that).
+    """
     n = rng.randint(2, 4)
     cols = rng.sample(list(COLORS), n)
     width = round(_lerp(9, 4, d))
-    min_gap = round(_lerp(14, 4, d))
-    heights: list[int] = []
-    tries = 0
-    while len(heights) < n:
-        tries += 1
-        if tries > 200:  # the heights drawn so far leave no room for the rest: start over
-            heights, tries = [], 0
-        h = rng.randint(12, 90)
-        if all(abs(h - o) >= min_gap for o in heights):
-            heights.append(h)
+    levels = bar_levels(rng, n, gap=round(_lerp(2, 1, d)))
+    heights = [BAR_UNIT * lv for lv in levels]
     img, draw = canvas(rng, clutter=int(_lerp(0, 25, d)))
     base = IMAGE_SIZE - 10
     draw.line([(6, base), (IMAGE_SIZE - 6, base)], fill=(90, 90, 90), width=1)
@@ -102,13 +119,26 @@ def compare(rng: random.Random, d: float) -> dict:
     winner = ca if heights[a] > heights[b] else cb
     first, second = (a, b) if rng.random() < 0.5 else (b, a)
     rel = "taller" if heights[first] > heights[second] else "shorter"
+    either = f" (?:{re.escape(ca)}|{re.escape(cb)})"  # the order is the free choice
+
+    def named(i: int) -> Segment:
+        return Segment(f" {cols[i]}", T, match=either)
+
     segs = [
         Segment("The", T),
         Segment(f" {cols[first]}", F),
         Segment(" bar is", T),
-        Segment(f" {rel}", V),
+        Segment(f" {levels[first]}", V),
+        Segment(", the", T),
+        named(second),
+        Segment(" bar is", T),
+        Segment(f" {levels[second]}", V),
+        Segment(". The", T),
+        named(first),
+        Segment(" bar is", T),
+        Segment(f" {rel}", A),  # drawn from the two levels already in the text
         Segment(" than the", T),
-        Segment(f" {cols[second]}", T),
+        named(second),
         Segment(" bar.", T),
     ]
     return dict(
