@@ -115,9 +115,8 @@ def test_train_config_rejects_bad_values():
         TrainConfig(difficulty_lo=0.8, difficulty_hi=0.2)
 
 
-@pytest.mark.slow
-def test_train_resumes_exactly(tmp_path, monkeypatch):
-    import vepo_viz.tiny.train as tt
+def _small_run():
+    """A TinyConfig and recipe settings small enough to train in seconds."""
     from vepo_viz.tiny.build import TinyConfig
 
     small = TinyConfig(
@@ -139,6 +138,14 @@ def test_train_resumes_exactly(tmp_path, monkeypatch):
         ckpt_every=2,
         vision_pretrain_steps=3,
     )
+    return small, common
+
+
+@pytest.mark.slow
+def test_train_resumes_exactly(tmp_path, monkeypatch):
+    import vepo_viz.tiny.train as tt
+
+    small, common = _small_run()
     straight = tt.train(tt.TrainConfig(out=str(tmp_path / "a"), **common), small)
 
     real_loss, calls = tt.sft_loss, []
@@ -162,6 +169,30 @@ def test_train_resumes_exactly(tmp_path, monkeypatch):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     metrics = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_train_init_from_continues_a_previous_run(tmp_path):
+    """--init-from takes a run's weights, heads and processor and skips the vision stage;
+    at lr 0 the continued model is the previous one exactly."""
+    from safetensors.torch import load_file
+
+    import vepo_viz.tiny.train as tt
+
+    small, common = _small_run()
+    first = tt.train(tt.TrainConfig(out=str(tmp_path / "a"), **common), small)
+    cont = {**common, "steps": 2, "lr": 0.0, "init_from": str(tmp_path / "a")}
+    second = tt.train(tt.TrainConfig(out=str(tmp_path / "b"), **cont), small)
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert not (tmp_path / "b" / "vision_stage.json").exists()
+    assert (tmp_path / "b" / "processor" / "tokenizer.json").read_bytes() == (
+        tmp_path / "a" / "processor" / "tokenizer.json"
+    ).read_bytes()
+    with pytest.raises(FileNotFoundError, match="no ckpt.pt"):
+        tt.train(tt.TrainConfig(out=str(tmp_path / "c"), init_from=str(tmp_path)), small)
 
 
 def test_cell_targets_follow_the_cell_labels():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,11 @@ class TrainConfig:
     difficulty_hi: float = 1.0
     threads: int = 0
     """torch threads (0: leave torch's default)."""
+    init_from: str = ""
+    """A previous run's folder to continue from instead of starting from scratch: its
+    weights and cell heads (ckpt.pt) and its processor are taken, the optimizer, the step
+    count and the learning-rate schedule start afresh, and the vision stage is skipped.
+    This is how the released model was carried over a change of the suite (model card)."""
     vision_pretrain_steps: int = 1500
     """Stage 1: steps of per-cell supervision of the vision tower alone (CellHeads: colour,
     shape, digits, bar height, pixels), before any text. Without it the language model
@@ -225,6 +231,11 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
     tiny = tiny or TinyConfig()
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if init and not (init / "ckpt.pt").exists():
+        raise FileNotFoundError(f"--init-from {init}: no ckpt.pt there")
+    if init and not (out / "processor").exists():
+        shutil.copytree(init / "processor", out / "processor")
     if (out / "processor").exists():
         from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
 
@@ -254,6 +265,11 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         print(f"resumed from {ckpt_path} at step {start}")
         _drop_metrics_after(out / "metrics.jsonl", start)
+    elif init:
+        state = torch.load(init / "ckpt.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        print(f"starting from the weights of {init} (its step {state['step']})")
     elif cfg.vision_pretrain_steps:
         stage1 = pretrain_vision(model, heads, processor, cfg)
         (out / "vision_stage.json").write_text(
