@@ -25,6 +25,47 @@ def _shortfall(ev: dict) -> str:
     return f"\n**It falls short of the project's targets** on: {items}.\n"
 
 
+def _stage1(cfg: dict) -> str:
+    """The from-scratch run: vision stage, language stage, optimiser, wall time, command."""
+    note = f" {cfg['schedule_note']}" if cfg.get("schedule_note") else ""
+    return f"""Before any text, a vision stage of {cfg.get("vision_pretrain_steps", 0)} steps trains the vision tower alone, through
+linear heads on each image token (discarded after training), to name the cell's colour and
+shape, the two digits of a box's number and the height of a bar, and to reconstruct the
+cell's pixels: the stand-in for a pretrained vision encoder. The same per-cell losses stay
+on during the language stage with weight {cfg.get("cell_loss_coef", 0)}.
+{cfg.get("steps_trained", cfg["steps"])} steps of {cfg["batch_size"]} examples (of a {cfg["steps"]}-step schedule), AdamW (lr {cfg["lr"]}, betas 0.9/0.98,
+weight decay {cfg["weight_decay"]}), {cfg["warmup"]} warm-up steps then cosine decay, seed {cfg["seed"]}.
+Wall time: {cfg.get("wall_s", 0) / 60:.0f} minutes on 2 CPU cores.{note}
+
+    vepo-viz tiny-train --out runs/tiny --steps {cfg["steps"]} --vision-pretrain-steps {cfg.get("vision_pretrain_steps", 0)} --threads {cfg.get("threads") or 2}
+"""
+
+
+def _recipe(cfg: dict) -> str:
+    """The training section: one from-scratch run, or that run and its continuation
+    (`--init-from`) when the released weights were carried over a change of the suite."""
+    previous = cfg.get("previous")
+    if not previous:
+        return _stage1(cfg)
+    code = previous.get("code_commit")
+    at = (
+        f" It ran at commit {code}; `vepo-viz tiny-train` on today's code trains on today's"
+        " suite instead, so reproduce stage 1 from that commit."
+        if code
+        else ""
+    )
+    return f"""**Stage 1, from scratch.** {previous.get("suite_note", "")}{at}
+
+{_stage1(previous)}
+**Stage 2, continued on the current suite.** {cfg.get("suite_note", "")} The run starts from
+stage 1's weights and cell heads (`--init-from`, no vision stage, a fresh optimizer):
+{cfg["steps"]} steps of {cfg["batch_size"]} examples, AdamW (lr {cfg["lr"]}), {cfg["warmup"]} warm-up steps then cosine
+decay, all five families interleaved as before. Wall time: {cfg.get("wall_s", 0) / 60:.0f} minutes on 2 CPU cores.
+
+    vepo-viz tiny-train --out runs/tiny-2 --init-from runs/tiny --steps {cfg["steps"]} --lr {cfg["lr"]} --warmup {cfg["warmup"]} --threads {cfg.get("threads") or 2}
+"""
+
+
 def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
     fams = list(FAMILIES)
     acc_rows = []
@@ -54,7 +95,6 @@ def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
             f"{_pct(s['vepo']['share_free'])} | {_pct(s['entropy']['share_free'])} |"
         )
     jsd = tl["jsd_by_kind"]
-    wall_min = train_cfg.get("wall_s", 0) / 60
     return f"""# vepo-viz embedded tiny VLM
 
 A small vision-language model trained by vepo-viz on its own procedural visual-reasoning
@@ -89,17 +129,7 @@ see. Every 4th example is an auxiliary task: describe each cell, row by row ("no
 question in the chat template; the image processor normalises around the suite's light
 background.
 
-Before any text, a vision stage of {train_cfg.get("vision_pretrain_steps", 0)} steps trains the vision tower alone, through
-linear heads on each image token (discarded after training), to name the cell's colour and
-shape, the two digits of a box's number and the height of a bar, and to reconstruct the
-cell's pixels: the stand-in for a pretrained vision encoder. The same per-cell losses stay
-on during the language stage with weight {train_cfg.get("cell_loss_coef", 0)}.
-{train_cfg.get("steps_trained", train_cfg["steps"])} steps of {train_cfg["batch_size"]} examples (of a {train_cfg["steps"]}-step schedule), AdamW (lr {train_cfg["lr"]}, betas 0.9/0.98,
-weight decay {train_cfg["weight_decay"]}), {train_cfg["warmup"]} warm-up steps then cosine decay, seed {train_cfg["seed"]}.
-Wall time: {wall_min:.0f} minutes on 2 CPU cores.{(" " + train_cfg["schedule_note"]) if train_cfg.get("schedule_note") else ""}
-
-    vepo-viz tiny-train --out runs/tiny --steps {train_cfg["steps"]} --vision-pretrain-steps {train_cfg.get("vision_pretrain_steps", 0)} --threads {train_cfg.get("threads") or 2}
-
+{_recipe(train_cfg)}
 ## Evaluation (held-out split, difficulty 0.5, greedy, {ev.get("n_per_family", 100)} questions per family)
 
     vepo-viz tiny-eval --out eval.json
@@ -158,6 +188,16 @@ Measured while building it, on 2 CPU cores:
   although a linear read-out of the image tokens gives a bar's height within about 2 px.
   The heights are in the image tokens; the 4-layer language model did not learn to
   compare two of them.
+- Reading each bar's level in its own step, then comparing the two numbers in text, fixed
+  it: continuing stage 1's weights on that target, bar comparison went from 47% to 97.5%
+  of 40 held-out questions after 500 steps and 100% after 1,500, with the other families
+  unchanged. Each step of the new target is a single look-up by colour, like reading a
+  box's number, which the model already did at 99%.
+- Spatial relations still need a comparison of two positions, and the image tokens hold
+  no position a linear probe can read (the column of an image token, probed at each of
+  the 5 residual layers of stage 1's language model: 25-33% against 25% chance), so the
+  model can only use the rotary positions in its attention scores. It answers 85% of
+  them; a from-scratch run on today's suite has not been measured.
 {_shortfall(ev)}
 ## Limitations
 
