@@ -273,3 +273,23 @@ def test_acceptance_checks_read_the_evaluation():
         "drop under gaussian sigma 2",
         "blank image, most above chance",
     }
+
+
+@pytest.mark.slow
+def test_spatial_by_axis_counts_each_question_once():
+    from transformers import AutoModelForImageTextToText
+
+    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+    from vepo_viz.tiny.card import _axes
+    from vepo_viz.tiny.evaluate import spatial_by_axis
+
+    model = AutoModelForImageTextToText.from_pretrained(DEFAULT_MODEL).eval()
+    processor = Qwen2VLProcessorNoVideo.from_pretrained(DEFAULT_MODEL)
+    axes = spatial_by_axis(model, processor, n=20, batch_size=8)
+    assert sum(a["n"] for a in axes.values()) == 20
+    assert all(0 < a["n"] and 0 <= a["correct"] <= a["n"] for a in axes.values())
+    # rows it reads (100 of 101 held-out "above or below" when committed)
+    assert axes["above_below"]["correct"] >= 0.8 * axes["above_below"]["n"], axes
+    text = _axes({"spatial_by_axis": axes})
+    assert '"above or below"' in text and '"left or right"' in text
+    assert "spatial_by_axis" in _axes({})

@@ -66,6 +66,18 @@ decay, all five families interleaved as before. Wall time: {cfg.get("wall_s", 0)
 """
 
 
+def _axes(ev: dict) -> str:
+    """Spatial accuracy by axis, in words (or a pointer when the evaluation lacks it)."""
+    axes = ev.get("spatial_by_axis")
+    if not axes:
+        return "see `vepo_viz.tiny.evaluate.spatial_by_axis`"
+    return ", ".join(
+        f'{a["correct"]} of {a["n"]} "{name}"'
+        for key, name in (("above_below", "above or below"), ("left_right", "left or right"))
+        if (a := axes[key])["n"]
+    )
+
+
 def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
     fams = list(FAMILIES)
     acc_rows = []
@@ -190,19 +202,23 @@ Measured while building it, on 2 CPU cores:
   compare two of them.
 - Reading each bar's level in its own step, then comparing the two numbers in text, fixed
   it: continuing stage 1's weights on that target, bar comparison went from 47% to 97.5%
-  of 40 held-out questions after 500 steps and 100% after 1,500, with the other families
-  unchanged. Each step of the new target is a single look-up by colour, like reading a
+  of 40 held-out questions after 500 steps and 100% after 1,500, while the other
+  families kept their accuracy. Each step of the new target is a single look-up by colour, like reading a
   box's number, which the model already did at 99%.
 - Spatial relations still need a comparison of two positions, and the image tokens hold
   no position a linear probe can read (the column of an image token, probed at each of
   the 5 residual layers of stage 1's language model: 25-33% against 25% chance), so the
-  model can only use the rotary positions in its attention scores. It answers 85% of
-  them; a from-scratch run on today's suite has not been measured.
+  model can only use the rotary positions in its attention scores. It answers spatial
+  questions unevenly: {_axes(ev)} (chance 50% each). A guess at why: the
+  image tokens enter the sequence row by row, so rows are also apart in sequence
+  order, while columns are not. A from-scratch run on today's suite has not been
+  measured.
 {_shortfall(ev)}
 ## Limitations
 
 It only knows this suite: 112x112 synthetic images, five question templates, six colours,
-four shapes. It is not a general VLM; on other images or questions it produces
+four shapes. Within it, spatial questions are its weak spot ({_axes(ev)}). It is
+not a general VLM; on other images or questions it produces
 suite-shaped nonsense. Its answers are templated, so its token statistics show the
 mechanics of VEPO, not the behaviour of a large model.
 """

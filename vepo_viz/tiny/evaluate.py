@@ -189,6 +189,24 @@ def summarise_tokens(rows: list[dict], n_unmatched: int) -> dict:
     return out
 
 
+def spatial_by_axis(
+    model, processor, n: int = 200, difficulty: float = DEFAULT_DIFFICULTY, batch_size: int = 50
+) -> dict[str, dict[str, int]]:
+    """Held-out spatial questions split by axis: {"above_below"|"left_right": {correct, n}}.
+
+    The two axes are learned very differently by a model whose image tokens carry no
+    absolute position (model card), so one family-level number hides it."""
+    examples = list(iter_split("heldout", n, ["spatial"], difficulty))
+    out = {"above_below": {"correct": 0, "n": 0}, "left_right": {"correct": 0, "n": 0}}
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        for ex, a in zip(chunk, generate_batch(model, processor, chunk), strict=True):
+            axis = out["left_right" if "left or right" in ex.question else "above_below"]
+            axis["n"] += 1
+            axis["correct"] += verify(a, ex.answer).correct
+    return out
+
+
 def evaluate(
     model_path: str | None = None, n_per_family: int = 100, n_token_per_family: int = 40
 ) -> dict:
@@ -230,6 +248,7 @@ def evaluate(
         "accuracy_blank_image": accuracy(model, processor, n_per_family, image_fn=blank_image),
         "chance_level": {f: round(chance_level(f), 3) for f in FAMILIES},
         "token_level": token_level(model, processor, n_token_per_family),
+        "spatial_by_axis": spatial_by_axis(model, processor, 2 * n_per_family),
         "n_per_family": n_per_family,
     }
     res["acceptance"] = acceptance(res)
