@@ -209,10 +209,11 @@ Measured while building it, on 2 CPU cores:
   no position a linear probe can read (the column of an image token, probed at each of
   the 5 residual layers of stage 1's language model: 25-33% against 25% chance), so the
   model can only use the rotary positions in its attention scores. It answers spatial
-  questions unevenly: {_axes(ev)} (chance 50% each). A guess at why: the
-  image tokens enter the sequence row by row, so rows are also apart in sequence
-  order, while columns are not. A from-scratch run on today's suite has not been
-  measured.
+  questions unevenly: {_axes(ev)} (chance 50% each). A likely reason, not
+  tested: the image tokens enter the sequence row by row, so for objects in different
+  rows "above" is "earlier in the sequence", which causal attention can tell; "left"
+  needs the column, the token's index modulo 4. A from-scratch run on today's suite has
+  not been measured.
 {_shortfall(ev)}
 ## Limitations
 
