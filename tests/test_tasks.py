@@ -264,6 +264,24 @@ def test_bar_heights_never_paint_themselves_into_a_corner():
         assert all(b - a >= gap * BAR_UNIT for a, b in zip(values, values[1:], strict=False))
 
 
+def test_spatial_target_reads_both_positions_then_compares():
+    for seed in range(30):
+        ex = make_example("spatial", seed)
+        filled = {i: c for i, c in enumerate(ex.meta["cells"]) if c}
+        name = {f"{c['color']} {c['shape']}": i for i, c in filled.items()}
+        a, b = ex.segments[1].text.strip(), ex.segments[5].text.strip()
+        horizontal = "left or right" in ex.question
+        index = (lambda i: i % 4 + 1) if horizontal else (lambda i: i // 4 + 1)
+        visual = [s.text.strip() for s in ex.segments if s.kind == "visual"]
+        assert visual == [str(index(name[a])), str(index(name[b]))]
+        if horizontal:
+            rel = "left" if index(name[a]) < index(name[b]) else "right"
+        else:
+            rel = "above" if index(name[a]) < index(name[b]) else "below"
+        assert ex.answer == rel and f"The {a} is {rel}" in ex.target
+        assert verify(ex.target, ex.answer, ex.answer_space).correct
+
+
 def test_bar_levels_are_spread_and_uniform():
     import random
     from collections import Counter

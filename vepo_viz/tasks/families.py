@@ -190,7 +190,11 @@ def count(rng: random.Random, d: float) -> dict:
 
 
 def spatial(rng: random.Random, d: float) -> dict:
-    """Is object A left/right of (or above/below) object B?"""
+    """Is object A left/right of (or above/below) object B?
+
+    The target reads each object's column (row), 1-4 on the grid, off the image, then
+    compares the two numbers in text, as the bar comparison does with levels.
+    """
     r = _lerp(8, 5, d)
     n = 2 + rng.randint(0, int(_lerp(1, 3, d)))
     pairs = rng.sample([(s, c) for s in SHAPES for c in COLORS], n)
@@ -212,18 +216,26 @@ def spatial(rng: random.Random, d: float) -> dict:
     if axis == "horizontal":
         rel = "left" if pts[0][0] < pts[1][0] else "right"
         q = f"Is the {a} left or right of the {b}?"
-        rel_text = f" {rel}"
-        tail = " of the"
+        where, tail = " is in column", " of the"
+        index = [c % GRID + 1 for c in cells[:2]]
     else:
         rel = "above" if pts[0][1] < pts[1][1] else "below"
         q = f"Is the {a} above or below the {b}?"
-        rel_text = f" {rel}"
-        tail = " the"
+        where, tail = " is in row", " the"
+        index = [c // GRID + 1 for c in cells[:2]]
     segs = [
         Segment("The", T),
         Segment(f" {a}", T),
+        Segment(where, T),
+        Segment(f" {index[0]}", V),
+        Segment(", the", T),
+        Segment(f" {b}", T),
+        Segment(where, T),
+        Segment(f" {index[1]}", V),
+        Segment(". The", T),
+        Segment(f" {a}", T),
         Segment(" is", T),
-        Segment(rel_text, V),
+        Segment(f" {rel}", A),  # drawn from the two positions already in the text
         Segment(tail, T),
         Segment(f" {b}.", T),
     ]
