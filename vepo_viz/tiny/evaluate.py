@@ -17,11 +17,13 @@ def generate_batch(
     model,
     processor,
     examples: list[Example],
-    max_new_tokens: int = 32,
+    max_new_tokens: int = 48,
     pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     images=None,
 ) -> list[str]:
-    """Greedy answers for a batch. pixel_hook maps the processed pixel_values (a view)."""
+    """Greedy answers for a batch. pixel_hook maps the processed pixel_values (a view).
+
+    48 new tokens hold the suite's longest target (39 tokens: a left/right question)."""
     tok = processor.tokenizer
     tok.padding_side = "left"
     prompts = [

@@ -65,6 +65,12 @@ class TrainConfig:
     cell_loss_coef: float = 0.5
     """Weight of the per-cell losses (CellHeads) kept on during the language stage, so the
     image features do not forget what stage 1 taught them."""
+    position_loss_coef: float = 0.5
+    """Weight of the position losses (PositionHeads): the row and column of each image
+    token, read linearly off the language model's residual stream after
+    `position_layer` layers. Neither tower has absolute position embeddings, and a probe
+    found no column in the image tokens without this loss (model card)."""
+    position_layer: int = 2
     feature_norm_max: float = 4.0
     """Image-feature norm above which a penalty applies (about 2x the norm at init)."""
     feature_norm_coef: float = 0.0
@@ -151,6 +157,50 @@ class CellHeads(torch.nn.Module):
             pred = self.height(feats[bar]).squeeze(-1)
             loss = loss + 10 * torch.nn.functional.mse_loss(pred, targets["height"][bar])
         return loss + torch.nn.functional.mse_loss(self.pixels(feats), pixel_target)
+
+
+class PositionHeads(torch.nn.Module):
+    """Linear read-outs of each image token's row and column (0-3) from the language
+    model's hidden states. Causal attention lets a token tell where it is (a token in
+    column 0 finds no token one column to its left), but nothing asked the model to, so
+    it did not: this loss does. Not part of the saved model."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from vepo_viz.tasks.base import GRID
+
+        self.grid = GRID
+        self.row = torch.nn.Linear(dim, GRID)
+        self.col = torch.nn.Linear(dim, GRID)
+
+    def targets(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, col) of n image tokens, images of GRID x GRID tokens in row-major order."""
+        idx = torch.arange(n) % (self.grid * self.grid)
+        return idx // self.grid, idx % self.grid
+
+    def loss(self, hidden: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """hidden: (n_image_tokens, D). Returns (loss, column accuracy)."""
+        row, col = self.targets(hidden.shape[0])
+        col_logits = self.col(hidden)
+        ce = torch.nn.functional.cross_entropy
+        loss = ce(self.row(hidden), row) + ce(col_logits, col)
+        return loss, float((col_logits.argmax(-1) == col).float().mean())
+
+
+class LayerCapture:
+    """Keeps the output of one decoder layer of the language model (the latest forward)."""
+
+    def __init__(self, model, n_layers: int):
+        self.output = None
+        layer = model.model.language_model.layers[n_layers - 1]
+        self.handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        self.output = output[0] if isinstance(output, tuple) else output  # (B, L, D)
+
+    def image_states(self, input_ids: torch.Tensor, image_token_id: int) -> torch.Tensor:
+        """(n_image_tokens, D): the captured states at the image tokens, in order."""
+        return self.output[input_ids == image_token_id]
 
 
 def pretrain_vision(model, heads: CellHeads, processor, cfg: TrainConfig) -> list[float]:
@@ -244,14 +294,18 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         processor = build_processor(build_tokenizer(tiny), tiny)
         processor.save_pretrained(out / "processor")
     model = build_model(processor.tokenizer, tiny, seed=cfg.seed)
+    n_layers = model.config.text_config.num_hidden_layers
+    if cfg.position_loss_coef and not 1 <= cfg.position_layer <= n_layers:
+        raise ValueError(f"position_layer must be in 1..{n_layers} (the language model's layers)")
     heads = CellHeads(model.config.text_config.hidden_size)
+    pos_heads = PositionHeads(model.config.text_config.hidden_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
-            {"params": list(heads.parameters()), "weight_decay": 0.0},
+            {"params": [*heads.parameters(), *pos_heads.parameters()], "weight_decay": 0.0},
         ],
         lr=cfg.lr,
         betas=(0.9, 0.98),
@@ -261,6 +315,7 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
+        pos_heads.load_state_dict(state["pos_heads"])
         opt.load_state_dict(state["optimizer"])
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         print(f"resumed from {ckpt_path} at step {start}")
@@ -269,6 +324,8 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         state = torch.load(init / "ckpt.pt", weights_only=False)
         model.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
+        if "pos_heads" in state:  # runs before the position losses have none
+            pos_heads.load_state_dict(state["pos_heads"])
         print(f"starting from the weights of {init} (its step {state['step']})")
     elif cfg.vision_pretrain_steps:
         stage1 = pretrain_vision(model, heads, processor, cfg)
@@ -279,6 +336,8 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
     log = (out / "metrics.jsonl").open("a")
     model.train()
     penalty = FeatureNormPenalty(model, cfg.feature_norm_max)
+    capture = LayerCapture(model, cfg.position_layer)
+    image_token_id = model.config.image_token_id
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="tiny-train")
     t0 = time.time() - elapsed
     for step in bar:
@@ -297,8 +356,15 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
             pv, thw = batch.inputs["pixel_values"], batch.inputs["image_grid_thw"]
             cell_loss = heads.loss(feats, cell_targets(examples), cell_pixels(pv, thw))
             total = total + cfg.cell_loss_coef * cell_loss
+        pos_loss, col_acc = None, None
+        if cfg.position_loss_coef:
+            states = capture.image_states(batch.inputs["input_ids"], image_token_id)
+            pos_loss, col_acc = pos_heads.loss(states)
+            total = total + cfg.position_loss_coef * pos_loss
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([*model.parameters(), *heads.parameters()], 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [*model.parameters(), *heads.parameters(), *pos_heads.parameters()], 1.0
+        )
         opt.step()
         opt.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -306,6 +372,8 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
             "step": step + 1,
             "loss": loss.item(),
             "cell_loss": float(cell_loss) if cfg.cell_loss_coef else None,
+            "position_loss": float(pos_loss) if pos_loss is not None else None,
+            "column_acc": col_acc,
             "grad_norm": float(grad_norm),
             "lr": lr_at(cfg, step),
             "feature_norm": feature_norm,
@@ -328,6 +396,7 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
                 {
                     "model": model.state_dict(),
                     "heads": heads.state_dict(),
+                    "pos_heads": pos_heads.state_dict(),
                     "optimizer": opt.state_dict(),
                     "step": step + 1,
                     "elapsed": time.time() - t0,

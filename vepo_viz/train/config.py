@@ -93,8 +93,9 @@ class TrainConfig:
     """Distinct prompts per step."""
     group_size: int = 8
     """G: sampled responses per prompt (>= 2, advantages are normalised within a group)."""
-    max_new_tokens: int = 32
-    """Longest response; a response without an end token is cut here and kept."""
+    max_new_tokens: int = 48
+    """Longest response; a response without an end token is cut here and kept (the
+    embedded model's longest suite answer is 39 tokens)."""
     temperature: float = 1.0
     """Sampling temperature tau; log-probs and token statistics use the same tau."""
     lr: float = 1e-5
