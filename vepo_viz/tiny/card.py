@@ -41,29 +41,50 @@ Wall time: {cfg.get("wall_s", 0) / 60:.0f} minutes on 2 CPU cores.{note}
 """
 
 
-def _recipe(cfg: dict) -> str:
-    """The training section: one from-scratch run, or that run and its continuation
-    (`--init-from`) when the released weights were carried over a change of the suite."""
-    previous = cfg.get("previous")
-    if not previous:
-        return _stage1(cfg)
-    code = previous.get("code_commit")
-    at = (
-        f" It ran at commit {code}; `vepo-viz tiny-train` on today's code trains on today's"
-        " suite instead, so reproduce stage 1 from that commit."
-        if code
-        else ""
+def _stages(cfg: dict) -> list[dict]:
+    """The runs behind the released weights, oldest first (each run's config names the one
+    it continued as "previous")."""
+    chain = [cfg]
+    while chain[-1].get("previous"):
+        chain.append(chain[-1]["previous"])
+    return chain[::-1]
+
+
+def _at_commit(stage: dict) -> str:
+    code = stage.get("code_commit")
+    if not code:
+        return ""
+    return (
+        f" It ran at commit {code}; today's code trains on today's suite, so reproduce this"
+        " stage from that commit."
     )
-    return f"""**Stage 1, from scratch.** {previous.get("suite_note", "")}{at}
 
-{_stage1(previous)}
-**Stage 2, continued on the current suite.** {cfg.get("suite_note", "")} The run starts from
-stage 1's weights and cell heads (`--init-from`, no vision stage, a fresh optimizer):
-{cfg["steps"]} steps of {cfg["batch_size"]} examples, AdamW (lr {cfg["lr"]}), {cfg["warmup"]} warm-up steps then cosine
-decay, all five families interleaved as before. Wall time: {cfg.get("wall_s", 0) / 60:.0f} minutes on 2 CPU cores.
 
-    vepo-viz tiny-train --out runs/tiny-2 --init-from runs/tiny --steps {cfg["steps"]} --lr {cfg["lr"]} --warmup {cfg["warmup"]} --threads {cfg.get("threads") or 2}
+def _recipe(cfg: dict) -> str:
+    """The training section: one from-scratch run, or that run and its continuations
+    (`--init-from`) when the released weights were carried over changes of the suite."""
+    stages = _stages(cfg)
+    if len(stages) == 1:
+        return _stage1(cfg)
+    first = stages[0]
+    parts = [
+        f"**Stage 1, from scratch.** {first.get('suite_note', '')}{_at_commit(first)}\n\n"
+        + _stage1(first)
+    ]
+    for k, st in enumerate(stages[1:], start=2):
+        src = "runs/tiny" if k == 2 else f"runs/tiny-{k - 1}"
+        heads = " and position heads" if st.get("position_loss_coef") else ""
+        parts.append(
+            f"""**Stage {k}, continued.** {st.get("suite_note", "")}{_at_commit(st)} The run starts
+from stage {k - 1}'s weights and cell heads (`--init-from`, no vision stage, a fresh
+optimizer{heads}): {st["steps"]} steps of {st["batch_size"]} examples, AdamW (lr {st["lr"]}), {st["warmup"]} warm-up
+steps then cosine decay, all five families interleaved as before. Wall time:
+{st.get("wall_s", 0) / 60:.0f} minutes on 2 CPU cores.
+
+    vepo-viz tiny-train --out runs/tiny-{k} --init-from {src} --steps {st["steps"]} --lr {st["lr"]} --warmup {st["warmup"]} --threads {st.get("threads") or 2}
 """
+        )
+    return "\n".join(parts)
 
 
 def _axes(ev: dict) -> str:
@@ -205,21 +226,26 @@ Measured while building it, on 2 CPU cores:
   of 40 held-out questions after 500 steps and 100% after 1,500, while the other
   families kept their accuracy. Each step of the new target is a single look-up by colour, like reading a
   box's number, which the model already did at 99%.
-- Spatial relations still need a comparison of two positions, and the image tokens hold
-  no position a linear probe can read (the column of an image token, probed at each of
-  the 5 residual layers of stage 1's language model: 25-33% against 25% chance), so the
-  model can only use the rotary positions in its attention scores. It answers spatial
-  questions unevenly: {_axes(ev)} (chance 50% each). A likely reason, not
-  tested: the image tokens enter the sequence row by row, so for objects in different
-  rows "above" is "earlier in the sequence", which causal attention can tell; "left"
-  needs the column, the token's index modulo 4. A from-scratch run on today's suite has
-  not been measured.
+- Spatial relations still needed a comparison of two positions, and stage 2 answered
+  "above or below" 100 of 101 times but "left or right" only 61 of 99 (chance 50%). The
+  image tokens held no column a linear probe could read (25-33% at each of the 5
+  residual layers of stage 1's language model, against 25% chance). The vision tower
+  cannot tell columns apart on a plain background (its attention sees only relative
+  positions); the causal language model can (a token in column 0 finds no token one
+  column to its left), but nothing had asked it to.
+- Stage 3 asks: a linear read-out of each image token's row and column from the
+  language model's hidden states after 2 layers (PositionHeads), and a spatial target
+  that reads both objects' columns (rows) and then compares the two numbers in text. The
+  column read-out reached 97% of training tokens after 286 steps; left/right then rose
+  to 32 of 35 held-out questions by step 2,250. Now: {_axes(ev)}.
+- The spatial answers are up to 39 tokens long: evaluation and GRPO generate up to 48
+  new tokens (32 before, which cut the left/right answers off before their final answer
+  during stage 3's own periodic evaluation: its log shows spatial at 47.5%).
 {_shortfall(ev)}
 ## Limitations
 
 It only knows this suite: 112x112 synthetic images, five question templates, six colours,
-four shapes. Within it, spatial questions are its weak spot ({_axes(ev)}). It is
-not a general VLM; on other images or questions it produces
+four shapes. It is not a general VLM; on other images or questions it produces
 suite-shaped nonsense. Its answers are templated, so its token statistics show the
 mechanics of VEPO, not the behaviour of a large model.
 """
