@@ -199,6 +199,9 @@ def test_train_init_from_continues_a_previous_run(tmp_path):
     ).read_bytes()
     with pytest.raises(FileNotFoundError, match="no ckpt.pt"):
         tt.train(tt.TrainConfig(out=str(tmp_path / "c"), init_from=str(tmp_path)), small)
+    with pytest.raises(ValueError, match="position_layer must be in 1..1"):
+        bad = {**common, "position_layer": 2}
+        tt.train(tt.TrainConfig(out=str(tmp_path / "d"), **bad), small)
 
 
 def test_cell_targets_follow_the_cell_labels():

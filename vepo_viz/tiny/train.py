@@ -71,6 +71,7 @@ class TrainConfig:
     `position_layer` layers. Neither tower has absolute position embeddings, and a probe
     found no column in the image tokens without this loss (model card)."""
     position_layer: int = 2
+    """How many language-model layers the position read-out sits after (1..n_layers)."""
     feature_norm_max: float = 4.0
     """Image-feature norm above which a penalty applies (about 2x the norm at init)."""
     feature_norm_coef: float = 0.0
@@ -161,9 +162,10 @@ class CellHeads(torch.nn.Module):
 
 class PositionHeads(torch.nn.Module):
     """Linear read-outs of each image token's row and column (0-3) from the language
-    model's hidden states. Causal attention lets a token tell where it is (a token in
-    column 0 finds no token one column to its left), but nothing asked the model to, so
-    it did not: this loss does. Not part of the saved model."""
+    model's hidden states. The vision tower sees only relative positions, so on a plain
+    background it cannot tell columns apart; the causal language model can (for
+    instance, a token in column 0 finds no token one column to its left in its row), but
+    without this loss it did not (model card). Not part of the saved model."""
 
     def __init__(self, dim: int):
         super().__init__()

@@ -3,7 +3,7 @@
     python -m vepo_viz.train.repro --init tiny --out runs/repro \
         --rules all entropy vepo random --seeds 0 1 2 --steps 80 --jobs 2 \
         --pool-per-family 16 --heldout-per-family 40 --families color compare count spatial \
-        --set prompts_per_step=8 group_size=8 lr=1e-4 eval_every=10 max_new_tokens=32 \
+        --set prompts_per_step=8 group_size=8 lr=1e-4 eval_every=10 max_new_tokens=48 \
         --figures docs/figures
 
 (docs/mini_reproduction.md has the exact command, data and results.)
