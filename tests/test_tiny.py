@@ -316,3 +316,23 @@ def test_position_heads_target_the_row_major_grid_and_learn():
         opt.step()
         opt.zero_grad()
     assert acc == 1.0 and loss.item() < 0.3  # from 2 ln 4 = 2.77
+
+
+def test_card_renders_every_stage_and_the_evaluation_it_has():
+    from vepo_viz.tiny.card import render_card
+
+    folder = Path(DEFAULT_MODEL)
+    ev = json.loads((folder / "eval.json").read_text())
+    cfg = json.loads((folder / "train_config.json").read_text())
+    card = render_card(ev, cfg, 4_900_000)
+    n_stages = 1
+    c = cfg
+    while c.get("previous"):
+        n_stages, c = n_stages + 1, c["previous"]
+    for k in range(2, n_stages + 1):
+        assert f"**Stage {k}, continued.**" in card
+        assert f"--out runs/tiny-{k} --init-from" in card
+    assert "difficulty 1.0" in card and f"{100 * ev['accuracy_clean']['all']:.1f}%" in card
+    older = {k: v for k, v in ev.items() if k not in ("accuracy_clean_hardest", "spatial_by_axis")}
+    card = render_card(older, {k: v for k, v in cfg.items() if k != "previous"}, 4_900_000)
+    assert "difficulty 1.0" not in card and "Stage 2" not in card

@@ -104,9 +104,12 @@ def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
     acc_rows = []
     for name, key in (
         ("clean image", "accuracy_clean"),
+        ("clean image, difficulty 1.0 (smallest details, most clutter)", "accuracy_clean_hardest"),
         ("reference counterfactual (gaussian, sigma 2.0, normalised)", "accuracy_gaussian_sigma2"),
         ("blank white image", "accuracy_blank_image"),
     ):
+        if key not in ev:  # evaluations older than the row
+            continue
         acc = ev[key]
         acc_rows.append(
             f"| {name} | {_pct(acc['all'])} | " + " | ".join(_pct(acc[f]) for f in fams) + " |"

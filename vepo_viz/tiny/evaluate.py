@@ -244,6 +244,7 @@ def evaluate(
         "generate_64_tokens_s": round(gen64_s, 3),
         "generated_tokens": int(n_generated),
         "accuracy_clean": accuracy(model, processor, n_per_family),
+        "accuracy_clean_hardest": accuracy(model, processor, n_per_family, difficulty=1.0),
         "accuracy_gaussian_sigma2": accuracy(
             model, processor, n_per_family, pixel_hook=gaussian_hook(2.0)
         ),
