@@ -356,19 +356,7 @@ def build_train_tab(
     open_analyze.click(on_open, inputs=[runs], outputs=open_outputs)
 
     return TrainTab(
-        name,
-        model,
-        selection,
-        score_type,
-        ratio,
-        steps,
-        prompts_per_step,
-        group_size,
-        lr,
-        seed,
-        families,
-        difficulty,
-        extra,
+        *form,  # the form's fields come first, in the same order
         start,
         runs,
         refresh,
