@@ -206,23 +206,22 @@ def spatial(rng: random.Random, d: float) -> dict:
         cells = rng.sample(range(GRID * GRID), n)
         if abs(axis_of(cells[0]) - axis_of(cells[1])) >= min_sep:
             break
-    pts = [(x, y) for _, x, y in grid_place(rng, n, r, cells)]
     objects = {}
-    for (shape, col), cell, (x, y) in zip(pairs, cells, pts, strict=True):
+    for (shape, col), (cell, x, y) in zip(pairs, grid_place(rng, n, r, cells), strict=True):
         draw_shape(draw, shape, x, y, r, COLORS[col])
         objects[cell] = _obj(col, shape)
     a = f"{pairs[0][1]} {pairs[0][0]}"
     b = f"{pairs[1][1]} {pairs[1][0]}"
+    # the objects stay inside their cells, so the grid index orders them on the axis
+    index = [axis_of(c) + 1 for c in cells[:2]]
     if axis == "horizontal":
-        rel = "left" if pts[0][0] < pts[1][0] else "right"
+        rel = "left" if index[0] < index[1] else "right"
         q = f"Is the {a} left or right of the {b}?"
         where, tail = " is in column", " of the"
-        index = [c % GRID + 1 for c in cells[:2]]
     else:
-        rel = "above" if pts[0][1] < pts[1][1] else "below"
+        rel = "above" if index[0] < index[1] else "below"
         q = f"Is the {a} above or below the {b}?"
         where, tail = " is in row", " the"
-        index = [c // GRID + 1 for c in cells[:2]]
     segs = [
         Segment("The", T),
         Segment(f" {a}", T),
