@@ -48,19 +48,15 @@ def greedy_failures(path: Path, n: int) -> int:
     from transformers import AutoModelForImageTextToText
 
     from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
-    from vepo_viz.tasks import make_example, verify
-    from vepo_viz.tiny.evaluate import generate_batch
+    from vepo_viz.tasks import make_example
+    from vepo_viz.tiny.evaluate import correct_answers
 
     model = AutoModelForImageTextToText.from_pretrained(DEFAULT_MODEL).eval()
     processor = Qwen2VLProcessorNoVideo.from_pretrained(DEFAULT_MODEL)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     examples = [make_example(r["family"], r["seed"], r["difficulty"]) for r in rows]
-    answers = generate_batch(model, processor, examples)
-    wrong = [
-        r
-        for r, a, ex in zip(rows, answers, examples, strict=True)
-        if not verify(a, ex.answer).correct
-    ]
+    correct = correct_answers(model, processor, examples)
+    wrong = [r for r, ok in zip(rows, correct, strict=True) if not ok]
     path.write_text("".join(json.dumps(r) + "\n" for r in wrong[:n]))
     return len(wrong)
 

@@ -41,6 +41,32 @@ def generate_batch(
     return tok.batch_decode(new, skip_special_tokens=True)
 
 
+def correct_answers(
+    model,
+    processor,
+    examples: list[Example],
+    batch_size: int = 50,
+    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    image_fn: Callable[[Example], Image.Image] | None = None,
+) -> list[bool]:
+    """Whether the greedy answer to each example is correct, in batches of batch_size."""
+    out = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        answers = generate_batch(
+            model,
+            processor,
+            chunk,
+            pixel_hook=pixel_hook,
+            images=[image_fn(ex) for ex in chunk] if image_fn else None,
+        )
+        out += [
+            verify(a, ex.answer, ex.answer_space).correct
+            for a, ex in zip(answers, chunk, strict=True)
+        ]
+    return out
+
+
 def accuracy(
     model,
     processor,
@@ -54,17 +80,12 @@ def accuracy(
     pixels, image_fn replaces each example's image (e.g. a blank one)."""
     examples = list(iter_split("heldout", n_per_family, difficulty=difficulty))
     hits: dict[str, list[bool]] = defaultdict(list)
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        answers = generate_batch(
-            model,
-            processor,
-            chunk,
-            pixel_hook=pixel_hook,
-            images=[image_fn(ex) for ex in chunk] if image_fn else None,
-        )
-        for ex, ans in zip(chunk, answers, strict=True):
-            hits[ex.family].append(verify(ans, ex.answer, ex.answer_space).correct)
+    for ex, ok in zip(
+        examples,
+        correct_answers(model, processor, examples, batch_size, pixel_hook, image_fn),
+        strict=True,
+    ):
+        hits[ex.family].append(ok)
     acc = {f: round(sum(h) / len(h), 4) for f, h in hits.items() if f in FAMILIES}
     acc["all"] = round(sum(sum(h) for h in hits.values()) / sum(len(h) for h in hits.values()), 4)
     return acc
@@ -200,12 +221,12 @@ def spatial_by_axis(
     absolute position (model card), so one family-level number hides it."""
     examples = list(iter_split("heldout", n, ["spatial"], difficulty))
     out = {"above_below": {"correct": 0, "n": 0}, "left_right": {"correct": 0, "n": 0}}
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        for ex, a in zip(chunk, generate_batch(model, processor, chunk), strict=True):
-            axis = out["left_right" if "left or right" in ex.question else "above_below"]
-            axis["n"] += 1
-            axis["correct"] += verify(a, ex.answer).correct
+    for ex, ok in zip(
+        examples, correct_answers(model, processor, examples, batch_size), strict=True
+    ):
+        axis = out["left_right" if "left or right" in ex.question else "above_below"]
+        axis["n"] += 1
+        axis["correct"] += ok
     return out
 
 
