@@ -75,19 +75,11 @@ def test_autoprocessor_returns_the_no_video_processor():
 
 
 def test_one_training_step_on_a_small_config_reduces_loss(tmp_path):
-    from vepo_viz.tiny.build import TinyConfig, build_model, build_processor, build_tokenizer
+    from vepo_viz.tiny.build import build_model, build_processor, build_tokenizer
     from vepo_viz.tiny.data import IGNORE, collate_sft, train_example
     from vepo_viz.tiny.train import sft_loss
 
-    cfg = TinyConfig(
-        hidden_size=64,
-        n_layers=1,
-        n_heads=2,
-        intermediate_size=128,
-        vision_dim=32,
-        vision_depth=1,
-        vision_heads=2,
-    )
+    cfg = _small_tiny(hidden_size=64, intermediate_size=128)
     processor = build_processor(build_tokenizer(cfg, n_per_family=50), cfg)
     model = build_model(processor.tokenizer, cfg, seed=0)
     batch = collate_sft(processor, [train_example(i) for i in range(8)])
@@ -117,11 +109,11 @@ def test_train_config_rejects_bad_values():
         TrainConfig(difficulty_lo=0.8, difficulty_hi=0.2)
 
 
-def _small_run():
-    """A TinyConfig and recipe settings small enough to train in seconds."""
+def _small_tiny(**overrides):
+    """A one-layer TinyConfig that trains in seconds."""
     from vepo_viz.tiny.build import TinyConfig
 
-    small = TinyConfig(
+    spec = dict(
         hidden_size=32,
         n_layers=1,
         n_heads=2,
@@ -130,6 +122,12 @@ def _small_run():
         vision_depth=1,
         vision_heads=2,
     )
+    return TinyConfig(**{**spec, **overrides})
+
+
+def _small_run():
+    """A TinyConfig and recipe settings small enough to train in seconds."""
+    small = _small_tiny()
     common = dict(
         steps=4,
         batch_size=4,
