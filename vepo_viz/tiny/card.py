@@ -227,8 +227,8 @@ Measured while building it, on 2 CPU cores:
 - Reading each bar's level in its own step, then comparing the two numbers in text, fixed
   it: continuing stage 1's weights on that target, bar comparison went from 47% to 97.5%
   of 40 held-out questions after 500 steps and 100% after 1,500, while the other
-  families kept their accuracy. Each step of the new target is a single look-up by colour, like reading a
-  box's number, which the model already did at 99%.
+  families kept their accuracy. Each step of the new target is a single look-up by
+  colour, like reading a box's number, which the model already did at 99%.
 - Spatial relations still needed a comparison of two positions, and stage 2 answered
   "above or below" 100 of 101 times but "left or right" only 61 of 99 (chance 50%). The
   image tokens held no column a linear probe could read (25-33% at each of the 5
@@ -240,7 +240,8 @@ Measured while building it, on 2 CPU cores:
   language model's hidden states after 2 layers (PositionHeads), and a spatial target
   that reads both objects' columns (rows) and then compares the two numbers in text. The
   column read-out reached 97% of training tokens after 286 steps; left/right then rose
-  to 32 of 35 held-out questions by step 2,250. Now: {_axes(ev)}.
+  to 32 of 35 held-out questions by step 2,250. Now:
+  {_axes(ev)}.
 - The spatial answers are up to 39 tokens long: evaluation and GRPO generate up to 48
   new tokens (32 before, which cut the left/right answers off before their final answer
   during stage 3's own periodic evaluation: its log shows spatial at 47.5%).
