@@ -58,14 +58,15 @@ class AnalysisSettings:
     """Seed of sampling and of the "random" score type."""
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     """The counterfactual views (mode, sigma, n_draws K, seed, ...)."""
-    score_type: str = "D"
-    """One of scoring.SCORE_TYPES; "D" is VEPO."""
+    score_type: str = field(default="D", metadata={"registry": scoring.SCORE_TYPES})
+    """Score of the VEPO selection; "D" is VEPO."""
     alpha: float = 0.7
     """Weight of JSD vs |dH| in the visual-sensitivity noisy-OR."""
     ratio: float = 0.2
     """Share of tokens selected, in (0, 1]."""
     scope: str = "response"
-    """Selection scope (scoring.SCOPES); one response makes them nearly equivalent."""
+    """Selection scope: response, batch or quantile (scoring.SCOPES); one response makes
+    them nearly equivalent."""
     score_temperature: float | None = None
     """tau for scoring if it should differ from `temperature` (None: see temperature)."""
     chunk_size: int | None = None

@@ -19,23 +19,16 @@ fresh. `make_generator(seed, draw)` gives K independent, reproducible draws.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-NORMALIZED_MODES: tuple[str, ...] = ("gaussian", "no_image")
-"""Modes applied to processor-normalised pixel_values (`perturb_pixel_values`)."""
-
-PIXEL_MODES: tuple[str, ...] = ("gaussian_pixel", "black", "blur", "patch")
-"""Modes applied to the PIL image before the processor (`perturb_image`)."""
-
-MODES: tuple[str, ...] = NORMALIZED_MODES + PIXEL_MODES
-"""Every perturbation mode; "gaussian" is the VEPO reference."""
-
-RANDOM_MODES: tuple[str, ...] = ("gaussian", "gaussian_pixel", "patch")
-"""Modes whose views depend on the generator (the others ignore it)."""
+from vepo_viz.registry import Registry
 
 DEFAULT_SIGMA = 2.0
 """Reference noise std in normalised units. In [0, 1] pixel units ("gaussian_pixel") the
@@ -72,6 +65,128 @@ def _need_generator(generator: torch.Generator | None, mode: str) -> torch.Gener
     return generator
 
 
+@dataclass(frozen=True)
+class CounterfactualMode:
+    """One entry of MODES: how a counterfactual view is made from the clean input."""
+
+    name: str
+    """What `PerturbConfig.mode` takes ("gaussian", "blur", ...)."""
+    description: str
+    """One line for the UI's choices, the CLI's help and the docs."""
+    space: str
+    """"normalized": `apply` maps processor pixel_values (any layout) to a tensor of the
+    same shape; "pixel": `apply` maps an RGB PIL image to one of the same size."""
+    apply: Callable[[Any, Any, torch.Generator | None], Any]
+    """(clean input, params, generator) -> view. `params` has the PerturbConfig fields
+    named in `parameters` as attributes; `generator` is None only for non-random modes."""
+    random: bool = False
+    """True when the view depends on the generator (n_draws > 1 then gives new views)."""
+    parameters: tuple[str, ...] = ()
+    """The PerturbConfig fields this mode reads (the UI shows only these)."""
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ValueError(f"CounterfactualMode.space={self.space!r}; choose one of {SPACES}")
+
+
+SPACES: tuple[str, ...] = ("normalized", "pixel")
+
+
+def _gaussian(pixel_values: torch.Tensor, params, gen: torch.Generator) -> torch.Tensor:
+    sigma = _check_sigma(params.sigma)
+    # Noise is drawn in float32 on the generator's device, so a draw is the same whatever
+    # the input's dtype or device.
+    noise = torch.randn(pixel_values.shape, generator=gen, device=gen.device, dtype=torch.float32)
+    noise = noise.to(pixel_values.device)
+    return (pixel_values.float() + sigma * noise).to(pixel_values.dtype)
+
+
+def _gaussian_pixel(rgb: Image.Image, params, gen: torch.Generator) -> Image.Image:
+    sigma = _check_sigma(params.sigma)
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
+    noise = torch.randn((rgb.height, rgb.width, 3), generator=gen, device=gen.device)  # (H, W, 3)
+    pixels = np.clip(pixels + sigma * noise.cpu().numpy(), 0.0, 1.0)
+    return Image.fromarray(np.round(pixels * 255.0).astype(np.uint8), mode="RGB")
+
+
+def _blur(rgb: Image.Image, params, gen: torch.Generator | None) -> Image.Image:
+    if not (params.blur_radius >= 0):
+        raise ValueError(f"blur_radius must be >= 0, got {params.blur_radius}")
+    return rgb.filter(ImageFilter.GaussianBlur(radius=params.blur_radius))
+
+
+def _patch(rgb: Image.Image, params, gen: torch.Generator) -> Image.Image:
+    patch_size, patch_prob = params.patch_size, params.patch_prob
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}")
+    if not (0.0 <= patch_prob <= 1.0):
+        raise ValueError(f"patch_prob must lie in [0, 1], got {patch_prob}")
+    width, height = rgb.size
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
+    n_rows, n_cols = math.ceil(height / patch_size), math.ceil(width / patch_size)
+    drop = torch.rand((n_rows, n_cols), generator=gen, device=gen.device) < patch_prob
+    drop_np = drop.cpu().numpy()
+    keep = ~np.repeat(np.repeat(drop_np, patch_size, axis=0), patch_size, axis=1)
+    pixels = pixels * keep[:height, :width, None]  # (H, W, 3)
+    return Image.fromarray(np.round(pixels * 255.0).astype(np.uint8), mode="RGB")
+
+
+MODES: Registry[CounterfactualMode] = Registry("counterfactual mode", reference="gaussian")
+"""Every perturbation mode, in the order the UI lists them; "gaussian" is the VEPO
+reference. Add one with `MODES.register(CounterfactualMode(...))`."""
+
+for _mode in (
+    CounterfactualMode(
+        "gaussian",
+        "VEPO (reference): N(0, sigma^2) on the normalised pixel_values, unclamped",
+        "normalized",
+        _gaussian,
+        random=True,
+        parameters=("sigma",),
+    ),
+    CounterfactualMode(
+        "no_image",
+        "pixel_values set to 0 (every pixel at the channel mean)",
+        "normalized",
+        lambda pixel_values, params, gen: torch.zeros_like(pixel_values),
+    ),
+    CounterfactualMode(
+        "gaussian_pixel",
+        "N(0, sigma^2) in [0, 1] pixel units, clamped",
+        "pixel",
+        _gaussian_pixel,
+        random=True,
+        parameters=("sigma",),
+    ),
+    CounterfactualMode(
+        "black",
+        "an all-black image",
+        "pixel",
+        lambda rgb, params, gen: Image.new("RGB", rgb.size, (0, 0, 0)),
+    ),
+    CounterfactualMode("blur", "Gaussian blur", "pixel", _blur, parameters=("blur_radius",)),
+    CounterfactualMode(
+        "patch",
+        "grid cells blackened at random (VPPO)",
+        "pixel",
+        _patch,
+        random=True,
+        parameters=("patch_size", "patch_prob"),
+    ),
+):
+    MODES.register(_mode)
+del _mode
+
+NORMALIZED_MODES = MODES.view(lambda m: m.space == "normalized")
+"""Modes applied to processor-normalised pixel_values (`perturb_pixel_values`)."""
+
+PIXEL_MODES = MODES.view(lambda m: m.space == "pixel")
+"""Modes applied to the PIL image before the processor (`perturb_image`)."""
+
+RANDOM_MODES = MODES.view(lambda m: m.random)
+"""Modes whose views depend on the generator (the others ignore it)."""
+
+
 def perturb_pixel_values(
     pixel_values: torch.Tensor,
     mode: str,
@@ -85,33 +200,30 @@ def perturb_pixel_values(
     Args:
         pixel_values: normalised pixels in any layout, e.g. (N, C*t*P*P) flat patches,
             (B, C, H, W) or (B, tiles, C, H, W). Not modified.
-        mode: "gaussian" (add N(0, sigma^2), no clamping) or "no_image" (zeros).
+        mode: a normalised-space mode: "gaussian" (add N(0, sigma^2), no clamping) or
+            "no_image" (zeros), or one registered later.
         sigma: noise std in normalised units (2.0 in the reference).
-        generator: required for "gaussian"; one generator per draw (`make_generator`).
+        generator: required for random modes; one generator per draw (`make_generator`).
         valid: optional bool mask over the leading dims (shape pixel_values.shape[:k]),
             True on real tiles/images; False entries (padding tiles) are returned unchanged.
 
     Returns:
         Tensor of pixel_values' shape, dtype and device.
     """
+    return _pixel_values_view(pixel_values, mode, SimpleNamespace(sigma=sigma), generator, valid)
+
+
+def _pixel_values_view(pixel_values, mode: str, params, generator, valid) -> torch.Tensor:
     if mode not in NORMALIZED_MODES:
         hint = " (a pixel-space mode: use perturb_image)" if mode in PIXEL_MODES else ""
-        raise ValueError(f"unknown normalised-space mode {mode!r}{hint}; choose {NORMALIZED_MODES}")
+        raise ValueError(
+            f"unknown normalised-space mode {mode!r}{hint}; choose {tuple(NORMALIZED_MODES)}"
+        )
     if not pixel_values.is_floating_point():
         raise TypeError(f"pixel_values must be a float tensor, got {pixel_values.dtype}")
-
-    if mode == "no_image":
-        view = torch.zeros_like(pixel_values)
-    else:
-        sigma = _check_sigma(sigma)
-        gen = _need_generator(generator, mode)
-        # Noise is drawn in float32 on the generator's device, so a draw is the same
-        # whatever the input's dtype or device.
-        noise = torch.randn(
-            pixel_values.shape, generator=gen, device=gen.device, dtype=torch.float32
-        )
-        noise = noise.to(pixel_values.device)
-        view = (pixel_values.float() + sigma * noise).to(pixel_values.dtype)
+    entry = MODES[mode]
+    gen = _need_generator(generator, mode) if entry.random else generator
+    view = entry.apply(pixel_values, params, gen)
 
     if valid is not None:
         valid = valid.to(device=pixel_values.device, dtype=torch.bool)
@@ -138,51 +250,35 @@ def perturb_image(
 ) -> Image.Image:
     """A counterfactual view of a PIL image, as a new RGB image of the same size.
 
-    Modes: "gaussian_pixel" (add N(0, sigma^2) in [0, 1] units, clamp, round), "black",
-    "blur" (Gaussian blur of `blur_radius` px) and "patch" (the patch_size x patch_size
-    grid cells, edge cells included, each blackened with probability patch_prob).
-    `generator` is required for "gaussian_pixel" and "patch".
+    Built-in modes: "gaussian_pixel" (add N(0, sigma^2) in [0, 1] units, clamp, round),
+    "black", "blur" (Gaussian blur of `blur_radius` px) and "patch" (the patch_size x
+    patch_size grid cells, edge cells included, each blackened with probability
+    patch_prob). `generator` is required for random modes ("gaussian_pixel", "patch").
     """
+    params = SimpleNamespace(
+        sigma=sigma, patch_size=patch_size, patch_prob=patch_prob, blur_radius=blur_radius
+    )
+    return _image_view(image, mode, params, generator)
+
+
+def _image_view(image: Image.Image, mode: str, params, generator) -> Image.Image:
     if mode not in PIXEL_MODES:
         hint = " (a normalised-space mode: use perturb_pixel_values)" if mode in MODES else ""
-        raise ValueError(f"unknown pixel-space mode {mode!r}{hint}; choose {PIXEL_MODES}")
+        raise ValueError(f"unknown pixel-space mode {mode!r}{hint}; choose {tuple(PIXEL_MODES)}")
     if not isinstance(image, Image.Image):
         raise TypeError(f"image must be a PIL.Image, got {type(image).__name__}")
-    rgb = image.convert("RGB")
-    width, height = rgb.size
-
-    if mode == "black":
-        return Image.new("RGB", (width, height), (0, 0, 0))
-    if mode == "blur":
-        if not (blur_radius >= 0):
-            raise ValueError(f"blur_radius must be >= 0, got {blur_radius}")
-        return rgb.filter(ImageFilter.GaussianBlur(radius=blur_radius))
-
-    gen = _need_generator(generator, mode)
-    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
-    if mode == "gaussian_pixel":
-        sigma = _check_sigma(sigma)
-        noise = torch.randn((height, width, 3), generator=gen, device=gen.device)  # (H, W, 3)
-        pixels = np.clip(pixels + sigma * noise.cpu().numpy(), 0.0, 1.0)
-    else:  # "patch"
-        if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-            raise ValueError(f"patch_size must be an int >= 1, got {patch_size!r}")
-        if not (0.0 <= patch_prob <= 1.0):
-            raise ValueError(f"patch_prob must lie in [0, 1], got {patch_prob}")
-        n_rows, n_cols = math.ceil(height / patch_size), math.ceil(width / patch_size)
-        drop = torch.rand((n_rows, n_cols), generator=gen, device=gen.device) < patch_prob
-        drop_np = drop.cpu().numpy()
-        keep = ~np.repeat(np.repeat(drop_np, patch_size, axis=0), patch_size, axis=1)
-        pixels = pixels * keep[:height, :width, None]  # (H, W, 3)
-    return Image.fromarray(np.round(pixels * 255.0).astype(np.uint8), mode="RGB")
+    entry = MODES[mode]
+    gen = _need_generator(generator, mode) if entry.random else generator
+    return entry.apply(image.convert("RGB"), params, gen)
 
 
 @dataclass(frozen=True)
 class PerturbConfig:
     """How counterfactual views are made; the defaults are the VEPO reference."""
 
-    mode: str = "gaussian"
-    """One of MODES. "gaussian" / "no_image" act on pixel_values, the rest on the image."""
+    mode: str = field(default="gaussian", metadata={"registry": MODES})
+    """How the counterfactual view is made (MODES): on the processor's normalised
+    pixel_values or on the image before the processor, as the mode's entry says."""
     sigma: float = DEFAULT_SIGMA
     """Noise std: normalised units for "gaussian" (2.0, reference), [0, 1] units for
     "gaussian_pixel" (there ~0.55 matches the reference's strength)."""
@@ -199,10 +295,7 @@ class PerturbConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(
-                f"PerturbConfig.mode={self.mode!r} is unknown; choose one of {MODES} "
-                "('gaussian' is the VEPO reference)"
-            )
+            raise ValueError(f"PerturbConfig.mode: {MODES.unknown_message(self.mode)}")
         if not (math.isfinite(float(self.sigma)) and self.sigma >= 0):
             raise ValueError(f"PerturbConfig.sigma={self.sigma} must be finite and >= 0")
         if isinstance(self.n_draws, bool) or not isinstance(self.n_draws, int):
@@ -225,49 +318,41 @@ class PerturbConfig:
     @property
     def space(self) -> str:
         """ "normalized" (acts on pixel_values) or "pixel" (acts on the PIL image)."""
-        return "normalized" if self.mode in NORMALIZED_MODES else "pixel"
+        return MODES[self.mode].space
 
     @property
     def is_random(self) -> bool:
         """False for deterministic modes, where n_draws > 1 repeats the same view."""
-        return self.mode in RANDOM_MODES
+        return MODES[self.mode].random
 
     def generator(self, draw: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of draw `draw` (0 <= draw < n_draws)."""
         return make_generator(self.seed, draw, device)
 
 
+def pixel_value_view(
+    pixel_values: torch.Tensor, config: PerturbConfig, draw: int, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """View `draw` of the config applied to normalised pixel_values (fresh from the input)."""
+    if config.space != "normalized":
+        raise ValueError(f"mode {config.mode!r} acts on images: use image_views")
+    return _pixel_values_view(pixel_values, config.mode, config, config.generator(draw), valid)
+
+
+def image_view(image: Image.Image, config: PerturbConfig, draw: int) -> Image.Image:
+    """View `draw` of the config applied to a PIL image (fresh from the input)."""
+    if config.space != "pixel":
+        raise ValueError(f"mode {config.mode!r} acts on pixel_values: use pixel_value_views")
+    return _image_view(image, config.mode, config, config.generator(draw))
+
+
 def pixel_value_views(
     pixel_values: torch.Tensor, config: PerturbConfig, valid: torch.Tensor | None = None
 ) -> list[torch.Tensor]:
     """The config's n_draws views of normalised pixel_values, each fresh from the input."""
-    if config.space != "normalized":
-        raise ValueError(f"mode {config.mode!r} acts on images: use image_views")
-    return [
-        perturb_pixel_values(
-            pixel_values,
-            config.mode,
-            sigma=config.sigma,
-            generator=config.generator(k),
-            valid=valid,
-        )
-        for k in range(config.n_draws)
-    ]
+    return [pixel_value_view(pixel_values, config, k, valid) for k in range(config.n_draws)]
 
 
 def image_views(image: Image.Image, config: PerturbConfig) -> list[Image.Image]:
     """The config's n_draws views of a PIL image, each fresh from the input."""
-    if config.space != "pixel":
-        raise ValueError(f"mode {config.mode!r} acts on pixel_values: use pixel_value_views")
-    return [
-        perturb_image(
-            image,
-            config.mode,
-            sigma=config.sigma,
-            generator=config.generator(k),
-            patch_size=config.patch_size,
-            patch_prob=config.patch_prob,
-            blur_radius=config.blur_radius,
-        )
-        for k in range(config.n_draws)
-    ]
+    return [image_view(image, config, k) for k in range(config.n_draws)]

@@ -17,11 +17,13 @@ response token t), V vocabulary entries.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import torch
+
+from vepo_viz.registry import Registry
 
 # Named shape aliases (documentation only; all are torch.Tensor).
 LogitsBTV: TypeAlias = torch.Tensor  # (B, T, V) float logits, any float dtype
@@ -52,37 +54,6 @@ cache size, and few enough chunks that thread synchronisation stays cheap."""
 CHUNK_ELEMENTS_CUDA = 2**24
 """Default chunk size on accelerators: ~64 MB of float32 per workspace buffer (110 rows at
 V = 151,936), about 320 MB in all; large chunks keep kernel launches few."""
-
-SCORE_TYPES: tuple[str, ...] = (
-    "D",
-    "A",
-    "B",
-    "C",
-    "E",
-    "F",
-    "G",
-    "H",
-    "entropy",
-    "jsd",
-    "entropy_gap",
-    "random",
-)
-"""Accepted `score_type` values. "D" is the VEPO reference; see `score_tokens`."""
-
-SCORE_TYPE_DESCRIPTIONS: dict[str, str] = {
-    "D": "VEPO (reference): (1 - (1-j)^a (1-d)^(1-a)) * h",
-    "A": "ablation A: 1 - (1-j)(1-h)(1-d+)",
-    "B": "ablation B: (1 - (1-j)(1-h)) * d+",
-    "C": "ablation C: D with d+ = norm(max(dH, 0))",
-    "E": "ablation E: D without the entropy factor",
-    "F": "ablation F: (a*j + (1-a)*d) * h (linear mix)",
-    "G": "ablation G: j * d * h",
-    "H": "ablation H: D with norm(KL(p||q)) instead of JSD",
-    "entropy": "entropy only (80/20 forking tokens)",
-    "jsd": "JSD only (raw)",
-    "entropy_gap": "|entropy gap| only (raw)",
-    "random": "uniform random (seeded)",
-}
 
 SCOPES: tuple[str, ...] = ("response", "batch", "quantile")
 """Accepted `scope` values of `select_tokens`."""
@@ -441,6 +412,126 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+class ScoreInputs:
+    """What a score type's function reads: the statistics, the mask, alpha and a generator,
+    with the per-response min-max normalised signals computed once, on first use.
+
+    Names follow `score_tokens`: j (JSD), h (entropy), d (|dH|), d_plus (max(dH, 0)),
+    k (KL(p||q)), each float64 (B, T), normalised per response.
+    """
+
+    def __init__(
+        self, stats: TokenStats, mask: BoolBT, alpha: float, generator: torch.Generator | int | None
+    ) -> None:
+        self.stats, self.mask, self.alpha = stats, mask, alpha
+        self._generator = generator
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _norm(self, key: str, x: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._cache:
+            self._cache[key] = normalize_per_response(x(), self.mask).double()
+        return self._cache[key]
+
+    @property
+    def j(self) -> torch.Tensor:
+        return self._norm("j", lambda: self.stats.jsd)
+
+    @property
+    def h(self) -> torch.Tensor:
+        return self._norm("h", lambda: self.stats.entropy)
+
+    @property
+    def d(self) -> torch.Tensor:
+        return self._norm("d", lambda: self.stats.entropy_gap.abs())
+
+    @property
+    def d_plus(self) -> torch.Tensor:
+        return self._norm("d_plus", lambda: self.stats.entropy_gap.clamp_min(0.0))
+
+    @property
+    def k(self) -> torch.Tensor:
+        return self._norm("k", lambda: self.stats.kl)
+
+    def generator(self) -> torch.Generator:
+        return _as_generator(self._generator)
+
+
+@dataclass(frozen=True)
+class ScoreType:
+    """One entry of SCORE_TYPES: a per-token score computed from `ScoreInputs`."""
+
+    name: str
+    """What `score_type=` takes ("D", "entropy", ...)."""
+    description: str
+    """One line for the UI's choices, the CLI's help and the docs."""
+    fn: Callable[[ScoreInputs], torch.Tensor]
+    """ScoreInputs -> (B, T) scores (any float dtype; `score_tokens` masks and casts)."""
+    needs_counterfactual: bool = True
+    """False when the score reads no clean-vs-counterfactual signal (entropy, random):
+    training rules built on it skip the counterfactual pass."""
+
+
+def _random_scores(x: ScoreInputs) -> torch.Tensor:
+    gen = x.generator()
+    score = torch.rand(x.stats.shape, generator=gen, device=gen.device, dtype=torch.float64)
+    return score.to(x.stats.entropy.device)  # (B, T)
+
+
+SCORE_TYPES: Registry[ScoreType] = Registry("score type", reference="D")
+"""Accepted `score_type` values, in the order the UI lists them; "D" is the VEPO reference.
+Add one with `SCORE_TYPES.register(ScoreType(...))`; see `score_tokens` for the formulas."""
+
+for _entry in (
+    ScoreType(
+        "D",
+        "VEPO (reference): (1 - (1-j)^a (1-d)^(1-a)) * h",
+        lambda x: _noisy_or(x.j, x.d, x.alpha) * x.h,
+    ),
+    ScoreType(
+        "A",
+        "ablation A: 1 - (1-j)(1-h)(1-d+)",
+        lambda x: 1.0 - (1.0 - x.j) * (1.0 - x.h) * (1.0 - x.d_plus),
+    ),
+    ScoreType(
+        "B",
+        "ablation B: (1 - (1-j)(1-h)) * d+",
+        lambda x: (1.0 - (1.0 - x.j) * (1.0 - x.h)) * x.d_plus,
+    ),
+    ScoreType(
+        "C",
+        "ablation C: D with d+ = norm(max(dH, 0))",
+        lambda x: _noisy_or(x.j, x.d_plus, x.alpha) * x.h,
+    ),
+    ScoreType(
+        "E", "ablation E: D without the entropy factor", lambda x: _noisy_or(x.j, x.d, x.alpha)
+    ),
+    ScoreType(
+        "F",
+        "ablation F: (a*j + (1-a)*d) * h (linear mix)",
+        lambda x: (x.alpha * x.j + (1.0 - x.alpha) * x.d) * x.h,
+    ),
+    ScoreType("G", "ablation G: j * d * h", lambda x: x.j * x.d * x.h),
+    ScoreType(
+        "H",
+        "ablation H: D with norm(KL(p||q)) instead of JSD",
+        lambda x: _noisy_or(x.k, x.d, x.alpha) * x.h,
+    ),
+    ScoreType(
+        "entropy",
+        "entropy only (80/20 forking tokens)",
+        lambda x: x.stats.entropy.double(),
+        needs_counterfactual=False,
+    ),
+    ScoreType("jsd", "JSD only (raw)", lambda x: x.stats.jsd.double()),
+    ScoreType(
+        "entropy_gap", "|entropy gap| only (raw)", lambda x: x.stats.entropy_gap.double().abs()
+    ),
+    ScoreType("random", "uniform random (seeded)", _random_scores, needs_counterfactual=False),
+):
+    SCORE_TYPES.register(_entry)
+del _entry
+
+
 def score_tokens(
     stats: TokenStats,
     mask: BoolBT,
@@ -452,7 +543,7 @@ def score_tokens(
 
     With j^ = norm(JSD), h^ = norm(H), d^ = norm(|dH|), d+^ = norm(max(dH, 0)) and
     k^ = norm(KL(p||q)), each min-max normalised per response (`normalize_per_response`),
-    and a = alpha:
+    and a = alpha, the built-in SCORE_TYPES are:
 
     - "D" (reference VEPO): (1 - (1-j^)^a (1-d^)^(1-a)) * h^
     - "A": 1 - (1-j^)(1-h^)(1-d+^)
@@ -470,46 +561,11 @@ def score_tokens(
     D's weights and entropy factor. Scores are computed in float64 and returned float32.
     """
     if score_type not in SCORE_TYPES:
-        raise ValueError(f"unknown score_type {score_type!r}; choose one of {SCORE_TYPES}")
+        raise ValueError(f"score_type: {SCORE_TYPES.unknown_message(score_type)}")
     alpha = _check_alpha(alpha)
     mask = _as_mask(mask, stats.shape)
-
-    if score_type == "random":
-        gen = _as_generator(generator)
-        score = torch.rand(stats.shape, generator=gen, device=gen.device, dtype=torch.float64)
-        score = score.to(stats.entropy.device)  # (B, T)
-    elif score_type == "entropy":
-        score = stats.entropy.double()
-    elif score_type == "jsd":
-        score = stats.jsd.double()
-    elif score_type == "entropy_gap":
-        score = stats.entropy_gap.double().abs()
-    else:
-
-        def norm(x: torch.Tensor) -> torch.Tensor:
-            return normalize_per_response(x, mask).double()
-
-        h = norm(stats.entropy)
-        gap = stats.entropy_gap
-        if score_type in ("A", "B", "C"):
-            d_plus = norm(gap.clamp_min(0.0))
-        if score_type == "D":
-            score = _noisy_or(norm(stats.jsd), norm(gap.abs()), alpha) * h
-        elif score_type == "A":
-            score = 1.0 - (1.0 - norm(stats.jsd)) * (1.0 - h) * (1.0 - d_plus)
-        elif score_type == "B":
-            score = (1.0 - (1.0 - norm(stats.jsd)) * (1.0 - h)) * d_plus
-        elif score_type == "C":
-            score = _noisy_or(norm(stats.jsd), d_plus, alpha) * h
-        elif score_type == "E":
-            score = _noisy_or(norm(stats.jsd), norm(gap.abs()), alpha)
-        elif score_type == "F":
-            score = (alpha * norm(stats.jsd) + (1.0 - alpha) * norm(gap.abs())) * h
-        elif score_type == "G":
-            score = norm(stats.jsd) * norm(gap.abs()) * h
-        else:  # "H"
-            score = _noisy_or(norm(stats.kl), norm(gap.abs()), alpha) * h
-    return torch.where(mask, score, 0.0).float()
+    score = SCORE_TYPES[score_type].fn(ScoreInputs(stats, mask, alpha, generator))  # (B, T)
+    return torch.where(mask, score.double(), 0.0).float()
 
 
 # --------------------------------------------------------------------------------------
@@ -608,7 +664,7 @@ def select_tokens(
 class ScoringConfig:
     """Settings of scoring and selection; the defaults are the VEPO reference."""
 
-    score_type: str = "D"
+    score_type: str = field(default="D", metadata={"registry": SCORE_TYPES})
     """One of SCORE_TYPES; "D" is VEPO, "entropy" the 80/20 baseline."""
     alpha: float = 0.7
     """Weight of JSD vs |dH| in the noisy-OR (types D, C, E, F, H)."""
@@ -624,8 +680,7 @@ class ScoringConfig:
     def __post_init__(self) -> None:
         if self.score_type not in SCORE_TYPES:
             raise ValueError(
-                f"ScoringConfig.score_type={self.score_type!r} is unknown; choose one of "
-                f"{SCORE_TYPES} ('D' is the VEPO reference)"
+                f"ScoringConfig.score_type: {SCORE_TYPES.unknown_message(self.score_type)}"
             )
         if not (0.0 <= float(self.alpha) <= 1.0):
             raise ValueError(f"ScoringConfig.alpha={self.alpha} must lie in [0, 1] (default 0.7)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from vepo_viz import settings
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
@@ -21,35 +23,32 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per AnalysisSettings field that a command-line user would change.
+PERTURB_FLAGS = {"mode": "perturb", "n_draws": "draws", "seed": "perturb_seed"}
+"""PerturbConfig fields whose flags keep their historical names (--perturb, --draws, ...)."""
 
-    Values are checked by AnalysisSettings (its message lists the valid choices), so that
-    building the parser, and `--help`, does not import torch.
-    """
-    gen = parser.add_argument_group("generation (when no response is given)")
-    gen.add_argument("--max-new-tokens", type=int, default=64, help="default 64")
-    gen.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; default 1.0")
-    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus; default 1.0 (off)")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed; default 0")
-    cf = parser.add_argument_group("counterfactual image")
-    cf.add_argument(
-        "--perturb",
-        default="gaussian",
-        help="gaussian (default), no_image, gaussian_pixel, black, blur or patch",
+_GROUPS = (
+    ("generation (when no response is given)", ("max_new_tokens", "temperature", "top_p", "seed")),
+    (
+        "scoring",
+        ("score_type", "alpha", "ratio", "scope", "score_temperature", "top_k", "chunk_size"),
+    ),
+)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per AnalysisSettings and PerturbConfig field, generated from the
+    dataclasses (their docstrings are the help, their defaults the defaults, their
+    registries the choices). Values are checked by AnalysisSettings."""
+    from vepo_viz.analysis import AnalysisSettings
+    from vepo_viz.perturb import PerturbConfig
+
+    names = [f.name for f in settings.flag_fields(AnalysisSettings)]
+    for title, fields in _GROUPS:
+        skip = tuple(n for n in names if n not in fields)
+        settings.add_flags(parser.add_argument_group(title), AnalysisSettings, skip=skip)
+    settings.add_flags(
+        parser.add_argument_group("counterfactual image"), PerturbConfig, rename=PERTURB_FLAGS
     )
-    cf.add_argument("--sigma", type=float, default=2.0, help="noise std; default 2.0")
-    cf.add_argument("--draws", type=int, default=1, help="K views averaged; default 1")
-    cf.add_argument("--perturb-seed", type=int, default=0, help="seed of the views; default 0")
-    sc = parser.add_argument_group("scoring")
-    sc.add_argument(
-        "--score-type",
-        default="D",
-        help="D (VEPO, default), A-H (ablations), entropy, jsd, entropy_gap or random",
-    )
-    sc.add_argument("--alpha", type=float, default=0.7, help="JSD weight; default 0.7")
-    sc.add_argument("--ratio", type=float, default=0.2, help="share selected; default 0.2")
-    sc.add_argument("--scope", default="response", help="response (default), batch or quantile")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -57,25 +56,9 @@ def settings_from_args(args: argparse.Namespace):
     from vepo_viz.analysis import AnalysisSettings
     from vepo_viz.perturb import PerturbConfig
 
-    try:
-        perturb = PerturbConfig(
-            mode=args.perturb, sigma=args.sigma, n_draws=args.draws, seed=args.perturb_seed
-        )
-    except ValueError as error:
-        from vepo_viz.errors import VepoInputError
-
-        raise VepoInputError(str(error)) from error
-    return AnalysisSettings(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        perturb=perturb,
-        score_type=args.score_type,
-        alpha=args.alpha,
-        ratio=args.ratio,
-        scope=args.scope,
-    )
+    values = settings.given_values(args, AnalysisSettings)
+    values["perturb"] = settings.given_values(args, PerturbConfig, rename=PERTURB_FLAGS)
+    return AnalysisSettings.from_dict(values)
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -15,13 +15,21 @@ Unknown families get the layout their pixel_values' rank implies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from vepo_viz.perturb import perturb_pixel_values
+from vepo_viz.registry import Registry
 
 LAYOUTS = ("patches", "tiles", "image")
+
+DEFAULT_LORA_TARGETS = (
+    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+)
+"""peft target_modules regex: the language model's attention and MLP projections. Vision
+towers (Qwen's `visual`, SigLIP's `vision_tower`) stay frozen."""
 
 TILE_ZERO = 1e-6
 """Value of a zeroed real tile in the "tiles" layout: exactly 0 would mark it as padding
@@ -38,6 +46,13 @@ class Family:
     """Human name, e.g. "Qwen2.5-VL"."""
     layout: str | None
     """One of LAYOUTS; None = infer from the rank of pixel_values."""
+    description: str = ""
+    """One line for the docs and the About tab (tested or only listed, and with what)."""
+    processor: Callable[[], type] | None = None
+    """Returns the processor class to load this family with (None: AutoProcessor). Used
+    where transformers' own class needs torchvision (`processors.no_video`)."""
+    lora_targets: str = DEFAULT_LORA_TARGETS
+    """peft `target_modules` regex of this family's language model (training with LoRA)."""
 
     def layout_of(self, pixel_values: torch.Tensor) -> str:
         """The layout of this family's pixel_values (inferred for unknown families)."""
@@ -73,22 +88,36 @@ class Family:
         return view
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family("qwen2_vl", "Qwen2-VL", "patches"),
-        Family("qwen2_5_vl", "Qwen2.5-VL", "patches"),
-        Family("qwen3_vl", "Qwen3-VL", "patches"),
-        Family("idefics3", "Idefics3", "tiles"),
-        Family("smolvlm", "SmolVLM", "tiles"),
-        Family("llava_onevision", "LLaVA-OneVision", "tiles"),
-        Family("gemma3", "Gemma 3", "image"),
-        Family("llava", "LLaVA", "image"),
-        Family("paligemma", "PaliGemma", "image"),
-    )
-}
-"""Families tested with tiny random models: the Qwen three, Idefics3, SmolVLM, Gemma 3.
-The others are listed with their layout and follow the same code path."""
+def _no_video(model_type: str) -> Callable[[], type]:
+    """The processor of `model_type` without its video part (imported when first used)."""
+
+    def load() -> type:
+        from vepo_viz.models.processors import no_video
+
+        return no_video(model_type)
+
+    return load
+
+
+FAMILIES: Registry[Family] = Registry("VLM family")
+"""VLM families by transformers' config.model_type. Add one with
+`FAMILIES.register(Family(...))` (and a tiny random model of it in the tests)."""
+
+_TESTED = "tested with a tiny random model"
+_LISTED = "listed with its layout; same code path, not tested here"
+for _family in (
+    Family("qwen2_vl", "Qwen2-VL", "patches", _TESTED, _no_video("qwen2_vl")),
+    Family("qwen2_5_vl", "Qwen2.5-VL", "patches", _TESTED, _no_video("qwen2_5_vl")),
+    Family("qwen3_vl", "Qwen3-VL", "patches", _TESTED, _no_video("qwen3_vl")),
+    Family("idefics3", "Idefics3", "tiles", _TESTED),
+    Family("smolvlm", "SmolVLM", "tiles", _TESTED, _no_video("smolvlm")),
+    Family("llava_onevision", "LLaVA-OneVision", "tiles", _LISTED),
+    Family("gemma3", "Gemma 3", "image", _TESTED),
+    Family("llava", "LLaVA", "image", _LISTED),
+    Family("paligemma", "PaliGemma", "image", _LISTED),
+):
+    FAMILIES.register(_family)
+del _family
 
 
 def family_of(model_type: str) -> Family:

@@ -206,10 +206,12 @@ def _load(
 def _load_processor(source: str, model_type: str, model_id: str, local_only: bool):
     from transformers import AutoProcessor
 
-    from vepo_viz.models.processors import NO_VIDEO_PROCESSORS, register_processors
+    from vepo_viz.models.families import family_of
+    from vepo_viz.models.processors import register_processors
 
-    register_processors()
-    cls = NO_VIDEO_PROCESSORS.get(model_type)
+    register_processors()  # AutoProcessor finds the no-video classes in saved folders too
+    family = family_of(model_type)
+    cls = family.processor() if family.processor is not None else None
     try:
         if cls is not None:
             processor = cls.from_pretrained(source, local_files_only=local_only)

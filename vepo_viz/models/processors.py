@@ -83,23 +83,28 @@ Qwen2_5_VLProcessorNoVideo = _qwen_no_video(Qwen2_5_VLProcessor, "Qwen2_5_VLProc
 Qwen3VLProcessorNoVideo = _qwen_no_video(Qwen3VLProcessor, "Qwen3VLProcessorNoVideo")
 SmolVLMProcessorNoVideo = _smolvlm_no_video(SmolVLMProcessor, "SmolVLMProcessorNoVideo")
 
-NO_VIDEO_PROCESSORS: dict[str, type[ProcessorMixin]] = {
-    "qwen2_vl": Qwen2VLProcessorNoVideo,
-    "qwen2_5_vl": Qwen2_5_VLProcessorNoVideo,
-    "qwen3_vl": Qwen3VLProcessorNoVideo,
-    "smolvlm": SmolVLMProcessorNoVideo,
+_NO_VIDEO: dict[str, tuple[type[ProcessorMixin], str]] = {
+    "qwen2_vl": (Qwen2VLProcessorNoVideo, "Qwen2VLConfig"),
+    "qwen2_5_vl": (Qwen2_5_VLProcessorNoVideo, "Qwen2_5_VLConfig"),
+    "qwen3_vl": (Qwen3VLProcessorNoVideo, "Qwen3VLConfig"),
+    "smolvlm": (SmolVLMProcessorNoVideo, "SmolVLMConfig"),
 }
+"""model_type -> (its no-video processor class, the name of its transformers config class)."""
+
+NO_VIDEO_PROCESSORS: dict[str, type[ProcessorMixin]] = {k: v[0] for k, v in _NO_VIDEO.items()}
+
+
+def no_video(model_type: str) -> type[ProcessorMixin]:
+    """The no-video processor class of `model_type`, registered with AutoProcessor so that
+    `AutoProcessor.from_pretrained` on a saved folder returns it too."""
+    import transformers
+
+    cls, config_name = _NO_VIDEO[model_type]
+    AutoProcessor.register(getattr(transformers, config_name), cls, exist_ok=True)
+    return cls
 
 
 def register_processors() -> None:
-    """Make `AutoProcessor.from_pretrained` return these classes for saved folders."""
-    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig, SmolVLMConfig
-
-    configs = {
-        "qwen2_vl": Qwen2VLConfig,
-        "qwen2_5_vl": Qwen2_5_VLConfig,
-        "qwen3_vl": Qwen3VLConfig,
-        "smolvlm": SmolVLMConfig,
-    }
-    for model_type, config_cls in configs.items():
-        AutoProcessor.register(config_cls, NO_VIDEO_PROCESSORS[model_type], exist_ok=True)
+    """Register every no-video processor with AutoProcessor."""
+    for model_type in _NO_VIDEO:
+        no_video(model_type)

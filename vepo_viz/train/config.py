@@ -22,22 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from vepo_viz.errors import VepoInputError
-
-SELECTIONS: tuple[str, ...] = ("all", "entropy", "vepo", "vppo", "random")
-"""Token-selection rules: every valid token; top-ratio by entropy (80/20); top-ratio by a
-VEPO score; VPPO sampled-token dependency (+ advantage rescaling); random top-ratio."""
-
-VEPO_SCORE_TYPES: tuple[str, ...] = ("D", "A", "B", "C", "E", "F", "G", "H", "jsd", "entropy_gap")
-"""Score types the "vepo" rule accepts (scoring.SCORE_TYPES minus the two baselines,
-which have their own rules)."""
+from vepo_viz.scoring import SCORE_TYPES
+from vepo_viz.train.rules import RULES
 
 FINETUNE_MODES: tuple[str, ...] = ("auto", "full", "lora")
 ADV_NORMS: tuple[str, ...] = ("std", "none")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
-DEFAULT_PERTURB = {"vppo": "patch"}
-"""Counterfactual view of each rule when `perturb` is "" (VPPO blackens random 14 px
-patches; everything else uses the VEPO reference, Gaussian noise on normalised pixels)."""
-
 AUTO_LORA_PARAMS = 200_000_000
 """finetune="auto" picks LoRA for models with more parameters than this, full otherwise."""
 
@@ -126,8 +116,8 @@ class TrainConfig:
     """Extra weight of selected tokens in "weight" mode."""
 
     # ---- token selection --------------------------------------------------------
-    selection: str = "vepo"
-    """One of SELECTIONS."""
+    selection: str = field(default="vepo", metadata={"registry": RULES})
+    """Which tokens each step trains on (an entry of train.rules.RULES)."""
     score_type: str = "D"
     """Score of the "vepo" rule: D (reference), A-H (ablations), jsd, entropy_gap."""
     ratio: float = 0.2
@@ -139,7 +129,7 @@ class TrainConfig:
     vppo_rescale: bool = True
     """VPPO: scale each response's advantage by its mean visual dependency."""
     perturb: str = ""
-    """Counterfactual view (perturb.MODES); "" = the rule's reference (DEFAULT_PERTURB)."""
+    """Counterfactual view (perturb.MODES); "" = the rule's reference (its RULES entry's perturb)."""
     sigma: float = 2.0
     """Noise std of "gaussian" (normalised units) / "gaussian_pixel" ([0, 1] units)."""
     n_draws: int = 1
@@ -189,12 +179,17 @@ class TrainConfig:
     @property
     def perturb_mode(self) -> str:
         """The counterfactual view actually used."""
-        return self.perturb or DEFAULT_PERTURB.get(self.selection, "gaussian")
+        return self.perturb or self.rule.perturb
 
     @property
     def needs_counterfactual(self) -> bool:
-        """Whether every step runs the counterfactual pass (VEPO and VPPO need it)."""
-        return self.selection in ("vepo", "vppo")
+        """Whether every step runs the counterfactual pass (the rule's entry says)."""
+        return self.rule.needs_counterfactual(self)
+
+    @property
+    def rule(self):
+        """The selection rule's entry in RULES."""
+        return RULES[self.selection]
 
     @property
     def rollout_size(self) -> int:
@@ -376,11 +371,12 @@ def _validate(cfg: TrainConfig) -> list[str]:
     need_choice("loss_mode", ("mask", "weight"))
     need_number("weight_lambda", 0.0, math.inf)
 
-    if need_choice("selection", SELECTIONS):
-        if cfg.selection == "vepo":
+    if need_choice("selection", RULES):
+        rule = RULES[cfg.selection]
+        if rule.score_types is not None:
             need_choice(
                 "score_type",
-                VEPO_SCORE_TYPES,
+                SCORE_TYPES.names(rule.score_types),
                 ' (for entropy-only or random selection set selection="entropy"/"random")',
             )
         if cfg.selection == "all" and cfg.loss_mode == "weight":

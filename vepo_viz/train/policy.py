@@ -34,12 +34,6 @@ from vepo_viz.train.data import TaskPrompt
 GENERATION_BATCH = 64
 """Sequences generated per `model.generate` call (memory bound on real models)."""
 
-DEFAULT_LORA_TARGETS = (
-    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-)
-"""peft target_modules regex: the language model's attention and MLP projections. Vision
-towers (Qwen's `visual`, SigLIP's `vision_tower`) stay frozen."""
-
 EMBEDDED_NAMES = ("tiny", "embedded")
 """Values of `model` meaning the embedded tiny model (the app's model box says "embedded")."""
 
@@ -158,7 +152,7 @@ class VLMPolicy:
             r=self.cfg.lora_r,
             lora_alpha=self.cfg.lora_alpha,
             lora_dropout=self.cfg.lora_dropout,
-            target_modules=self.cfg.lora_targets or DEFAULT_LORA_TARGETS,
+            target_modules=self.cfg.lora_targets or self.vlm.family.lora_targets,
             bias="none",
         )
         try:

@@ -9,85 +9,30 @@ Shapes: N sequences, T response positions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from vepo_viz.scoring import (
-    TokenStats,
-    score_tokens,
-    select_tokens,
-    visual_sensitivity,
-    vppo_advantage_scale,
-    vppo_token_dependency,
-)
+from vepo_viz.scoring import visual_sensitivity
 from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.rules import RULES, Selection, TokenSignals
 
-
-@dataclass(frozen=True, eq=False)
-class TokenSignals:
-    """Per-token quantities of the rollout policy over the sampled responses (no grad)."""
-
-    mask: torch.Tensor
-    """(N, T) bool, valid response tokens."""
-    logp_old: torch.Tensor
-    """(N, T) float32 log-probs of the sampled tokens under the rollout policy (clean image)."""
-    entropy: torch.Tensor
-    """(N, T) float32 entropy of the clean next-token distribution."""
-    stats: TokenStats | None = None
-    """Clean-vs-counterfactual statistics (None when no counterfactual pass ran)."""
-    logp_noisy: torch.Tensor | None = None
-    """(N, T) log-probs of the sampled tokens with the counterfactual image (VPPO)."""
-
-
-@dataclass(frozen=True, eq=False)
-class Selection:
-    """The tokens a step trains on and, for VPPO, the per-response advantage scale."""
-
-    selected: torch.Tensor
-    """(N, T) bool, a subset of the mask."""
-    scores: torch.Tensor | None
-    """(N, T) float32 scores the top-ratio cut was taken on (None for "all")."""
-    advantage_scale: torch.Tensor | None = None
-    """(N,) float32 multiplier of each response's advantage (VPPO), else None."""
-
-
-def _entropy_only_stats(entropy: torch.Tensor) -> TokenStats:
-    """TokenStats carrying only the entropy (what the entropy and random scores read)."""
-    zeros = torch.zeros_like(entropy)
-    return TokenStats(entropy=entropy, entropy_noisy=entropy, jsd=zeros, kl=zeros)
+__all__ = [
+    "RULES",
+    "Selection",
+    "TokenSignals",
+    "select_for_step",
+    "selection_metrics",
+    "kind_metrics",
+]
 
 
 def select_for_step(
     cfg: TrainConfig, signals: TokenSignals, generator: torch.Generator
 ) -> Selection:
-    """Apply cfg.selection to the rollout batch's signals.
+    """Apply the rule cfg.selection (an entry of RULES) to the rollout batch's signals.
 
     `generator` drives the "random" rule only (seeded per step by the trainer).
     """
-    mask = signals.mask
-    rule = cfg.selection
-    if rule == "all":
-        return Selection(selected=mask.clone(), scores=None)
-    if rule in ("entropy", "random"):
-        stats = signals.stats or _entropy_only_stats(signals.entropy)
-        scores = score_tokens(stats, mask, rule, generator=generator)
-    elif rule == "vepo":
-        if signals.stats is None:
-            raise ValueError("the vepo rule needs the counterfactual statistics (signals.stats)")
-        scores = score_tokens(signals.stats, mask, cfg.score_type, cfg.alpha)
-    elif rule == "vppo":
-        if signals.logp_noisy is None:
-            raise ValueError(
-                "the vppo rule needs the counterfactual log-probs (signals.logp_noisy)"
-            )
-        scores = vppo_token_dependency(signals.logp_old, signals.logp_noisy, mask)
-        scale = vppo_advantage_scale(scores, mask) if cfg.vppo_rescale else None
-        selected = select_tokens(scores, mask, cfg.ratio, cfg.scope)
-        return Selection(selected=selected, scores=scores, advantage_scale=scale)
-    else:  # pragma: no cover - the config rejects other rules
-        raise ValueError(f"unknown selection rule {rule!r}")
-    return Selection(selected=select_tokens(scores, mask, cfg.ratio, cfg.scope), scores=scores)
+    return RULES[cfg.selection].select(cfg, signals, generator)
 
 
 def selection_metrics(

@@ -19,7 +19,7 @@ from vepo_viz.perturb import MODES
 from vepo_viz.render import export as rexport
 from vepo_viz.render.colors import CATEGORY_COLORS, CATEGORY_LABELS, COLORMAPS
 from vepo_viz.render.data import SELECTION_ROW, SIGNALS
-from vepo_viz.scoring import SCOPES, SCORE_TYPE_DESCRIPTIONS, SCORE_TYPES
+from vepo_viz.scoring import SCOPES, SCORE_TYPES
 from vepo_viz.ui import batch as hbatch
 from vepo_viz.ui import handlers as h
 from vepo_viz.ui.backend import EMBEDDED, Backend, ModelBackend
@@ -226,7 +226,7 @@ def build_app(
                                 elem_id="vv-alpha",
                             )
                             score_type = gr.Dropdown(
-                                [(f"{k}: {SCORE_TYPE_DESCRIPTIONS[k]}", k) for k in SCORE_TYPES],
+                                SCORE_TYPES.choices(),
                                 value="D",
                                 label="score type",
                                 elem_id="vv-score-type",

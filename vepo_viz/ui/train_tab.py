@@ -19,7 +19,8 @@ import gradio as gr
 import pandas as pd
 
 from vepo_viz.errors import VepoError, VepoInputError
-from vepo_viz.train.config import SELECTIONS, VEPO_SCORE_TYPES, TrainConfig
+from vepo_viz.scoring import SCORE_TYPES
+from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.curves import plotly_curves
 from vepo_viz.train.jobs import (
     DEFAULT_RUNS_ROOT,
@@ -32,6 +33,7 @@ from vepo_viz.train.jobs import (
     start_run,
     stop_run,
 )
+from vepo_viz.train.rules import RULES, vepo_score_type
 
 POLL_S = 3.0
 """Seconds between refreshes of the curves and the run table (only while a run shown in
@@ -240,14 +242,16 @@ def build_train_tab(
                     info="'tiny' (embedded), a folder or a hub id (LoRA above 200M parameters)",
                 )
                 selection = gr.Dropdown(
-                    list(SELECTIONS),
+                    RULES.choices(),
                     value="vepo",
                     label="token selection",
                     info="; ".join(f"{k}: {v}" for k, v in SELECTION_HELP.items()),
                     elem_id="vv-train-selection",
                 )
                 score_type = gr.Dropdown(
-                    list(VEPO_SCORE_TYPES), value="D", label="VEPO score type (vepo rule only)"
+                    SCORE_TYPES.choices(vepo_score_type),
+                    value="D",
+                    label="VEPO score type (vepo rule only)",
                 )
                 ratio = gr.Slider(
                     0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on"

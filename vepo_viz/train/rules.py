@@ -1,0 +1,155 @@
+"""RULES: the token-selection rules of training, one table (the Train tab's choices, the
+`vepo-viz train --selection` help and the config validation all read it).
+
+A rule maps the rollout batch's per-token signals to the tokens a step trains on. It is
+pure: a config (read for its scoring fields only), `TokenSignals` and a generator in, a
+`Selection` out, through the app's own `scoring` functions.
+
+Shapes: N sequences, T response positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vepo_viz.registry import Registry
+from vepo_viz.scoring import (
+    SCORE_TYPES,
+    TokenStats,
+    score_tokens,
+    select_tokens,
+    vppo_advantage_scale,
+    vppo_token_dependency,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenSignals:
+    """Per-token quantities of the rollout policy over the sampled responses (no grad)."""
+
+    mask: torch.Tensor
+    """(N, T) bool, valid response tokens."""
+    logp_old: torch.Tensor
+    """(N, T) float32 log-probs of the sampled tokens under the rollout policy (clean image)."""
+    entropy: torch.Tensor
+    """(N, T) float32 entropy of the clean next-token distribution."""
+    stats: TokenStats | None = None
+    """Clean-vs-counterfactual statistics (None when no counterfactual pass ran)."""
+    logp_noisy: torch.Tensor | None = None
+    """(N, T) log-probs of the sampled tokens with the counterfactual image (VPPO)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """The tokens a step trains on and, for VPPO, the per-response advantage scale."""
+
+    selected: torch.Tensor
+    """(N, T) bool, a subset of the mask."""
+    scores: torch.Tensor | None
+    """(N, T) float32 scores the top-ratio cut was taken on (None for "all")."""
+    advantage_scale: torch.Tensor | None = None
+    """(N,) float32 multiplier of each response's advantage (VPPO), else None."""
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """One entry of RULES."""
+
+    name: str
+    """What `TrainConfig.selection` takes."""
+    description: str
+    """One line for the UI's choices, the CLI's help and the docs."""
+    select: Callable[[Any, TokenSignals, torch.Generator], Selection]
+    """(cfg, signals, generator) -> Selection. `cfg` has ratio, scope, alpha, score_type,
+    vppo_rescale; `generator` is seeded per step by the trainer."""
+    counterfactual: bool | Callable[[Any], bool] = False
+    """Whether the rule reads the counterfactual pass (a function of cfg if it depends on
+    its settings, e.g. on the score type)."""
+    perturb: str = "gaussian"
+    """The counterfactual mode the rule uses when the config names none (its reference)."""
+    score_types: Callable[[Any], bool] | None = None
+    """Which SCORE_TYPES entries `cfg.score_type` may name for this rule (None: it reads no
+    score type)."""
+
+    def needs_counterfactual(self, cfg: Any) -> bool:
+        return self.counterfactual(cfg) if callable(self.counterfactual) else self.counterfactual
+
+
+def _entropy_only_stats(entropy: torch.Tensor) -> TokenStats:
+    """TokenStats carrying only the entropy (what the entropy and random scores read)."""
+    zeros = torch.zeros_like(entropy)
+    return TokenStats(entropy=entropy, entropy_noisy=entropy, jsd=zeros, kl=zeros)
+
+
+def _top(cfg, signals: TokenSignals, scores: torch.Tensor) -> Selection:
+    return Selection(
+        selected=select_tokens(scores, signals.mask, cfg.ratio, cfg.scope), scores=scores
+    )
+
+
+def _all(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
+    return Selection(selected=signals.mask.clone(), scores=None)
+
+
+def _baseline(score_type: str):
+    """A rule that scores by a built-in score type needing no counterfactual pass."""
+
+    def select(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
+        stats = signals.stats or _entropy_only_stats(signals.entropy)
+        return _top(
+            cfg, signals, score_tokens(stats, signals.mask, score_type, generator=generator)
+        )
+
+    return select
+
+
+def _vepo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
+    if signals.stats is None:
+        raise ValueError("the vepo rule needs the counterfactual statistics (signals.stats)")
+    return _top(cfg, signals, score_tokens(signals.stats, signals.mask, cfg.score_type, cfg.alpha))
+
+
+def _vppo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
+    if signals.logp_noisy is None:
+        raise ValueError("the vppo rule needs the counterfactual log-probs (signals.logp_noisy)")
+    scores = vppo_token_dependency(signals.logp_old, signals.logp_noisy, signals.mask)
+    scale = vppo_advantage_scale(scores, signals.mask) if cfg.vppo_rescale else None
+    selected = select_tokens(scores, signals.mask, cfg.ratio, cfg.scope)
+    return Selection(selected=selected, scores=scores, advantage_scale=scale)
+
+
+def vepo_score_type(entry) -> bool:
+    """Score types the "vepo" rule accepts: those that read the counterfactual pass (the
+    two baselines without one, entropy and random, have rules of their own)."""
+    return entry.needs_counterfactual
+
+
+RULES: Registry[SelectionRule] = Registry("selection rule", reference="vepo")
+"""Token-selection rules, in the order the Train tab lists them. Add one with
+`RULES.register(SelectionRule(...))`."""
+
+for _rule in (
+    SelectionRule("all", "every valid token (plain GRPO)", _all),
+    SelectionRule("entropy", "top ratio by entropy (80/20 forking tokens)", _baseline("entropy")),
+    SelectionRule(
+        "vepo",
+        "top ratio by a VEPO score (score_type; D = reference)",
+        _vepo,
+        counterfactual=lambda cfg: SCORE_TYPES[cfg.score_type].needs_counterfactual,
+        score_types=vepo_score_type,
+    ),
+    SelectionRule(
+        "vppo",
+        "top ratio by VPPO's sampled-token dependency, advantages rescaled",
+        _vppo,
+        counterfactual=True,
+        perturb="patch",
+    ),
+    SelectionRule("random", "top ratio by a uniform random score (seeded)", _baseline("random")),
+):
+    RULES.register(_rule)
+del _rule
