@@ -406,14 +406,14 @@ def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings,
 
 
 def package_versions() -> dict[str, str]:
-    import transformers
-
     from vepo_viz import __version__
+    from vepo_viz.models import versions
 
+    stack = versions()
     return {
         "vepo_viz": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "torch": stack["torch"],
+        "transformers": stack["transformers"],
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
