@@ -218,11 +218,13 @@ def score_rows(
     on_result: Callable[[Row, TokenAnalysis], None] | None = None,
     on_progress: OnProgress | None = None,
     catch: tuple[type[BaseException], ...] = (VepoError,),
+    describe: Callable[[BaseException], str] = str,
 ) -> tuple[list[tuple[Row, TokenAnalysis]], list[tuple[Row, str]]]:
     """Analyse every row: (finished (row, result) pairs, failures (row, message)).
 
-    A row whose `analyze_row` raises one of `catch` is a failure, not the end of the run.
-    `on_result` sees each result as it comes (e.g. `Plan.progress.add`).
+    A row whose `analyze_row` raises one of `catch` is a failure (its message:
+    `describe(error)`), not the end of the run. `on_result` sees each result as it comes
+    (e.g. `Plan.progress.add`).
     """
     finished, failures = [], []
     total = len(rows)
@@ -232,7 +234,7 @@ def score_rows(
         try:
             result = analyze_row(row)
         except catch as error:
-            failures.append((row, str(error)))
+            failures.append((row, describe(error)))
             continue
         if on_result:
             on_result(row, result)
