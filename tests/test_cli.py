@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.fake import draw_scene
+from vepo_viz import batch as batch_library
 from vepo_viz import cli
 from vepo_viz.commands import batch as batch_command
 from vepo_viz.results import TokenAnalysis
@@ -223,11 +224,11 @@ def test_aggregates_on_synthetic_results():
     from tests.fake import synthetic_analysis
 
     rows = [
-        batch_command.Row(i, f"r{i}", tmp, "q", None, fam)
+        batch_library.Row(i, f"r{i}", tmp, "q", None, fam)
         for i, (tmp, fam) in enumerate([(None, "x"), (None, "x"), (None, "y")])
     ]
     finished = [(row, synthetic_analysis(10, seed=row.index)) for row in rows]
-    agg = batch_command.aggregate(finished)
+    agg = batch_library.aggregate(finished)
     assert agg["all"]["examples"] == 3 and agg["all"]["tokens"] == 30
     assert set(agg["families"]) == {"x", "y"}
     assert agg["all"]["entropy_low_entropy_share"] == 0.0  # top-entropy picks are never low

@@ -64,14 +64,15 @@ class AnalysisSettings:
     """Weight of JSD vs |dH| in the visual-sensitivity noisy-OR."""
     ratio: float = 0.2
     """Share of tokens selected, in (0, 1]."""
-    scope: str = "response"
-    """Selection scope: response, batch or quantile (scoring.SCOPES); one response makes
-    them nearly equivalent."""
+    scope: str = field(default="response", metadata={"choices": scoring.SCOPES})
+    """Selection scope: per response (reference), whole batch or batch quantile; on one
+    response they select nearly the same tokens."""
     score_temperature: float | None = None
-    """tau for scoring if it should differ from `temperature` (None: see temperature)."""
+    """Temperature tau of the scoring softmax, if it should differ from the sampling
+    temperature (unset: the sampling temperature, 1 when greedy)."""
     chunk_size: int | None = None
-    """Positions per output-head chunk; None picks one from the vocabulary size
-    (HEAD_CHUNK_ELEMENTS_*). Any value gives the same numbers up to float rounding."""
+    """Positions per output-head chunk (unset: picked from the vocabulary size and the
+    device). Any value gives the same numbers up to float rounding."""
     top_k: int = 5
     """Clean candidates kept per position (with their noisy probabilities)."""
 
@@ -406,14 +407,14 @@ def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings,
 
 
 def package_versions() -> dict[str, str]:
-    import transformers
-
     from vepo_viz import __version__
+    from vepo_viz.models import versions
 
+    stack = versions()
     return {
         "vepo_viz": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "torch": stack["torch"],
+        "transformers": stack["transformers"],
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

@@ -277,15 +277,15 @@ class PerturbConfig:
     """How counterfactual views are made; the defaults are the VEPO reference."""
 
     mode: str = field(default="gaussian", metadata={"registry": MODES})
-    """How the counterfactual view is made (MODES): on the processor's normalised
-    pixel_values or on the image before the processor, as the mode's entry says."""
+    """How the counterfactual view is made, on the processor's normalised pixel_values
+    or on the image before the processor, as each mode says."""
     sigma: float = DEFAULT_SIGMA
     """Noise std: normalised units for "gaussian" (2.0, reference), [0, 1] units for
     "gaussian_pixel" (there ~0.55 matches the reference's strength)."""
     n_draws: int = 1
     """K independent views whose statistics are averaged (1 in the reference)."""
     seed: int = 0
-    """Seed of draw k's generator: make_generator(seed, k)."""
+    """Seed of the counterfactual views; draw k has a generator of its own from (seed, k)."""
     patch_size: int = 14
     """Patch side in pixels for "patch" (14 = Qwen2.5-VL's ViT patch, as VPPO)."""
     patch_prob: float = 0.5

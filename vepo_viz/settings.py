@@ -107,12 +107,17 @@ def flag_fields(cls: type, skip: tuple[str, ...] = ()) -> list[dataclasses.Field
 
 
 def help_text(cls: type, f: dataclasses.Field) -> str:
-    """The flag help of a field: its docstring, the registry's choices, the default."""
+    """The flag help of a field: its docstring, the choices (of its registry, or its
+    `metadata={"choices": ...}` tuple), the default."""
     text = field_docs(cls).get(f.name, "")
     registry = f.metadata.get("registry")
     if registry is not None:
         text = f"{text} Choices: {registry.help()}."
-    return f"{text} (default: {field_default(f)!r})".strip().replace("%", "%%")
+    elif f.metadata.get("choices"):
+        text = f"{text} Choices: {', '.join(map(str, f.metadata['choices']))}."
+    default = field_default(f)
+    shown = "unset" if default is None else repr(default)
+    return f"{text} (default: {shown})".strip().replace("%", "%%")
 
 
 def add_flags(

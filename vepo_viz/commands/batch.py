@@ -9,143 +9,21 @@ are appended to a progress file next to the output (<out>.progress.jsonl) as the
 complete, so an interrupted run picks up where it stopped; the parquet file is written
 from it at the end. Prints aggregates: overlap of the VEPO and entropy selections, the
 share of VEPO picks with entropy below their response's median, per family.
+
+The work is done by the batch library (vepo_viz.batch); this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from vepo_viz import batch
 from vepo_viz.commands import common
-from vepo_viz.errors import VepoError, VepoInputError
-from vepo_viz.results import SCORING_KEYS
-
-PROGRESS_FORMAT = "vepo-viz/batch-progress"
-
-
-@dataclass(frozen=True)
-class Row:
-    """One example of the dataset."""
-
-    index: int
-    """0-based line number among the examples."""
-    key: str
-    """Its "id", or "row-<index>" when the file has none."""
-    image: Path
-    """Absolute image path."""
-    question: str
-    response: str | None
-    family: str | None
-
-
-def read_rows(path: Path, response_field: str = "response") -> list[Row]:
-    """Parse and check the whole JSONL file before any model work."""
-    if not path.is_file():
-        raise VepoInputError(f"dataset not found: {path}")
-    rows: list[Row] = []
-    seen: set[str] = set()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VepoInputError(f"{where}: not valid JSON ({error.msg})") from error
-        if not isinstance(record, dict):
-            raise VepoInputError(f"{where}: each line must be a JSON object")
-        for name in ("image", "question"):
-            if not isinstance(record.get(name), str) or not record[name].strip():
-                raise VepoInputError(f"{where}: needs a non-empty string {name!r}")
-        response = record.get(response_field)
-        if response is not None and not isinstance(response, str):
-            raise VepoInputError(f"{where}: {response_field!r} must be a string")
-        index = len(rows)
-        key = str(record["id"]) if record.get("id") is not None else f"row-{index}"
-        if key in seen:
-            raise VepoInputError(f"{where}: duplicate id {key!r}")
-        seen.add(key)
-        family = record.get("family")
-        rows.append(
-            Row(
-                index=index,
-                key=key,
-                image=(path.parent / record["image"]).resolve(),
-                question=record["question"],
-                response=response,
-                family=None if family is None else str(family),
-            )
-        )
-    if not rows:
-        raise VepoInputError(f"{path} holds no examples")
-    return rows
-
-
-def _changed_settings(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
-    return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-
-
-class Progress:
-    """Append-only record of finished rows: a header line, then one line per row."""
-
-    def __init__(self, path: Path, header: dict[str, Any], restart: bool) -> None:
-        self.path = path
-        self.done: dict[str, dict[str, Any]] = {}
-        if restart and path.exists():
-            path.unlink()
-        if path.exists():
-            self._read(header)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(header) + "\n", encoding="utf-8")
-
-    def _read(self, header: dict[str, Any]) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        try:
-            stored = json.loads(lines[0]) if lines else {}
-        except json.JSONDecodeError:
-            stored = {}
-        if stored.get("format") != PROGRESS_FORMAT:
-            raise VepoInputError(
-                f"{self.path} is not a vepo-viz progress file; move it away or pass --restart"
-            )
-        for name in ("model", "response_field"):
-            if stored.get(name) != header[name]:
-                raise VepoInputError(
-                    f"{self.path} was made with {name.replace('_', ' ')} {stored.get(name)!r}, "
-                    f"not {header[name]!r}; pass --restart to start over, or --out elsewhere"
-                )
-        changed = _changed_settings(stored.get("settings") or {}, header["settings"])
-        if changed - set(SCORING_KEYS):
-            details = ", ".join(
-                f"{k}: {stored['settings'].get(k)!r} there, {header['settings'].get(k)!r} now"
-                for k in sorted(changed - set(SCORING_KEYS))
-            )
-            raise VepoInputError(
-                f"{self.path} was made with other settings ({details}); pass --restart to "
-                "start over, or --out elsewhere (scoring settings alone may change)"
-            )
-        for line in lines[1:]:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interruption: that row runs again
-            self.done[record["key"]] = record
-
-    def add(self, row: Row, analysis_dict: dict[str, Any]) -> None:
-        record = {"key": row.key, "index": row.index, "family": row.family}
-        record["analysis"] = analysis_dict
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.done[row.key] = record
+from vepo_viz.errors import VepoInputError
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -178,61 +56,46 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vepo_viz.analysis import analyze
-    from vepo_viz.results import TokenAnalysis
 
     data_path = Path(args.data)
-    rows = read_rows(data_path, args.response_field)
+    rows = batch.read_rows(data_path, args.response_field)
     if args.limit is not None:
         if args.limit < 1:
             raise VepoInputError(f"--limit must be >= 1, got {args.limit}")
         rows = rows[: args.limit]
     settings = common.settings_from_args(args)
     out_path = Path(args.out) if args.out else data_path.with_suffix(".scores.parquet")
-    progress_path = out_path.with_name(out_path.name + ".progress.jsonl")
-    header = {
-        "format": PROGRESS_FORMAT,
-        "data": str(data_path.resolve()),
-        "model": args.model,
-        "settings": settings.to_dict(),
-        "response_field": args.response_field,
-    }
-    progress = Progress(progress_path, header, args.restart)
-    todo = [row for row in rows if row.key not in progress.done]
-    n_resumed = len(rows) - len(todo)
+    job = batch.plan(
+        rows,
+        out_path,
+        data_path=data_path,
+        model=args.model,
+        settings=settings,
+        response_field=args.response_field,
+        restart=args.restart,
+    )
     print(
-        f"{len(rows)} examples: {n_resumed} already scored, {len(todo)} to go "
-        f"(progress: {progress_path})",
+        f"{len(rows)} examples: {job.n_resumed} already scored, "
+        f"{len(job.todo) + len(job.failures)} to go (progress: {job.progress.path})",
         file=sys.stderr,
     )
-
-    failures: list[tuple[Row, str]] = [
-        (row, f"image file not found: {row.image}") for row in todo if not row.image.is_file()
-    ]
-    todo = [row for row in todo if row.image.is_file()]
-    if todo:
+    failures = list(job.failures)
+    if job.todo:
         model = common.load_model_from_args(args)
-        for row in tqdm(todo, desc="scoring", unit="example", file=sys.stderr):
-            try:
-                result = analyze(model, row.image, row.question, row.response, settings)
-            except VepoError as error:
-                failures.append((row, str(error)))
-                continue
-            progress.add(row, result.to_dict())
+        with tqdm(total=len(job.todo), desc="scoring", unit="example", file=sys.stderr) as bar:
+            _, failed = batch.score_rows(
+                job.todo,
+                lambda row: analyze(model, row.image, row.question, row.response, settings),
+                on_result=lambda row, result: job.progress.add(row, result.to_dict()),
+                on_progress=lambda done, total, row: bar.update(done - bar.n),
+            )
+        failures += failed
 
-    # Scores and selections follow the current scoring settings, also for rows scored
-    # earlier with other ones (re-scoring needs no model).
-    scoring_now = {k: getattr(settings, k) for k in SCORING_KEYS}
-    finished = [
-        (row, TokenAnalysis.from_dict(progress.done[row.key]["analysis"]).rescore(**scoring_now))
-        for row in rows
-        if row.key in progress.done
-    ]
+    finished = batch.finished_rows(job, settings)
     if finished:
-        frame = to_frame(finished)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out_path, index=False)
+        frame = batch.write_parquet(finished, out_path)
         print(f"wrote {out_path} ({len(frame)} token rows, {len(finished)} examples)")
-    print(format_aggregates(aggregate(finished)))
+    print(format_aggregates(batch.aggregate(finished)))
     for row, message in failures:
         print(f"failed: {row.key} ({row.image.name}): {message}", file=sys.stderr)
     if failures:
@@ -244,55 +107,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def to_frame(finished):
-    """One row per token of every finished example, in dataset order."""
-    import pandas as pd
-
-    frames = []
-    for row, result in finished:
-        frame = result.to_dataframe()
-        frame.insert(0, "example_id", row.key)
-        frame.insert(1, "example_index", row.index)
-        frame.insert(2, "family", row.family)
-        frame["generated"] = result.generated
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def aggregate(finished) -> dict[str, Any]:
-    """Overlap and low-entropy share over all examples (pooled over tokens), and per family."""
-
-    def stats(pairs) -> dict[str, float]:
-        jaccards = [r.overlap() for _, r in pairs]
-        jaccards = [j for j in jaccards if not math.isnan(j)]
-        n_vepo = sum(int(r.selected_vepo.sum()) for _, r in pairs)
-        n_both = sum(int((r.selected_vepo & r.selected_entropy).sum()) for _, r in pairs)
-        below_vepo = sum(_below_median(r.selected_vepo, r.entropy) for _, r in pairs)
-        below_entropy = sum(_below_median(r.selected_entropy, r.entropy) for _, r in pairs)
-        n_entropy = sum(int(r.selected_entropy.sum()) for _, r in pairs)
-        return {
-            "examples": len(pairs),
-            "tokens": sum(len(r) for _, r in pairs),
-            "jaccard_mean": float(np.mean(jaccards)) if jaccards else math.nan,
-            "overlap_pooled": n_both / n_vepo if n_vepo else math.nan,
-            "vepo_low_entropy_share": below_vepo / n_vepo if n_vepo else math.nan,
-            "entropy_low_entropy_share": below_entropy / n_entropy if n_entropy else math.nan,
-        }
-
-    families = sorted({row.family for row, _ in finished if row.family is not None})
-    return {
-        "all": stats(finished),
-        "families": {f: stats([p for p in finished if p[0].family == f]) for f in families},
-    }
-
-
-def _below_median(selected: np.ndarray, entropy: np.ndarray) -> int:
-    if not selected.any():
-        return 0
-    return int((entropy[selected] < np.median(entropy)).sum())
-
-
 def format_aggregates(agg: dict[str, Any]) -> str:
+    """The aggregates of `batch.aggregate` as the lines the command prints."""
     overall = agg["all"]
     pct = common.percent
     lines = [

@@ -62,14 +62,10 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from transformers.utils import logging as hf_logging
+    """The model the --model/--device/--dtype flags name, with transformers kept quiet."""
+    from vepo_viz.models import load_model, quiet
 
-    from vepo_viz.models import load_model
-
-    # A command-line run shows its own progress; transformers' bars and notes are noise.
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
+    quiet()  # a command-line run shows its own progress; transformers' bars are noise
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 

@@ -6,10 +6,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_model", "VLM", "Prompt", "Generation", "FAMILIES", "family_of"]
+__all__ = [
+    "load_model",
+    "quiet",
+    "versions",
+    "VLM",
+    "Prompt",
+    "Generation",
+    "FAMILIES",
+    "family_of",
+]
 
 _LAZY = {
     "load_model": "vepo_viz.models.loading",
+    "quiet": "vepo_viz.models.loading",
+    "versions": "vepo_viz.models.loading",
     "VLM": "vepo_viz.models.adapter",
     "Prompt": "vepo_viz.models.adapter",
     "Generation": "vepo_viz.models.adapter",
@@ -20,7 +31,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from vepo_viz.models.adapter import VLM, Generation, Prompt
     from vepo_viz.models.families import FAMILIES, family_of
-    from vepo_viz.models.loading import load_model
+    from vepo_viz.models.loading import load_model, quiet, versions
 
 
 def __getattr__(name: str) -> Any:

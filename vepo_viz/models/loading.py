@@ -236,3 +236,18 @@ def _load_processor(source: str, model_type: str, model_id: str, local_only: boo
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def quiet() -> None:
+    """Silence transformers' progress bars and notes (a command-line run shows its own)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def versions() -> dict[str, str]:
+    """{package: version} of the model stack (torch, transformers), for saved results."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}

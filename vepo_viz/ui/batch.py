@@ -1,7 +1,7 @@
 """The Batch tab: score a JSONL (suite format) or the built-in suite, aggregate, Parquet.
 
 The same data format, checks, Parquet schema and aggregates as `vepo-viz batch`
-(vepo_viz.commands.batch): uploads are gathered into one folder so the JSONL's relative
+(the batch library, vepo_viz.batch): uploads are gathered into one folder so the JSONL's relative
 image paths resolve, the built-in suite is exported as such a JSONL, and the rows are
 analysed one by one through the app's Backend (so they queue with the other model work).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from vepo_viz.commands.batch import Row, aggregate, read_rows, to_frame
+from vepo_viz.batch import Row, aggregate, read_rows, to_frame
 from vepo_viz.render.figures import batch_figures
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
 
