@@ -16,6 +16,10 @@ from vepo_viz.errors import ModelLoadError, VepoInputError
 from vepo_viz.ui import batch as hbatch
 from vepo_viz.ui import handlers as h
 from vepo_viz.ui.backend import model_key
+from vepo_viz.ui.compare import compare
+from vepo_viz.ui.controls import ControlValues
+from vepo_viz.ui.errors import user_errors
+from vepo_viz.ui.session import load_session, save_session
 
 QUESTION = "What color is the diamond?"
 
@@ -33,8 +37,8 @@ def backend():
 
 
 def run(backend, image_path, session=None, **controls):
-    return h.user_errors(h.analyze)(
-        backend, session, image_path, QUESTION, "", "embedded", h.Controls(**controls)
+    return user_errors(h.analyze)(
+        backend, session, image_path, QUESTION, "", "embedded", ControlValues(**controls)
     )
 
 
@@ -58,6 +62,28 @@ def test_same_inputs_reuse_the_analysis_and_new_inputs_rerun(backend, image_path
     run(backend, image_path, session2, cf_mode="no_image")
     run(backend, image_path, session2, n_draws=2)
     assert len(backend.calls) == 3
+
+
+def test_an_analysis_is_scored_once(backend, image_path, monkeypatch):
+    from vepo_viz.results import TokenAnalysis
+
+    calls = []
+    original = TokenAnalysis.rescore
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TokenAnalysis, "rescore", counting)
+    session, _, _ = run(backend, image_path, ratio=0.4, score_type="F")
+    assert calls == []  # scored by the analysis with the selection settings, not again
+    assert session.current is session.base
+    reference = original(session.base, ratio=0.4, score_type="F")
+    np.testing.assert_array_equal(session.current.scores, reference.scores)
+    np.testing.assert_array_equal(session.current.selected_vepo, reference.selected_vepo)
+    again, _, _ = run(backend, image_path, session, ratio=0.6, score_type="F")
+    assert len(backend.calls) == 1 and len(calls) == 1  # same inputs: re-scored, no model
+    assert again.current.selected_vepo.sum() >= session.current.selected_vepo.sum()
 
 
 def test_rescore_is_fast_and_needs_no_model(backend, image_path):
@@ -103,8 +129,8 @@ def test_token_detail_and_table_click(backend, image_path):
 def test_bad_inputs_give_readable_errors(backend, image_path, image, question, controls, message):
     image = image_path if image == "IMG" else image
     with pytest.raises(gr.Error, match=message):
-        h.user_errors(h.analyze)(
-            backend, None, image, question, "", "embedded", h.Controls(**controls)
+        user_errors(h.analyze)(
+            backend, None, image, question, "", "embedded", ControlValues(**controls)
         )
     assert backend.calls == []
 
@@ -138,9 +164,9 @@ def test_model_errors_become_messages(image_path, error, message):
 
 def test_rescore_and_export_before_any_analysis():
     for call in (
-        lambda: h.user_errors(h.rescore)(None, 0.2, 0.7, "D", "response"),
-        lambda: h.user_errors(h.export_file)(None, "pdf"),
-        lambda: h.user_errors(h.save_session)(None),
+        lambda: user_errors(h.rescore)(None, 0.2, 0.7, "D", "response"),
+        lambda: user_errors(h.export_file)(None, "pdf"),
+        lambda: user_errors(save_session)(None),
     ):
         with pytest.raises(gr.Error, match="no analysis yet"):
             call()
@@ -149,8 +175,8 @@ def test_rescore_and_export_before_any_analysis():
 def test_save_and_load_exactly(backend, image_path):
     session, view, images = run(backend, image_path, ratio=0.4)
     session, view = h.rescore(session, 0.4, 0.5, "C", "response")
-    path = h.save_session(session)
-    loaded, loaded_view, (clean, _, _) = h.load_session(path)
+    path = save_session(session)
+    loaded, loaded_view, (clean, _, _) = load_session(path)
     a, b = session.current, loaded.current
     for name in (
         "entropy",
@@ -175,7 +201,7 @@ def test_load_rejects_wrong_files(tmp_path):
     other.write_text(json.dumps({"format": "something else"}))
     for path, message in ((bad, "not a JSON file"), (other, "not a saved"), (None, "choose")):
         with pytest.raises(gr.Error, match=message):
-            h.user_errors(h.load_session)(str(path) if path else None)
+            user_errors(load_session)(str(path) if path else None)
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "svg", "png", "tex", "html", "csv", "json"])
@@ -198,17 +224,17 @@ def test_export_rejects_bad_options(backend, image_path):
     ):
         fmt = kwargs.pop("fmt")
         with pytest.raises(gr.Error, match=message):
-            h.user_errors(h.export_file)(session, fmt, **kwargs)
+            user_errors(h.export_file)(session, fmt, **kwargs)
 
 
 def test_compare_three_ways(backend, image_path):
     session, _, _ = run(backend, image_path)
     n_calls = len(backend.calls)
-    text, diff, a, b = h.compare(
-        backend, session, "score type", "D", "entropy", None, None, None, None, h.Controls()
+    text, diff, a, b = compare(
+        backend, session, "score type", "D", "entropy", None, None, None, None, ControlValues()
     )
     assert len(backend.calls) == n_calls and "A: score D" in text and diff is not None
-    text, diff, _, _ = h.compare(
+    text, diff, _, _ = compare(
         backend,
         session,
         "counterfactual mode",
@@ -218,14 +244,14 @@ def test_compare_three_ways(backend, image_path):
         QUESTION,
         "",
         "embedded",
-        h.Controls(),
+        ControlValues(),
     )
     modes = [c["settings"].perturb.mode for c in backend.calls[-2:]]
     assert modes == ["gaussian", "no_image"]
     assert backend.calls[-1]["response"] == DEFAULT_RESPONSE  # B scores A's response
     assert "Selections differ" in text and diff is not None
     other = FakeBackend(responses={"m2": "x"})
-    text, diff, _, _ = h.compare(
+    text, diff, _, _ = compare(
         other,
         session,
         "model",
@@ -235,12 +261,12 @@ def test_compare_three_ways(backend, image_path):
         QUESTION,
         "",
         "embedded",
-        h.Controls(),
+        ControlValues(),
     )
     assert [c["model"] for c in other.calls] == ["embedded", "m2"]
     with pytest.raises(gr.Error, match="compare what"):
-        h.user_errors(h.compare)(
-            backend, session, "colour", "a", "b", None, None, None, None, h.Controls()
+        user_errors(compare)(
+            backend, session, "colour", "a", "b", None, None, None, None, ControlValues()
         )
 
 
@@ -251,7 +277,7 @@ def test_compare_with_different_tokenisations(backend, image_path):
                 response = "Totally different words."
             return super().analyze(model_name, image, question, response, settings, progress)
 
-    text, diff, a, b = h.compare(
+    text, diff, a, b = compare(
         Retokenising(),
         None,
         "model",
@@ -261,7 +287,7 @@ def test_compare_with_different_tokenisations(backend, image_path):
         QUESTION,
         "",
         "embedded",
-        h.Controls(),
+        ControlValues(),
     )
     assert diff is None and "tokenised differently" in text and a is not None and b is not None
 
@@ -276,7 +302,7 @@ def test_batch_suite_and_jsonl(backend, tmp_path, image_path):
     assert [r.family for r in rows] == ["color", "count"] and rows[0].image.is_file()
     seen = []
     finished, failures = hbatch.run_batch(
-        backend, rows, "embedded", h.Controls().settings(), lambda f, d: seen.append(f)
+        backend, rows, "embedded", ControlValues().settings(), lambda f, d: seen.append(f)
     )
     assert failures == [] and len(finished) == 2
     assert seen[0] == 0 and seen[-1] == 1.0
@@ -312,20 +338,20 @@ def test_batch_bad_inputs_and_failing_rows(tmp_path, image_path):
     ):
         jsonl.write_text(content)
         with pytest.raises(gr.Error, match=message):
-            h.user_errors(hbatch.jsonl_rows)([str(jsonl), image_path])
+            user_errors(hbatch.jsonl_rows)([str(jsonl), image_path])
     with pytest.raises(gr.Error, match="exactly one"):
-        h.user_errors(hbatch.jsonl_rows)([image_path])
+        user_errors(hbatch.jsonl_rows)([image_path])
     with pytest.raises(gr.Error, match="unknown families"):
-        h.user_errors(hbatch.suite_rows)(1, ["nope"])
+        user_errors(hbatch.suite_rows)(1, ["nope"])
     finished, failures = hbatch.run_batch(
         FakeBackend(fail=VepoInputError("bad image")),
         hbatch.suite_rows(1, ["color"]),
         None,
-        h.Controls().settings(),
+        ControlValues().settings(),
     )
     assert finished == [] and "bad image" in failures[0][1]
     with pytest.raises(gr.Error, match="no example could be analysed"):
-        h.user_errors(hbatch.summarize)(finished)
+        user_errors(hbatch.summarize)(finished)
 
 
 def test_build_app_and_launch_defaults():

@@ -44,14 +44,6 @@ LOG_LINES = 15
 
 TABLE_COLUMNS = ["run", "state", "step", "reward", "heldout_acc"]
 
-SELECTION_HELP = {
-    "vepo": "VEPO: top ratio by visual sensitivity x entropy (score type D = reference)",
-    "entropy": "80/20: top ratio by entropy only",
-    "vppo": "VPPO: top ratio by sampled-token visual dependency, advantages rescaled",
-    "random": "random top ratio (control)",
-    "all": "every token (plain GRPO)",
-}
-
 
 @dataclass
 class TrainTab:
@@ -213,96 +205,45 @@ def analyze_target(runs_root: str | Path, selected: list[str] | None) -> tuple[s
 # ---- layout ---------------------------------------------------------------------
 
 
-def build_train_tab(
-    model_box: gr.Textbox | None = None,
-    tabs: gr.Tabs | None = None,
-    runs_root: str | Path = DEFAULT_RUNS_ROOT,
-) -> TrainTab:
-    """Create the Train tab's components inside the enclosing Blocks/Tab and wire them.
-
-    model_box / tabs: the Analyze tab's model textbox and the app's gr.Tabs; when given,
-    "Open in Analyze" writes the run's model folder into the box and switches tabs.
-    """
+def _new_run_form() -> tuple[list[Any], gr.Button]:
+    """The "New run" accordion: (its fields in form_config's order, the start button)."""
     from vepo_viz.tasks import FAMILIES
 
-    runs_root = Path(runs_root)
-    gr.Markdown(
-        "Train a model with GRPO that updates only the selected tokens, in a background "
-        "process. Compare rules under identical settings: give each run its own name and the "
-        "same seed, select several runs to overlay their curves. Runs started with "
-        f"`vepo-viz train --out {runs_root}/NAME` appear here too."
-    )
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=280):
-            with gr.Accordion("New run", open=True):
-                name = gr.Textbox(label="run name", value="vepo-seed0", elem_id="vv-train-name")
-                model = gr.Textbox(
-                    label="model",
-                    value="tiny",
-                    info="'tiny' (embedded), a folder or a hub id (LoRA above 200M parameters)",
-                )
-                selection = gr.Dropdown(
-                    RULES.choices(),
-                    value="vepo",
-                    label="token selection",
-                    info="; ".join(f"{k}: {v}" for k, v in SELECTION_HELP.items()),
-                    elem_id="vv-train-selection",
-                )
-                score_type = gr.Dropdown(
-                    SCORE_TYPES.choices(vepo_score_type),
-                    value="D",
-                    label="VEPO score type (vepo rule only)",
-                )
-                ratio = gr.Slider(
-                    0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on"
-                )
-                with gr.Row():
-                    steps = gr.Number(value=40, label="steps", precision=0, minimum=1)
-                    seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
-                with gr.Row():
-                    prompts_per_step = gr.Number(value=8, label="prompts / step", precision=0)
-                    group_size = gr.Number(value=8, label="group size G", precision=0)
-                lr = gr.Number(value=1e-5, label="learning rate")
-                families = gr.CheckboxGroup(
-                    list(FAMILIES), value=list(FAMILIES), label="task families"
-                )
-                difficulty = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="difficulty")
-                extra = gr.Textbox(
-                    label="more settings (TOML, any TrainConfig field)",
-                    lines=3,
-                    placeholder='kl_beta = 0.01\nloss_mode = "weight"\nthreads = 1',
-                )
-                start = gr.Button("Start run", variant="primary", elem_id="vv-train-start")
-        with gr.Column(scale=2, min_width=400):
-            names = run_names(runs_root)
-            with gr.Row():
-                runs = gr.Dropdown(
-                    names,
-                    value=names[:1],
-                    multiselect=True,
-                    label="runs (select several to overlay)",
-                    scale=4,
-                    elem_id="vv-train-runs",
-                )
-                refresh = gr.Button("Refresh", scale=1)
-            table = gr.Dataframe(
-                value=runs_table(runs_root, names[:1]),
-                headers=TABLE_COLUMNS,
-                interactive=False,
-                label="runs",
-            )
-            with gr.Row():
-                stop = gr.Button("Stop", variant="stop", elem_id="vv-train-stop")
-                open_analyze = gr.Button("Open in Analyze", elem_id="vv-train-open")
-            message = gr.Markdown(elem_id="vv-train-message")
-            curves = gr.Plot(label="curves", elem_id="vv-train-curves")
-            log = gr.Textbox(
-                label="log (first selected run)", lines=6, max_lines=6, interactive=False
-            )
-    # Active at first: its first tick after page load draws the curves, then it stays on
-    # only while a run is live.
-    timer = gr.Timer(POLL_S, active=True)
-
+    with gr.Accordion("New run", open=True):
+        name = gr.Textbox(label="run name", value="vepo-seed0", elem_id="vv-train-name")
+        model = gr.Textbox(
+            label="model",
+            value="tiny",
+            info="'tiny' (embedded), a folder or a hub id (LoRA above 200M parameters)",
+        )
+        selection = gr.Dropdown(
+            RULES.choices(),
+            value=RULES.reference,
+            label="token selection",
+            info="; ".join(f"{r.name}: {r.description}" for r in RULES.entries()),
+            elem_id="vv-train-selection",
+        )
+        score_type = gr.Dropdown(
+            SCORE_TYPES.choices(vepo_score_type),
+            value=SCORE_TYPES.reference,
+            label="VEPO score type (vepo rule only)",
+        )
+        ratio = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on")
+        with gr.Row():
+            steps = gr.Number(value=40, label="steps", precision=0, minimum=1)
+            seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
+        with gr.Row():
+            prompts_per_step = gr.Number(value=8, label="prompts / step", precision=0)
+            group_size = gr.Number(value=8, label="group size G", precision=0)
+        lr = gr.Number(value=1e-5, label="learning rate")
+        families = gr.CheckboxGroup(list(FAMILIES), value=list(FAMILIES), label="task families")
+        difficulty = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="difficulty")
+        extra = gr.Textbox(
+            label="more settings (TOML, any TrainConfig field)",
+            lines=3,
+            placeholder='kl_beta = 0.01\nloss_mode = "weight"\nthreads = 1',
+        )
+        start = gr.Button("Start run", variant="primary", elem_id="vv-train-start")
     form = [
         name,
         model,
@@ -318,6 +259,62 @@ def build_train_tab(
         difficulty,
         extra,
     ]
+    return form, start
+
+
+def _runs_column(runs_root: Path) -> tuple[Any, ...]:
+    """(runs, refresh, table, stop, open_analyze, message, curves, log) of the run list."""
+    names = run_names(runs_root)
+    with gr.Row():
+        runs = gr.Dropdown(
+            names,
+            value=names[:1],
+            multiselect=True,
+            label="runs (select several to overlay)",
+            scale=4,
+            elem_id="vv-train-runs",
+        )
+        refresh = gr.Button("Refresh", scale=1)
+    table = gr.Dataframe(
+        value=runs_table(runs_root, names[:1]),
+        headers=TABLE_COLUMNS,
+        interactive=False,
+        label="runs",
+    )
+    with gr.Row():
+        stop = gr.Button("Stop", variant="stop", elem_id="vv-train-stop")
+        open_analyze = gr.Button("Open in Analyze", elem_id="vv-train-open")
+    message = gr.Markdown(elem_id="vv-train-message")
+    curves = gr.Plot(label="curves", elem_id="vv-train-curves")
+    log = gr.Textbox(label="log (first selected run)", lines=6, max_lines=6, interactive=False)
+    return runs, refresh, table, stop, open_analyze, message, curves, log
+
+
+def build_train_tab(
+    model_box: gr.Textbox | None = None,
+    tabs: gr.Tabs | None = None,
+    runs_root: str | Path = DEFAULT_RUNS_ROOT,
+) -> TrainTab:
+    """Create the Train tab's components inside the enclosing Blocks/Tab and wire them.
+
+    model_box / tabs: the Analyze tab's model textbox and the app's gr.Tabs; when given,
+    "Open in Analyze" writes the run's model folder into the box and switches tabs.
+    """
+    runs_root = Path(runs_root)
+    gr.Markdown(
+        "Train a model with GRPO that updates only the selected tokens, in a background "
+        "process. Compare rules under identical settings: give each run its own name and the "
+        "same seed, select several runs to overlay their curves. Runs started with "
+        f"`vepo-viz train --out {runs_root}/NAME` appear here too."
+    )
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            form, start = _new_run_form()
+        with gr.Column(scale=2, min_width=400):
+            runs, refresh, table, stop, open_analyze, message, curves, log = _runs_column(runs_root)
+    # Active at first: its first tick after page load draws the curves, then it stays on
+    # only while a run is live.
+    timer = gr.Timer(POLL_S, active=True)
 
     def on_start(*values):
         try:

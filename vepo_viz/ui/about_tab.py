@@ -1,0 +1,41 @@
+"""The About tab: what the numbers mean, and the colours of the selection row."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from vepo_viz.render.colors import CATEGORY_COLORS, CATEGORY_LABELS
+
+ABOUT = """
+### What you are looking at
+
+For each token of the model's answer, vepo-viz runs the model twice over the same tokens:
+once with the image (clean, distribution *p*) and once with a counterfactual image
+(*q*, default: Gaussian noise with sigma = 2 on the normalised pixels). Per token:
+
+- **entropy H** of *p* (nats): how unsure the model is. The "80/20" rule trains on the
+  top-20% highest-entropy tokens ("forking tokens").
+- **visual sensitivity v** = 1 - (1 - JSD^)^alpha (1 - |dH|^)^(1-alpha): how much the
+  image changes the prediction (JSD between *p* and *q*, and the entropy gap, each
+  min-max normalised over the response).
+- **VEPO score s** = v * H^ (type D of Jin et al. 2026); VEPO trains on the top 20% by s.
+
+The selection row shows the two rules together: **VEPO only** tokens are the "visual
+forking tokens" that entropy-only training skips, often low-entropy tokens read off the
+image (a colour, a number, "left").
+
+Changing ratio, alpha, score type or scope re-scores instantly from the stored numbers;
+changing the image, question, response, model or counterfactual re-runs the model.
+Click a token in the heatmap (or pick it in the list, or click a table row) for its top
+candidates under the clean and the perturbed image.
+"""
+
+
+def build_about_tab() -> None:
+    """Lay out the About tab (inside the enclosing gr.Tab)."""
+    legend_html = "".join(
+        f'<span style="background:{CATEGORY_COLORS[c]}">{CATEGORY_LABELS[c]}</span>'
+        for c in CATEGORY_COLORS
+    )
+    gr.HTML(f'<p class="vv-legend">{legend_html}</p>')
+    gr.Markdown(ABOUT)

@@ -1,0 +1,52 @@
+"""How the app shows a problem: a readable gr.Error, never a traceback.
+
+`user_errors` wraps every handler: a problem the user can fix (VepoError, ValueError, bad
+files) becomes a gr.Error with its message, anything else a short "unexpected error"
+message; the traceback goes to the server log and the app keeps serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+
+from vepo_viz.errors import VepoError
+
+log = logging.getLogger("vepo_viz.ui")
+
+
+class UserFacingError(Exception):
+    """Raised by handlers for messages shown as-is (converted to gr.Error by the wrapper)."""
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn any exception of `fn` into a readable gr.Error (the app keeps serving)."""
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (UserFacingError, VepoError) as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        except (ValueError, KeyError, OSError) as error:
+            log.info("rejected input in %s: %s", fn.__name__, error)
+            raise gr.Error(f"{error}", print_exception=False) from error
+        except MemoryError as error:
+            raise gr.Error(
+                "out of memory: try a shorter max new tokens, a smaller image or a smaller model",
+                print_exception=False,
+            ) from error
+        except Exception as error:  # noqa: BLE001 - a user never sees a traceback
+            log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
+            raise gr.Error(
+                f"unexpected error ({type(error).__name__}: {error}). The app is still running; "
+                "the server log has the details.",
+                print_exception=False,
+            ) from error
+
+    return wrapper

@@ -1,0 +1,120 @@
+"""What one browser session holds (a `Session` in a gr.State), and saving/loading it.
+
+A Session is plain data: the analysis as computed, the one the views show (re-scored),
+the cache key of the model inputs and the image; never tensors or models. A saved
+session is a TokenAnalysis JSON with an extra key (the image), loadable everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from vepo_viz.render import data as rdata
+from vepo_viz.ui.backend import model_key
+from vepo_viz.ui.errors import UserFacingError
+from vepo_viz.ui.views import View, image_views, render_view
+
+APP_KEY = "vepo_viz_app"
+"""Extra key of a JSON saved by the app (the image and the view); TokenAnalysis.load
+ignores it, so app files stay loadable everywhere."""
+
+
+@dataclass
+class Session:
+    """What one browser session holds (in a gr.State): plain data only."""
+
+    base: Any = None
+    """The TokenAnalysis as computed (or loaded)."""
+    current: Any = None
+    """`base` re-scored with the selection controls' values (what the views show)."""
+    key: str | None = None
+    """Cache key of the inputs that produced `base` (None for a loaded file)."""
+    image: Image.Image | None = None
+    """The clean image at the size the processor received (for the image views)."""
+    history: list[str] = field(default_factory=list)
+
+
+def require(session: Session | None) -> Session:
+    if session is None or session.current is None:
+        raise UserFacingError(
+            "no analysis yet: pick a sample (or upload an image), then press Analyze"
+        )
+    return session
+
+
+def run_key(
+    model: str | None, image_path: str, question: str, response: str | None, settings
+) -> str:
+    """Identifies the model inputs of a run: same key, same numbers (seeded)."""
+    digest = hashlib.sha256(Path(image_path).read_bytes()).hexdigest()
+    data = settings.to_dict()
+    for k in ("score_type", "alpha", "ratio", "scope"):
+        data.pop(k, None)
+    payload = json.dumps(
+        [model_key(model), digest, question, response, data], sort_keys=True, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def out_dir() -> Path:
+    """A new temporary folder for a file the user downloads."""
+    return Path(tempfile.mkdtemp(prefix="vepo-viz-export-"))
+
+
+def file_stem(analysis) -> str:
+    digest = (getattr(analysis, "image_digest", "") or "").split(":")[-1][:8] or "analysis"
+    score_type = rdata.scoring_of(analysis)["score_type"]
+    return f"vepo-{digest}-{score_type}"
+
+
+def save_session(session: Session | None, include_image: bool = True) -> str:
+    """A JSON file of the current analysis (TokenAnalysis format, plus the image)."""
+    session = require(session)
+    data = session.current.to_dict()
+    extra: dict[str, Any] = {"base_settings": session.base.settings}
+    if include_image and session.image is not None:
+        buffer = io.BytesIO()
+        session.image.save(buffer, format="PNG")
+        extra["image_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    data[APP_KEY] = extra
+    path = out_dir() / f"{file_stem(session.current)}.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
+    """A saved analysis back into the app, exactly as saved (no model)."""
+    from vepo_viz.results import TokenAnalysis
+
+    if not file_path:
+        raise UserFacingError("choose a saved analysis (.json) to load")
+    try:
+        data = json.loads(Path(file_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserFacingError(f"{Path(file_path).name} is not a JSON file: {error}") from None
+    if not isinstance(data, dict):
+        raise UserFacingError(f"{Path(file_path).name} is not a saved vepo-viz analysis")
+    extra = data.pop(APP_KEY, {}) or {}
+    try:
+        analysis = TokenAnalysis.from_dict(data)
+    except (TypeError, ValueError, KeyError) as error:
+        raise UserFacingError(
+            f"{Path(file_path).name} is not a saved vepo-viz analysis: {error}"
+        ) from None
+    image = None
+    if extra.get("image_png"):
+        try:
+            image = Image.open(io.BytesIO(base64.b64decode(extra["image_png"]))).convert("RGB")
+        except (ValueError, OSError):
+            image = None
+    session = Session(base=analysis, current=analysis, key=None, image=image)
+    return session, render_view(analysis), image_views(image, analysis)
