@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
+from tests.tiny_random import FAMILIES
 from vepo_viz.errors import ModelLoadError, NumericsError
 from vepo_viz.models import loading
 from vepo_viz.models.families import TILE_ZERO, family_of, pixel_limit
 from vepo_viz.models.sampling import SeededSampler, _nucleus
-from vepo_viz.models.tiny_random import FAMILIES
 from vepo_viz.perturb import PerturbConfig
 
 LAYOUT = {
@@ -227,9 +227,9 @@ def test_load_model_caches_and_defaults(qwen, tiny_model_dir, monkeypatch):
     assert private is not qwen and private.model is not qwen.model
     assert qwen.dtype == torch.float32 and qwen.device.type == "cpu"
     assert "Qwen2-VL" in repr(qwen)
-    import vepo_viz.tiny
+    import vepo_viz.models
 
-    monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(path), raising=False)
+    monkeypatch.setattr(vepo_viz.models, "EMBEDDED_MODEL", str(path))
     assert loading.load_model(device="cpu") is qwen
 
 
@@ -287,9 +287,9 @@ def test_padded_vocabulary_head(tiny_vlm, scene):
 
 
 def test_missing_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
-    import vepo_viz.tiny
+    import vepo_viz.models
 
-    monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(tmp_path / "model"), raising=False)
+    monkeypatch.setattr(vepo_viz.models, "EMBEDDED_MODEL", str(tmp_path / "model"))
     with pytest.raises(ModelLoadError, match="embedded tiny model is not built"):
         loading.load_model(device="cpu")
 
