@@ -59,8 +59,8 @@ def sample_input():
 def embedded_or_tiny(folder: Path, model: str | None = None):
     """(VLM, description): `model` if given, else the embedded model, else a tiny random
     Qwen2-VL built in `folder`."""
+    from tests.tiny_random import build_tiny_vlm
     from vepo_viz.models import load_model
-    from vepo_viz.models.tiny_random import build_tiny_vlm
     from vepo_viz.tiny import DEFAULT_MODEL
 
     if model is not None:
@@ -170,7 +170,7 @@ def run_speed(args) -> None:
 
 def long_response(vlm, prompt, n_tokens: int) -> str:
     """A pasted response of exactly n_tokens tokens for this tokenizer."""
-    from vepo_viz.models.tiny_random import _CORPUS
+    from tests.tiny_random import _CORPUS
 
     text = ""
     while True:
@@ -216,7 +216,7 @@ def memory_worker(variant: str, n_tokens: int, model_dir: str) -> dict:
 
 
 def run_memory(args) -> None:
-    from vepo_viz.models.tiny_random import TinySpec, build_tiny_vlm
+    from tests.tiny_random import TinySpec, build_tiny_vlm
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_vlm(

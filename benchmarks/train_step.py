@@ -47,7 +47,7 @@ def _default_model() -> tuple[str, str]:
 
     if (Path(DEFAULT_MODEL) / "config.json").is_file():
         return DEFAULT_MODEL, "the embedded tiny model"
-    from vepo_viz.models.tiny_random import build_tiny_vlm
+    from tests.tiny_random import build_tiny_vlm
 
     folder = build_tiny_vlm("qwen2_vl", Path(tempfile.mkdtemp()) / "tiny_qwen2_vl")
     return str(folder), "a tiny random Qwen2-VL (the embedded model is not built)"

@@ -12,7 +12,7 @@ from tests.fake import draw_scene
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Factory: tiny_model_dir(family, **spec) -> folder of a tiny random model (cached)."""
-    from vepo_viz.models.tiny_random import TinySpec, build_tiny_vlm
+    from tests.tiny_random import TinySpec, build_tiny_vlm
 
     built: dict[tuple, object] = {}
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
+from tests.tiny_random import FAMILIES
 from vepo_viz.errors import ModelLoadError, NumericsError
 from vepo_viz.models import loading
 from vepo_viz.models.families import TILE_ZERO, family_of, pixel_limit
 from vepo_viz.models.sampling import SeededSampler, _nucleus
-from vepo_viz.models.tiny_random import FAMILIES
 from vepo_viz.perturb import PerturbConfig
 
 LAYOUT = {
@@ -227,9 +227,9 @@ def test_load_model_caches_and_defaults(qwen, tiny_model_dir, monkeypatch):
     assert private is not qwen and private.model is not qwen.model
     assert qwen.dtype == torch.float32 and qwen.device.type == "cpu"
     assert "Qwen2-VL" in repr(qwen)
-    import vepo_viz.tiny
+    import vepo_viz.models
 
-    monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(path), raising=False)
+    monkeypatch.setattr(vepo_viz.models, "EMBEDDED_MODEL", str(path))
     assert loading.load_model(device="cpu") is qwen
 
 
@@ -287,9 +287,9 @@ def test_padded_vocabulary_head(tiny_vlm, scene):
 
 
 def test_missing_embedded_model_is_a_clear_error(monkeypatch, tmp_path):
-    import vepo_viz.tiny
+    import vepo_viz.models
 
-    monkeypatch.setattr(vepo_viz.tiny, "DEFAULT_MODEL", str(tmp_path / "model"), raising=False)
+    monkeypatch.setattr(vepo_viz.models, "EMBEDDED_MODEL", str(tmp_path / "model"))
     with pytest.raises(ModelLoadError, match="embedded tiny model is not built"):
         loading.load_model(device="cpu")
 
@@ -347,3 +347,39 @@ def test_token_spans_match_exact_prefix_decoding(block, monkeypatch):
         ends[-1] = len(text)
         assert spans == list(zip(ends[:-1], ends[1:], strict=True)), text
         assert "".join(text[s:e] for s, e in spans) == text
+
+
+# ---- batched calls (training, the embedded model's evaluation) ---------------------
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("mode", ["gaussian", "patch"])
+def test_batched_calls_match_the_single_example_path(tiny_vlm, scene, family, mode):
+    """One row of encode / batch_view_inputs / response_logits is the single-example
+    prompt / view_inputs / hidden_states -> logits path."""
+    vlm = tiny_vlm(family)
+    question = "Which shape is red?"
+    prompt = vlm.prompt(scene, question)
+    ids = vlm.response_ids(prompt, RESPONSE)
+    batch = vlm.encode([(scene, question)], [ids])
+    assert torch.equal(
+        batch.inputs["input_ids"][0, : prompt.n_tokens], prompt.inputs["input_ids"][0]
+    )
+    perturb = PerturbConfig(mode=mode, seed=3)
+    single = vlm.view_inputs(prompt, perturb, 0)
+    batched = vlm.batch_view_inputs(batch, perturb, perturb.generator(0))
+    torch.testing.assert_close(batched["pixel_values"], single["pixel_values"])
+    with torch.no_grad():
+        want = vlm.logits(vlm.hidden_states(prompt, ids, images=single))  # (T, V)
+        got = vlm.response_logits(batch, batched)[0]  # (T, V)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_sample_is_seeded_and_generate_batch_greedy_is_deterministic(qwen, scene):
+    pairs = [(scene, "Which shape is red?"), (scene, "How many shapes?")]
+    a = qwen.sample(pairs, n_per_prompt=2, max_new_tokens=5, temperature=1.0, seed=7)
+    b = qwen.sample(pairs, n_per_prompt=2, max_new_tokens=5, temperature=1.0, seed=7)
+    assert a == b and len(a) == 4 and all(1 <= len(r) <= 5 for r in a)
+    prompts = qwen.encode_prompts(pairs)
+    greedy = qwen.generate_batch(prompts, max_new_tokens=5)
+    assert greedy == qwen.generate_batch(prompts, max_new_tokens=5)

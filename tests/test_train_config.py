@@ -38,7 +38,7 @@ from vepo_viz.train.data import PromptSource, load_jsonl
 )
 def test_bad_configs_are_rejected_with_clear_messages(changes, message):
     with pytest.raises(VepoInputError) as info:
-        TrainConfig(**changes)
+        TrainConfig.from_dict(changes)
     assert message in str(info.value)
 
 
@@ -61,7 +61,10 @@ def test_defaults_are_the_vepo_reference():
     )
     assert cfg.perturb_mode == "gaussian" and cfg.sigma == 2.0 and cfg.loss_mode == "mask"
     assert TrainConfig(selection="vppo").perturb_mode == "patch"
-    assert TrainConfig(selection="vppo", perturb="gaussian").perturb_mode == "gaussian"
+    assert (
+        TrainConfig.from_dict({"selection": "vppo", "perturb": "gaussian"}).perturb_mode
+        == "gaussian"
+    )
 
 
 def test_toml_round_trip_and_overrides(tmp_path):

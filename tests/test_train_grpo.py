@@ -84,7 +84,7 @@ REWARDS = [1.0, 0.0, 1.0, 0.1]
 
 def _cfg(**kw) -> TrainConfig:
     base = dict(group_size=2, prompts_per_step=2, micro_batch_size=4, max_grad_norm=0.0)
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_dict({**base, **kw})
 
 
 # ---- pure math ------------------------------------------------------------------
@@ -196,7 +196,9 @@ def _signals(seed=0, with_stats=True):
 @pytest.mark.parametrize("score_type", ["D", "A", "G", "jsd"])
 def test_vepo_selection_is_score_tokens_then_select_tokens(score_type):
     signals, stats = _signals()
-    cfg = TrainConfig(selection="vepo", score_type=score_type, ratio=0.3, alpha=0.6)
+    cfg = TrainConfig.from_dict(
+        {"selection": "vepo", "score_type": score_type, "ratio": 0.3, "alpha": 0.6}
+    )
     sel = select_for_step(cfg, signals, torch.Generator())
     expected = select_tokens(score_tokens(stats, signals.mask, score_type, 0.6), signals.mask, 0.3)
     assert torch.equal(sel.selected, expected)

@@ -18,14 +18,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def qwen2_vl(tmp_path_factory):
-    from vepo_viz.models.tiny_random import build_tiny_vlm
+    from tests.tiny_random import build_tiny_vlm
 
     return str(build_tiny_vlm("qwen2_vl", tmp_path_factory.mktemp("qwen2_vl")))
 
 
 @pytest.fixture(scope="module")
 def qwen2_5_vl(tmp_path_factory):
-    from vepo_viz.models.tiny_random import build_tiny_vlm
+    from tests.tiny_random import build_tiny_vlm
 
     return str(build_tiny_vlm("qwen2_5_vl", tmp_path_factory.mktemp("qwen2_5_vl")))
 
@@ -167,7 +167,7 @@ def test_lora_with_gradient_checkpointing_and_kl(qwen2_5_vl, tmp_path, letter_re
 @pytest.mark.parametrize("family", ["smolvlm", "gemma3"])
 def test_other_families_train_with_pixel_space_views(family, tmp_path, letter_reward):
     """Tiles (SmolVLM) and (B, C, H, W) images (Gemma 3), VPPO's patch view re-processed."""
-    from vepo_viz.models.tiny_random import build_tiny_vlm
+    from tests.tiny_random import build_tiny_vlm
 
     model = build_tiny_vlm(family, tmp_path / "model")
     cfg = _cfg(str(model), tmp_path / "run", selection="vppo", steps=1, n_eval=0)

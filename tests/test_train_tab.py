@@ -133,7 +133,7 @@ def _wait(predicate, timeout: float, what: str, run_dir: Path):
 
 @pytest.mark.slow
 def test_background_run_stop_resume_and_open(tmp_path):
-    from vepo_viz.models.tiny_random import build_tiny_vlm
+    from tests.tiny_random import build_tiny_vlm
 
     model = build_tiny_vlm("qwen2_vl", tmp_path / "model")
     form = {

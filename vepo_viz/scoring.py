@@ -686,11 +686,12 @@ class ScoringConfig:
             raise ValueError(f"ScoringConfig.alpha={self.alpha} must lie in [0, 1] (default 0.7)")
         if not (0.0 < float(self.ratio) <= 1.0):
             raise ValueError(
-                f"ScoringConfig.ratio={self.ratio} must lie in (0, 1]; 0.2 keeps the top 20%"
+                f"ScoringConfig.ratio={self.ratio!r} must be a number in (0.0, 1.0] "
+                "(0.2 keeps the top 20%)"
             )
         if self.scope not in SCOPES:
             raise ValueError(
-                f"ScoringConfig.scope={self.scope!r} is unknown; choose one of {SCOPES}"
+                f"ScoringConfig.scope={self.scope!r} is not one of {', '.join(SCOPES)}"
             )
         t = float(self.temperature)
         if not (math.isfinite(t) and t > 0):

@@ -1,12 +1,23 @@
 """Transformers vision-language models behind one adapter (the only code that imports
-transformers). `load_model(id or folder)` returns a `VLM`."""
+transformers). `load_model(id or folder)` returns a `VLM`.
+
+`EMBEDDED_MODEL` is the folder of the embedded tiny model's committed weights (package
+data under vepo_viz/tiny/model); `load_model()` with no name loads it. It is a plain path
+here so that models/ never imports tiny/ (tiny/ builds and evaluates that model through
+this package).
+"""
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+EMBEDDED_MODEL: str = str(Path(__file__).parent.parent / "tiny" / "model")
+"""Folder of the embedded tiny model (vepo_viz.tiny.DEFAULT_MODEL is this path)."""
+
 __all__ = [
+    "EMBEDDED_MODEL",
     "load_model",
     "quiet",
     "versions",

@@ -17,21 +17,14 @@ import torch
 from PIL import Image
 
 from vepo_viz.errors import NumericsError, VepoInputError
+from vepo_viz.models.batching import EXTEND_WITH_ONES, EXTEND_WITH_ZEROS, PIXEL_KEYS, BatchedCalls
 from vepo_viz.models.families import Family, family_of, pixel_limit
 from vepo_viz.models.images import fit_image
 from vepo_viz.models.sampling import SeededSampler
 from vepo_viz.perturb import PerturbConfig, perturb_image
 
-_EXTEND_WITH_ONES = ("attention_mask",)
-_EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
-"""Per-token inputs besides input_ids that a processor may return and that must grow with
-the response: the attention mask (1 = attend) and image/text type ids (0 = text)."""
-
 SPAN_BLOCK = 64
 """Tokens per block in `VLM.token_spans` (exact prefix decodes happen once per block)."""
-
-_PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
-"""Processor outputs that describe the image (a pixel-space view replaces all of them)."""
 
 
 @dataclass
@@ -71,8 +64,11 @@ class Generation:
 
 
 @dataclass(eq=False)
-class VLM:
-    """A loaded vision-language model with its processor (see `load_model`)."""
+class VLM(BatchedCalls):
+    """A loaded vision-language model with its processor (see `load_model`).
+
+    One example at a time here (the Analyze tab); many rows at a time in
+    `batching.BatchedCalls` (training, the embedded model's evaluation)."""
 
     model: torch.nn.Module
     """The transformers *ForConditionalGeneration model, in eval mode."""
@@ -120,17 +116,21 @@ class VLM:
         """Render the model's own chat template for (image, question) and process it."""
         if not isinstance(question, str) or not question.strip():
             raise VepoInputError("the question is empty: ask something about the image")
+        text, image = self.render(image, question)
+        bos = self.tokenizer.bos_token
+        add_special_tokens = not (bos is not None and text.startswith(bos))
+        inputs = self._process(text, image, add_special_tokens)
+        return Prompt(question, text, image, inputs, add_special_tokens)
+
+    def render(self, image: Image.Image, question: str) -> tuple[str, Image.Image]:
+        """(chat-template text with the generation prompt, the image fitted to the processor)."""
         messages = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
         ]
         text = self.processor.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
-        bos = self.tokenizer.bos_token
-        add_special_tokens = not (bos is not None and text.startswith(bos))
-        image = fit_image(image, self.max_image_pixels)
-        inputs = self._process(text, image, add_special_tokens)
-        return Prompt(question, text, image, inputs, add_special_tokens)
+        return text, fit_image(image, self.max_image_pixels)
 
     def _process(self, text: str, image: Image.Image, add_special_tokens: bool) -> dict:
         batch = self.processor(
@@ -252,13 +252,29 @@ class VLM:
         """Image inputs of counterfactual view `draw` (to pass as `hidden_states(images=)`)."""
         generator = perturb.generator(draw)
         if perturb.space == "normalized":
-            pixel_values = prompt.inputs["pixel_values"]
-            view = self.family.view(
-                pixel_values, perturb.mode, sigma=perturb.sigma, generator=generator
-            )
-            return {"pixel_values": view}
-        image = perturb_image(
-            prompt.image,
+            return {
+                "pixel_values": self.pixel_view(prompt.inputs["pixel_values"], perturb, generator)
+            }
+        image = self.image_view(prompt.image, perturb, generator)
+        inputs = self._process(prompt.text, image, prompt.add_special_tokens)
+        if not torch.equal(inputs["input_ids"], prompt.inputs["input_ids"]):
+            raise RuntimeError("the perturbed image changed the prompt tokens")  # pragma: no cover
+        return {k: v for k, v in inputs.items() if k in PIXEL_KEYS}
+
+    def pixel_view(
+        self, pixel_values: torch.Tensor, perturb: PerturbConfig, generator: torch.Generator
+    ) -> torch.Tensor:
+        """A normalised-space view of processed pixel_values, in this family's layout."""
+        return self.family.view(
+            pixel_values, perturb.mode, sigma=perturb.sigma, generator=generator
+        )
+
+    def image_view(
+        self, image: Image.Image, perturb: PerturbConfig, generator: torch.Generator
+    ) -> Image.Image:
+        """A pixel-space view of the PIL image handed to the processor."""
+        return perturb_image(
+            image,
             perturb.mode,
             sigma=perturb.sigma,
             generator=generator,
@@ -266,10 +282,6 @@ class VLM:
             patch_prob=perturb.patch_prob,
             blur_radius=perturb.blur_radius,
         )
-        inputs = self._process(prompt.text, image, prompt.add_special_tokens)
-        if not torch.equal(inputs["input_ids"], prompt.inputs["input_ids"]):
-            raise RuntimeError("the perturbed image changed the prompt tokens")  # pragma: no cover
-        return {k: v for k, v in inputs.items() if k in _PIXEL_KEYS}
 
     @torch.no_grad()
     def hidden_states(
@@ -287,9 +299,9 @@ class VLM:
         P, T = prompt.n_tokens, len(response_ids)
         response = torch.tensor([response_ids], dtype=torch.long, device=self.device)  # (1, T)
         inputs["input_ids"] = torch.cat([inputs["input_ids"], response], dim=1)  # (1, P+T)
-        for key in _EXTEND_WITH_ONES + _EXTEND_WITH_ZEROS:
+        for key in EXTEND_WITH_ONES + EXTEND_WITH_ZEROS:
             if key in inputs:
-                fill = 1 if key in _EXTEND_WITH_ONES else 0
+                fill = 1 if key in EXTEND_WITH_ONES else 0
                 extra = torch.full((1, T), fill, dtype=inputs[key].dtype, device=self.device)
                 inputs[key] = torch.cat([inputs[key], extra], dim=1)  # (1, P+T)
         out = self.model.model(**inputs, use_cache=False)
@@ -301,6 +313,25 @@ class VLM:
         if self._softcap:
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
+
+    def generation_config(self, max_new_tokens: int, pad_token_id: int, **extra):
+        """Greedy decoding with the model's own defaults (repetition penalty, top-k, ...)
+        switched off, stopping at the end-of-turn tokens; sampling, when wanted, is a
+        `SeededSampler` logits processor on top."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=None,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            eos_token_id=list(self.eos_token_ids),
+            pad_token_id=pad_token_id,
+            **extra,
+        )
 
     @torch.no_grad()
     def generate(
@@ -319,24 +350,17 @@ class VLM:
         applied: the response is drawn from softmax(z / temperature) within the top-p
         nucleus, the distribution the scores are computed from.
         """
-        from transformers import GenerationConfig, LogitsProcessorList
+        from transformers import LogitsProcessorList
 
         captured: list[torch.Tensor] = []
 
         def keep_hidden(module, args):
             captured.append(args[0][:, -1, :].detach())  # (1, n, D) -> (1, D)
 
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=1.0,
-            top_p=1.0,
-            top_k=None,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
+        config = self.generation_config(
+            max_new_tokens,
+            self.tokenizer.pad_token_id or self.eos_token_ids[0],
             min_new_tokens=0,
-            eos_token_id=list(self.eos_token_ids),
-            pad_token_id=self.tokenizer.pad_token_id or self.eos_token_ids[0],
             return_dict_in_generate=True,
             output_logits=keep_logits,
         )

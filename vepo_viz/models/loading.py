@@ -85,7 +85,7 @@ def load_model(
 
     Args:
         name_or_path: a hub id ("Qwen/Qwen2.5-VL-3B-Instruct") or a folder saved by
-            `save_pretrained`; None = the embedded tiny model (vepo_viz.tiny.DEFAULT_MODEL).
+            `save_pretrained`; None = the embedded tiny model (models.EMBEDDED_MODEL).
         device: "auto" (cuda, then mps, then cpu), or a torch device string.
         dtype: None = bfloat16 on CUDA, float32 elsewhere; or "float32"/"bfloat16"/"float16".
         cache: True returns the shared instance for (source, device, dtype), loaded once;
@@ -96,12 +96,12 @@ def load_model(
             an unusable folder, an unavailable device.
     """
     if name_or_path is None:
-        from vepo_viz.tiny import DEFAULT_MODEL
+        from vepo_viz import models
 
-        name_or_path = DEFAULT_MODEL
-        if not (Path(DEFAULT_MODEL) / "config.json").is_file():
+        name_or_path = models.EMBEDDED_MODEL
+        if not (Path(name_or_path) / "config.json").is_file():
             raise ModelLoadError(
-                f"the embedded tiny model is not built (no model at {DEFAULT_MODEL}); pass a "
+                f"the embedded tiny model is not built (no model at {name_or_path}); pass a "
                 "model id or folder, or build it with the tiny-train command"
             )
     resolved_device = resolve_device(device)

@@ -1,4 +1,10 @@
-"""Evaluate the embedded model on the held-out split (accuracy per family)."""
+"""Evaluate the embedded model on the held-out split (accuracy per family, token level).
+
+Prompts, greedy generation and counterfactual views go through the one model adapter
+(`vepo_viz.models.VLM`): the same chat template, image handling and views
+(`PerturbConfig`) as the Analyze tab and training. The functions take the loaded
+transformers model and processor (or a `VLM` as `model`).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,23 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 
+from vepo_viz.models.adapter import VLM
+from vepo_viz.perturb import PerturbConfig
 from vepo_viz.tasks import DEFAULT_DIFFICULTY, FAMILIES, Example, iter_split, verify
-from vepo_viz.tiny.data import prompt_messages
+
+GAUSSIAN = PerturbConfig(mode="gaussian", sigma=2.0, seed=0)
+"""The reference counterfactual: N(0, 2^2) on normalised pixel_values, a fresh draw per
+generate call (call k draws from `GAUSSIAN.generator(k)`)."""
+
+
+def as_vlm(model, processor=None) -> VLM:
+    """`model` if it is a VLM, else the adapter over (model, processor)."""
+    if isinstance(model, VLM):
+        return model
+    name = getattr(getattr(model, "config", None), "_name_or_path", "") or "tiny"
+    return VLM(
+        model=model, processor=processor, model_id=name, device=model.device, dtype=model.dtype
+    )
 
 
 @torch.no_grad()
@@ -18,27 +39,21 @@ def generate_batch(
     processor,
     examples: list[Example],
     max_new_tokens: int = 48,
-    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    view: PerturbConfig | None = None,
     images=None,
+    draw: int = 0,
 ) -> list[str]:
-    """Greedy answers for a batch. pixel_hook maps the processed pixel_values (a view).
+    """Greedy answers for a batch; `view` answers under counterfactual view `draw`.
 
     48 new tokens hold the suite's longest target (39 tokens: a left/right question)."""
-    tok = processor.tokenizer
-    tok.padding_side = "left"
-    prompts = [
-        processor.apply_chat_template(
-            prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
-        )
-        for ex in examples
-    ]
+    vlm = as_vlm(model, processor)
     imgs = images if images is not None else [ex.image for ex in examples]
-    inputs = processor(images=imgs, text=prompts, return_tensors="pt", padding=True)
-    if pixel_hook is not None:
-        inputs["pixel_values"] = pixel_hook(inputs["pixel_values"])
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new = out[:, inputs["input_ids"].shape[1] :]  # (B, new)
-    return tok.batch_decode(new, skip_special_tokens=True)
+    prompts = vlm.encode_prompts([(im, ex.question) for im, ex in zip(imgs, examples, strict=True)])
+    pixels = vlm.batch_view_inputs(prompts, view, view.generator(draw)) if view else None
+    ids = vlm.generate_batch(
+        prompts, max_new_tokens=max_new_tokens, images=pixels, suppress_placeholders=False
+    )
+    return vlm.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
 def correct_answers(
@@ -46,19 +61,22 @@ def correct_answers(
     processor,
     examples: list[Example],
     batch_size: int = 50,
-    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    view: PerturbConfig | None = None,
     image_fn: Callable[[Example], Image.Image] | None = None,
 ) -> list[bool]:
-    """Whether the greedy answer to each example is correct, in batches of batch_size."""
+    """Whether the greedy answer to each example is correct, in batches of batch_size
+    (batch k under view draw k)."""
+    vlm = as_vlm(model, processor)
     out = []
-    for i in range(0, len(examples), batch_size):
+    for draw, i in enumerate(range(0, len(examples), batch_size)):
         chunk = examples[i : i + batch_size]
         answers = generate_batch(
-            model,
-            processor,
+            vlm,
+            None,
             chunk,
-            pixel_hook=pixel_hook,
+            view=view,
             images=[image_fn(ex) for ex in chunk] if image_fn else None,
+            draw=draw,
         )
         out += [
             verify(a, ex.answer, ex.answer_space).correct
@@ -73,32 +91,22 @@ def accuracy(
     n_per_family: int = 40,
     difficulty: float = DEFAULT_DIFFICULTY,
     batch_size: int = 50,
-    pixel_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    view: PerturbConfig | None = None,
     image_fn: Callable[[Example], Image.Image] | None = None,
 ) -> dict[str, float]:
-    """Held-out accuracy per family and overall ("all"); pixel_hook perturbs the processed
-    pixels, image_fn replaces each example's image (e.g. a blank one)."""
+    """Held-out accuracy per family and overall ("all"); `view` answers under a
+    counterfactual view, image_fn replaces each example's image (e.g. a blank one)."""
     examples = list(iter_split("heldout", n_per_family, difficulty=difficulty))
     hits: dict[str, list[bool]] = defaultdict(list)
     for ex, ok in zip(
         examples,
-        correct_answers(model, processor, examples, batch_size, pixel_hook, image_fn),
+        correct_answers(model, processor, examples, batch_size, view, image_fn),
         strict=True,
     ):
         hits[ex.family].append(ok)
     acc = {f: round(sum(h) / len(h), 4) for f, h in hits.items() if f in FAMILIES}
     acc["all"] = round(sum(sum(h) for h in hits.values()) / sum(len(h) for h in hits.values()), 4)
     return acc
-
-
-def gaussian_hook(sigma: float = 2.0, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The reference counterfactual: N(0, sigma^2) on normalised pixel_values, fresh per call."""
-    from vepo_viz.perturb import make_generator, perturb_pixel_values
-
-    calls = iter(range(1 << 30))
-    return lambda pv: perturb_pixel_values(
-        pv, "gaussian", sigma=sigma, generator=make_generator(seed, next(calls))
-    )
 
 
 def blank_image(ex: Example):
@@ -129,14 +137,15 @@ def token_level(
     from vepo_viz.tasks import token_kinds
     from vepo_viz.tiny.data import collate_sft
 
-    tok = processor.tokenizer
-    noise = gaussian_hook(sigma, seed)
+    vlm = as_vlm(model, processor)
+    model, processor, tok = vlm.model, vlm.processor, vlm.tokenizer
+    view = PerturbConfig(mode="gaussian", sigma=sigma, seed=seed)
     rows: list[dict] = []
     n_unmatched = 0
     examples = list(iter_split("heldout", n_per_family))
-    for i in range(0, len(examples), batch_size):
+    for draw, i in enumerate(range(0, len(examples), batch_size)):
         chunk = examples[i : i + batch_size]
-        responses = generate_batch(model, processor, chunk)
+        responses = generate_batch(vlm, None, chunk)
         keep = []
         for ex, resp in zip(chunk, responses, strict=True):
             spans = ex.annotate(resp)
@@ -162,7 +171,8 @@ def token_level(
         batch = collate_sft(processor, forced)
         mask = batch.labels[:, 1:] != -100  # (B, L-1): positions predicting response tokens
         clean = model(**batch.inputs).logits[:, :-1]  # (B, L-1, V)
-        noisy_inputs = dict(batch.inputs, pixel_values=noise(batch.inputs["pixel_values"]))
+        pixels = vlm.pixel_view(batch.inputs["pixel_values"], view, view.generator(draw))
+        noisy_inputs = dict(batch.inputs, pixel_values=pixels)
         noisy = model(**noisy_inputs).logits[:, :-1]  # (B, L-1, V)
         stats = token_stats(clean, noisy)
         sel_v = select_tokens(score_tokens(stats, mask, "D", alpha), mask, ratio)
@@ -236,29 +246,22 @@ def evaluate(
     """Everything the model card reports: accuracy clean / counterfactual / blank, token level."""
     import time
 
-    from transformers import AutoModelForImageTextToText
-
-    from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+    from vepo_viz.models import EMBEDDED_MODEL, load_model
     from vepo_viz.tasks import chance_level
-    from vepo_viz.tiny import DEFAULT_MODEL
 
-    path = model_path or DEFAULT_MODEL
+    path = model_path or EMBEDDED_MODEL
     t0 = time.perf_counter()
-    model = AutoModelForImageTextToText.from_pretrained(path).eval()
-    processor = Qwen2VLProcessorNoVideo.from_pretrained(path)
+    vlm = load_model(path, device="cpu", dtype="float32", cache=False)
     load_s = time.perf_counter() - t0
     ex = next(iter_split("heldout", 1))
-    generate_batch(model, processor, [ex], max_new_tokens=4)  # warm-up
+    generate_batch(vlm, None, [ex], max_new_tokens=4)  # warm-up
     t0 = time.perf_counter()
-    tok = processor.tokenizer
-    tok.padding_side = "left"
-    prompt = processor.apply_chat_template(
-        prompt_messages(ex.question), tokenize=False, add_generation_prompt=True
-    )
-    inputs = processor(images=[ex.image], text=[prompt], return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=64, min_new_tokens=64, do_sample=False)
+    prompt = vlm.prompt(ex.image, ex.question)
+    config = vlm.generation_config(64, vlm.pad_token_id, min_new_tokens=64)
+    out = vlm.model.generate(**prompt.inputs, generation_config=config)
     gen64_s = time.perf_counter() - t0
-    n_generated = out.shape[1] - inputs["input_ids"].shape[1]
+    n_generated = out.shape[1] - prompt.n_tokens
+    model, processor = vlm, None
     res = {
         "model": str(path),
         "load_s": round(load_s, 3),
@@ -266,9 +269,7 @@ def evaluate(
         "generated_tokens": int(n_generated),
         "accuracy_clean": accuracy(model, processor, n_per_family),
         "accuracy_clean_hardest": accuracy(model, processor, n_per_family, difficulty=1.0),
-        "accuracy_gaussian_sigma2": accuracy(
-            model, processor, n_per_family, pixel_hook=gaussian_hook(2.0)
-        ),
+        "accuracy_gaussian_sigma2": accuracy(model, processor, n_per_family, view=GAUSSIAN),
         "accuracy_blank_image": accuracy(model, processor, n_per_family, image_fn=blank_image),
         "chance_level": {f: round(chance_level(f), 3) for f in FAMILIES},
         "token_level": token_level(model, processor, n_token_per_family),

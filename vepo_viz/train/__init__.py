@@ -5,9 +5,10 @@
 
 The same runs start from the command line (`vepo-viz train --config run.toml`) and from
 the app's Train tab (a background process each). Layout: config.py (settings), data.py
-(prompts), policy.py (the model, batched), rollout.py (rollout / score pass / update),
-selection.py and grpo.py (pure math), trainer.py (the loop), jobs.py (run folders and
-processes), curves.py (plots), repro.py (the mini-reproduction).
+(prompts), policy.py (the training state around the models.VLM adapter), rollout.py
+(rollout / score pass / update), selection.py and grpo.py (pure math), trainer.py (the
+loop), jobs.py (run folders and processes), curves.py (plots), repro.py (the
+mini-reproduction).
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ The defaults are a small CPU run of the embedded tiny model on the task suite wi
 VEPO reference selection (type D, alpha 0.7, top 20% per response, Gaussian sigma 2.0 on
 normalised pixels). A bad value raises `VepoInputError` with a message that says what to
 do, before any model is loaded.
+
+Scoring and the counterfactual view are the app's own `ScoringConfig` and `PerturbConfig`
+(fields `scoring` and `perturb`), validated by themselves. Files and flags stay flat
+(score_type = "D", sigma = 2.0, perturb = "patch", ...): `from_dict` sorts those keys
+into the two configs and `to_dict` writes them back flat, so old run folders resume.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import difflib
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from vepo_viz.errors import VepoInputError
-from vepo_viz.scoring import SCORE_TYPES
+from vepo_viz.perturb import MODES, PerturbConfig
+from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
 from vepo_viz.train.rules import RULES
 
 FINETUNE_MODES: tuple[str, ...] = ("auto", "full", "lora")
@@ -118,22 +124,15 @@ class TrainConfig:
     # ---- token selection --------------------------------------------------------
     selection: str = field(default="vepo", metadata={"registry": RULES})
     """Which tokens each step trains on (an entry of train.rules.RULES)."""
-    score_type: str = "D"
-    """Score of the "vepo" rule: D (reference), A-H (ablations), jsd, entropy_gap."""
-    ratio: float = 0.2
-    """Fraction of tokens trained on by the top-ratio rules, in (0, 1]."""
-    scope: str = "response"
-    """Where top-ratio is taken: "response" (reference), "batch", "quantile"."""
-    alpha: float = 0.7
-    """JSD vs |entropy gap| weight of the VEPO visual factor."""
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    """How the top-ratio rules rank and keep tokens: score_type (of the "vepo" rule),
+    alpha, ratio, scope (flat keys in files and flags). Its temperature and seed are
+    this run's."""
     vppo_rescale: bool = True
     """VPPO: scale each response's advantage by its mean visual dependency."""
-    perturb: str = ""
-    """Counterfactual view (perturb.MODES); "" = the rule's reference (its RULES entry's perturb)."""
-    sigma: float = 2.0
-    """Noise std of "gaussian" (normalised units) / "gaussian_pixel" ([0, 1] units)."""
-    n_draws: int = 1
-    """Counterfactual draws averaged per step (1 = reference); fresh noise each."""
+    perturb: PerturbConfig | None = None
+    """The counterfactual view: mode (flat key "perturb"), sigma, n_draws, ...; None = the
+    rule's reference (its RULES entry's perturb) with the default parameters."""
     diagnostics_every: int = 5
     """For rules that need no counterfactual pass (all, entropy, random), run one anyway
     every N steps to log the visual sensitivity of their selected tokens (0 = never)."""
@@ -167,6 +166,16 @@ class TrainConfig:
         if isinstance(self.families, list):
             object.__setattr__(self, "families", tuple(self.families))
         errors = list(self._extra_errors) + _validate(self)
+        if not errors:  # the sub-configs' temperature and seed are the run's
+            object.__setattr__(
+                self,
+                "scoring",
+                dataclasses.replace(self.scoring, temperature=self.temperature, seed=self.seed),
+            )
+            if self.perturb is not None:
+                object.__setattr__(
+                    self, "perturb", dataclasses.replace(self.perturb, seed=self.seed)
+                )
         if errors:
             raise VepoInputError(
                 "invalid training config:\n  - " + "\n  - ".join(errors)
@@ -177,9 +186,40 @@ class TrainConfig:
     # ---- derived ----------------------------------------------------------------
 
     @property
+    def perturb_config(self) -> PerturbConfig:
+        """The counterfactual view actually used (the rule's reference when perturb is None)."""
+        if self.perturb is not None:
+            return self.perturb
+        return PerturbConfig(mode=self.rule.perturb, seed=self.seed)
+
+    @property
     def perturb_mode(self) -> str:
-        """The counterfactual view actually used."""
-        return self.perturb or self.rule.perturb
+        """The counterfactual mode actually used."""
+        return self.perturb_config.mode
+
+    @property
+    def sigma(self) -> float:
+        return self.perturb_config.sigma
+
+    @property
+    def n_draws(self) -> int:
+        return self.perturb_config.n_draws
+
+    @property
+    def score_type(self) -> str:
+        return self.scoring.score_type
+
+    @property
+    def alpha(self) -> float:
+        return self.scoring.alpha
+
+    @property
+    def ratio(self) -> float:
+        return self.scoring.ratio
+
+    @property
+    def scope(self) -> str:
+        return self.scoring.scope
 
     @property
     def needs_counterfactual(self) -> bool:
@@ -203,12 +243,18 @@ class TrainConfig:
     # ---- I/O --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
+        """Every setting under its flat key (the sub-configs' fields inline)."""
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name.startswith("_"):
                 continue
             value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            if f.name == "scoring":
+                out.update(flat_scoring(value))
+            elif f.name == "perturb":
+                out.update(flat_perturb(value))
+            else:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
     def to_toml(self) -> str:
@@ -220,16 +266,26 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """A config from a mapping; unknown keys are rejected with the closest field name."""
+        """A config from a mapping of flat keys (or `scoring`/`perturb` as configs or
+        tables); unknown keys are rejected with the closest setting name."""
+        values = dict(values)
+        errors: list[str] = []
+        given = _pop_flat(values, "scoring", SCORING_KEYS)
+        scoring = _sub_config(ScoringConfig, {} if given is None else given, errors)
+        rule = RULES.get(values.get("selection", RULES.reference))
+        rule_mode = rule.perturb if rule is not None else PerturbConfig().mode
+        perturb = _perturb_from(_pop_flat(values, "perturb", PERTURB_KEYS), rule_mode, errors)
         names = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
-        unknown = []
+        known_keys = [*names, *SCORING_KEYS.values(), *PERTURB_KEYS.values()]
         for key in values:
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
+                close = difflib.get_close_matches(key, known_keys, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                unknown.append(f"unknown setting {key!r}{hint}")
+                errors.append(f"unknown setting {key!r}{hint}")
         known = {k: v for k, v in values.items() if k in names}
-        return cls(**known, _extra_errors=tuple(unknown))
+        if scoring is not None:
+            known["scoring"] = scoring
+        return cls(**known, perturb=perturb, _extra_errors=tuple(errors))
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -280,10 +336,86 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")  # pragma: no cover
 
 
+SCORING_KEYS: dict[str, str] = {
+    "score_type": "score_type",
+    "alpha": "alpha",
+    "ratio": "ratio",
+    "scope": "scope",
+}
+"""ScoringConfig field -> its flat key (temperature and seed are the run's own)."""
+
+PERTURB_KEYS: dict[str, str] = {
+    "mode": "perturb",
+    "sigma": "sigma",
+    "n_draws": "n_draws",
+    "patch_size": "patch_size",
+    "patch_prob": "patch_prob",
+    "blur_radius": "blur_radius",
+}
+"""PerturbConfig field -> its flat key (the seed is the run's own)."""
+
+
+def flat_scoring(scoring: ScoringConfig) -> dict[str, Any]:
+    return {key: getattr(scoring, name) for name, key in SCORING_KEYS.items()}
+
+
+def flat_perturb(perturb: PerturbConfig | None) -> dict[str, Any]:
+    """The view under its flat keys; None (the rule's reference) writes perturb = ""."""
+    out = {key: getattr(perturb or PerturbConfig(), name) for name, key in PERTURB_KEYS.items()}
+    if perturb is None:
+        out["perturb"] = ""
+    return out
+
+
+def _pop_flat(values: dict[str, Any], name: str, keys: dict[str, str]) -> Any:
+    """The sub-config `name` out of `values`: a config, table or None under `name`, else
+    its fields' flat keys (removed from `values`) as {field: value}."""
+    given = values.get(name)
+    if name in values and (given is None or isinstance(given, dict) or is_dataclass(given)):
+        return values.pop(name)
+    return {field_name: values.pop(key) for field_name, key in keys.items() if key in values}
+
+
+def _sub_config(cls: type, given: Any, errors: list[str]):
+    """`given` (a config, or {field: value}) as a `cls`, or None with its error noted."""
+    if isinstance(given, cls):
+        return given
+    if not isinstance(given, dict):
+        errors.append(f"{cls.__name__} settings must be a table, got {given!r}")
+        return None
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        errors.append(f"unknown {cls.__name__} settings {unknown}")
+        return None
+    try:
+        return cls(**given)
+    except (ValueError, TypeError) as error:
+        errors.append(str(error))
+        return None
+
+
+def _perturb_from(given: Any, rule_mode: str, errors: list[str]) -> PerturbConfig | None:
+    """The view of `given` (None, a config, or {field: value} where mode "" or absent means
+    the rule's `rule_mode`): None when it is the rule's reference view."""
+    if given is None or isinstance(given, PerturbConfig):
+        return given
+    if isinstance(given, dict) and given.get("mode", "") == "":
+        given = {k: v for k, v in given.items() if k != "mode"}
+        defaults = PerturbConfig()
+        if all(getattr(defaults, k, object()) == v for k, v in given.items()):
+            return None
+        given = {"mode": rule_mode, **given}
+    if isinstance(given, dict) and given["mode"] not in MODES:
+        errors.append(
+            f"perturb={given['mode']!r} is not a counterfactual view; choose one of "
+            f"{', '.join(MODES)} or leave it empty for the rule's reference"
+        )
+        return None
+    return _sub_config(PerturbConfig, given, errors)
+
+
 def _validate(cfg: TrainConfig) -> list[str]:
     """Every problem with `cfg`, each a sentence that says what to do."""
-    from vepo_viz.perturb import MODES
-    from vepo_viz.scoring import SCOPES
     from vepo_viz.tasks import FAMILIES
 
     errors: list[str] = []
@@ -373,7 +505,7 @@ def _validate(cfg: TrainConfig) -> list[str]:
 
     if need_choice("selection", RULES):
         rule = RULES[cfg.selection]
-        if rule.score_types is not None:
+        if rule.score_types is not None and isinstance(cfg.scoring, ScoringConfig):
             need_choice(
                 "score_type",
                 SCORE_TYPES.names(rule.score_types),
@@ -384,17 +516,11 @@ def _validate(cfg: TrainConfig) -> list[str]:
                 'loss_mode="weight" with selection="all" up-weights every token equally; '
                 'use loss_mode="mask" (the same update) or pick a selection rule'
             )
-    need_number("ratio", 0.0, 1.0, lo_open=True, hint=" (0.2 keeps the top 20%)")
-    need_choice("scope", SCOPES)
-    need_number("alpha", 0.0, 1.0)
     need_bool("vppo_rescale")
-    if isinstance(cfg.perturb, str) and cfg.perturb and cfg.perturb not in MODES:
-        errors.append(
-            f"perturb={cfg.perturb!r} is not a counterfactual view; choose one of "
-            f"{', '.join(MODES)} or leave it empty for the rule's reference"
-        )
-    need_number("sigma", 0.0, math.inf)
-    need_int("n_draws", 1)
+    if not isinstance(cfg.scoring, ScoringConfig):
+        errors.append(f"scoring={cfg.scoring!r} must be a ScoringConfig")
+    if cfg.perturb is not None and not isinstance(cfg.perturb, PerturbConfig):
+        errors.append(f"perturb={cfg.perturb!r} must be a PerturbConfig or None (the rule's)")
     need_int("diagnostics_every", 0)
 
     need_choice("finetune", FINETUNE_MODES)

@@ -1,4 +1,4 @@
-"""The policy being trained: a transformers VLM behind the batched calls GRPO needs.
+"""The policy being trained: the one `VLM` adapter plus what training holds around it.
 
     policy = VLMPolicy.load(cfg)            # full fine-tuning or LoRA, per cfg.finetune
     responses = policy.generate(prompts, n_per_prompt=8, max_new_tokens=32, temperature=1.0, seed=s)
@@ -6,10 +6,10 @@
     logits = policy.response_logits(batch)               # (n, T, V), position t predicts token t
     views = policy.counterfactual_inputs(batch, "gaussian", sigma=2.0, generator=g)
 
-Loading, chat templates, end-of-turn tokens, pixel layouts and seeded sampling come from
-`vepo_viz.models` (the same code the Analyze tab uses); what this module adds is batching
-(many prompts x G responses per call) and the trainable wrapper (LoRA via peft, gradient
-checkpointing, a frozen reference for the KL term).
+Prompts, sampling, teacher-forced passes, counterfactual views and LoRA are the adapter's
+batched calls (`vepo_viz.models.batching`, the same code the Analyze tab and the embedded
+model's evaluation use). This module only holds the training state: which parameters
+train, gradient checkpointing, the frozen reference for the KL term, saving/resuming.
 
 `FakePolicy`-style stand-ins (tests) only need encode / response_logits /
 counterfactual_inputs / generate / decode / parameters.
@@ -18,77 +18,24 @@ counterfactual_inputs / generate / decode / parameters.
 from __future__ import annotations
 
 import copy
-import hashlib
-import inspect
-from dataclasses import dataclass, field
+import dataclasses
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from vepo_viz.errors import ModelLoadError
-from vepo_viz.perturb import perturb_image
+from vepo_viz.models.batching import SequenceBatch
+from vepo_viz.models.sampling import derive_seed
 from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
 from vepo_viz.train.data import TaskPrompt
 
-GENERATION_BATCH = 64
-"""Sequences generated per `model.generate` call (memory bound on real models)."""
+__all__ = ["VLMPolicy", "SequenceBatch", "derive_seed", "make_generator", "load_fresh"]
 
 EMBEDDED_NAMES = ("tiny", "embedded")
 """Values of `model` meaning the embedded tiny model (the app's model box says "embedded")."""
 
-_EXTEND_WITH_ONES = ("attention_mask",)
-_EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
-_PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
-
-
-def placeholder_token_ids(config) -> list[int]:
-    """Ids of the image/video placeholder and delimiter tokens named in a model config."""
-    ids = set()
-    for cfg in (config, getattr(config, "text_config", None)):
-        for name, value in (vars(cfg) if cfg is not None else {}).items():
-            if (
-                isinstance(value, int)
-                and not isinstance(value, bool)
-                and ("token_id" in name or "token_index" in name)
-                and any(w in name for w in ("image", "video", "vision", "boi", "eoi"))
-            ):
-                ids.add(value)
-    return sorted(ids)
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from any tuple of ints/strings (stable across runs and machines)."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
-
-
-@dataclass(eq=False)
-class SequenceBatch:
-    """Prompt + response sequences of one micro-batch (n rows), on the model's device."""
-
-    inputs: dict[str, torch.Tensor]
-    """Model inputs of the clean pass: input_ids (n, P + T), attention_mask, pixel inputs."""
-    response_ids: torch.Tensor
-    """(n, T) sampled token ids, 0 on padding."""
-    mask: torch.Tensor
-    """(n, T) bool, True on real response tokens."""
-    texts: list[str] = field(default_factory=list)
-    """Rendered prompt texts (image tokens unexpanded), for pixel-space views."""
-    images: list[Image.Image] = field(default_factory=list)
-    """Prompt images as processed, for pixel-space views."""
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.response_ids.shape[0])
-
-    @property
-    def n_response(self) -> int:
-        return int(self.response_ids.shape[1])
 
 
 class VLMPolicy:
@@ -103,15 +50,6 @@ class VLMPolicy:
         self.reference = None
         self.processor = vlm.processor
         self.device = vlm.device
-        self._has_logits_to_keep = (
-            "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        )
-        self.placeholder_ids = placeholder_token_ids(self.model.config)
-        bos = self.processor.tokenizer.bos_token
-        self._bos = bos
-        self.pad_id = self.processor.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = vlm.eos_token_ids[0]
 
     # ---- construction -----------------------------------------------------------
 
@@ -142,27 +80,10 @@ class VLMPolicy:
         return policy
 
     def _add_lora(self) -> None:
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as error:  # pragma: no cover - peft is a dev/gpu dependency
-            raise ModelLoadError(
-                "LoRA needs peft: pip install 'vepo-viz[gpu]' (or set finetune = \"full\")"
-            ) from error
-        config = LoraConfig(
-            r=self.cfg.lora_r,
-            lora_alpha=self.cfg.lora_alpha,
-            lora_dropout=self.cfg.lora_dropout,
-            target_modules=self.cfg.lora_targets or self.vlm.family.lora_targets,
-            bias="none",
-        )
-        try:
-            self.peft_model = get_peft_model(self.model, config)
-        except ValueError as error:
-            raise ModelLoadError(
-                f"LoRA found no target modules in this model ({error}); set lora_targets to a "
-                "regex over its module names (print(model) lists them)"
-            ) from error
         # peft injects the adapters into self.model in place; keep calling the plain model.
+        self.peft_model = self.vlm.attach_lora(
+            self.cfg.lora_r, self.cfg.lora_alpha, self.cfg.lora_dropout, self.cfg.lora_targets
+        )
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the optimizer updates."""
@@ -176,63 +97,16 @@ class VLMPolicy:
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
 
-    # ---- prompts and sequences --------------------------------------------------
+    # ---- prompts, sequences, passes: the adapter's batched calls --------------------
 
-    def _render(self, prompt: TaskPrompt) -> tuple[str, Image.Image]:
-        from vepo_viz.models.images import fit_image
-
-        question = prompt.question + self.cfg.prompt_suffix
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
-        ]
-        text = self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-        return text, fit_image(prompt.image.convert("RGB"), self.vlm.max_image_pixels)
-
-    def _process(self, texts: list[str], images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        tok = self.processor.tokenizer
-        tok.padding_side = "left"
-        add_special = not (self._bos is not None and texts[0].startswith(self._bos))
-        batch = self.processor(
-            text=texts,
-            images=[[im] for im in images],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=add_special,
-        )
-        return {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    def _pairs(self, prompts: list[TaskPrompt]) -> list:
+        return [(p.image, p.question + self.cfg.prompt_suffix) for p in prompts]
 
     def encode(
         self, prompts: list[TaskPrompt], responses: list[list[int]], n_response: int | None = None
     ) -> SequenceBatch:
         """Prompts (left-padded) followed by their responses (right-padded to n_response)."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        T = n_response or max(1, max(len(r) for r in responses))
-        rendered = [self._render(p) for p in prompts]
-        texts = [t for t, _ in rendered]
-        images = [im for _, im in rendered]
-        inputs = self._process(texts, images)
-        ids = torch.zeros(len(responses), T, dtype=torch.long)
-        mask = torch.zeros(len(responses), T, dtype=torch.bool)
-        for i, r in enumerate(responses):
-            ids[i, : len(r)] = torch.tensor(r[:T], dtype=torch.long)
-            mask[i, : len(r)] = True
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        filled = torch.where(mask, ids, self.pad_id)
-        inputs["input_ids"] = torch.cat([inputs["input_ids"], filled], dim=1)  # (n, P + T)
-        for key in _EXTEND_WITH_ONES + _EXTEND_WITH_ZEROS:
-            if key in inputs:
-                extra = (
-                    mask.to(inputs[key].dtype)
-                    if key in _EXTEND_WITH_ONES
-                    else torch.zeros_like(ids, dtype=inputs[key].dtype)
-                )
-                inputs[key] = torch.cat([inputs[key], extra], dim=1)  # (n, P + T)
-        return SequenceBatch(inputs, ids, mask, texts, images)
-
-    # ---- forward passes ---------------------------------------------------------
+        return self.vlm.encode(self._pairs(prompts), responses, n_response)
 
     def response_logits(
         self,
@@ -240,21 +114,9 @@ class VLMPolicy:
         image_inputs: dict[str, torch.Tensor] | None = None,
         model: torch.nn.Module | None = None,
     ) -> torch.Tensor:
-        """(n, T, V) logits predicting each response token (teacher-forced).
-
-        `image_inputs` replaces the pixel inputs (a counterfactual view). Gradients flow
-        when called outside torch.no_grad().
-        """
-        model = model or self.model
-        inputs = dict(batch.inputs)
-        if image_inputs:
-            inputs.update(image_inputs)
-        T = batch.n_response
-        if self._has_logits_to_keep:
-            logits = model(**inputs, use_cache=False, logits_to_keep=T + 1).logits  # (n, T+1, V)
-        else:  # pragma: no cover - every supported family has logits_to_keep
-            logits = model(**inputs, use_cache=False).logits[:, -(T + 1) :]
-        return logits[:, :-1]  # (n, T, V)
+        """(n, T, V) logits predicting each response token (teacher-forced; gradients flow
+        outside torch.no_grad()). `image_inputs` replaces the pixel inputs (a view)."""
+        return self.vlm.response_logits(batch, image_inputs, model=model or self.model)
 
     @torch.no_grad()
     def reference_logits(self, batch: SequenceBatch) -> torch.Tensor:
@@ -270,20 +132,9 @@ class VLMPolicy:
         self, batch: SequenceBatch, mode: str, *, sigma: float, generator: torch.Generator
     ) -> dict[str, torch.Tensor]:
         """Pixel inputs of a fresh counterfactual view of every image of the batch."""
-        from vepo_viz.perturb import NORMALIZED_MODES
+        perturb = dataclasses.replace(self.cfg.perturb_config, mode=mode, sigma=sigma)
+        return self.vlm.batch_view_inputs(batch, perturb, generator)
 
-        if mode in NORMALIZED_MODES:
-            view = self.vlm.family.view(
-                batch.inputs["pixel_values"], mode, sigma=sigma, generator=generator
-            )
-            return {"pixel_values": view}
-        images = [perturb_image(im, mode, sigma=sigma, generator=generator) for im in batch.images]
-        inputs = self._process(batch.texts, images)
-        return {k: v for k, v in inputs.items() if k in _PIXEL_KEYS}
-
-    # ---- generation -------------------------------------------------------------
-
-    @torch.no_grad()
     def generate(
         self,
         prompts: list[TaskPrompt],
@@ -293,56 +144,14 @@ class VLMPolicy:
         temperature: float,
         seed: int,
     ) -> list[list[int]]:
-        """n_per_prompt responses per prompt, prompt-major (all of prompt 0 first).
-
-        temperature > 0 samples with an explicit generator (models.sampling.SeededSampler,
-        no global RNG); 0 decodes greedily. Image/video placeholder tokens are never
-        generated (a response holding one could not be teacher-forced); a trained model
-        gives them ~0 probability anyway. Each response ends with its end-of-turn token
-        when one was produced (the token is trained on); otherwise it is cut at
-        max_new_tokens.
-        """
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        from vepo_viz.models.sampling import SeededSampler
-
-        was_training = self.model.training
-        self.model.eval()
-        eos = list(self.vlm.eos_token_ids)
-        config = GenerationConfig(
+        """n_per_prompt responses per prompt, prompt-major (see `VLM.sample`)."""
+        return self.vlm.sample(
+            self._pairs(prompts),
+            n_per_prompt=n_per_prompt,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=1.0,
-            top_p=1.0,
-            top_k=None,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            eos_token_id=eos,
-            pad_token_id=self.pad_id,
-            suppress_tokens=self.placeholder_ids or None,
+            temperature=temperature,
+            seed=seed,
         )
-        expanded = [p for p in prompts for _ in range(n_per_prompt)]
-        out: list[list[int]] = []
-        for chunk_index, start in enumerate(range(0, len(expanded), GENERATION_BATCH)):
-            chunk = expanded[start : start + GENERATION_BATCH]
-            rendered = [self._render(p) for p in chunk]
-            inputs = self._process([t for t, _ in rendered], [im for _, im in rendered])
-            processors = LogitsProcessorList()
-            if temperature > 0:
-                processors.append(SeededSampler(temperature, 1.0, derive_seed(seed, chunk_index)))
-            sequences = self.model.generate(
-                **inputs, generation_config=config, logits_processor=processors
-            )
-            new = sequences[:, inputs["input_ids"].shape[1] :].tolist()  # (n, new)
-            for row in new:
-                cut = len(row)
-                for i, token in enumerate(row):
-                    if token in eos:
-                        cut = i + 1  # keep the end-of-turn token
-                        break
-                out.append(row[:cut])
-        self.model.train(was_training)
-        return out
 
     def token_kinds(self, prompt: TaskPrompt, token_ids: list[int]) -> tuple[str, ...] | None:
         """Kind of each response token ("visual", "template", "free", "answer"; the
@@ -383,7 +192,7 @@ class VLMPolicy:
         elif self.peft_model is not None:
             merged_model = self.peft_model.merge_and_unload()
             merged_model.save_pretrained(folder)
-            self.model = merged_model
+            self.model = self.vlm.model = merged_model
             self.peft_model = None
         else:
             self.model.save_pretrained(folder)
@@ -395,11 +204,7 @@ class VLMPolicy:
 
     def load_adapter(self, folder: str | Path) -> None:
         """Load LoRA adapter weights saved by `save` into this policy (resume)."""
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = load_file(str(Path(folder) / "adapter_model.safetensors"))
-        set_peft_model_state_dict(self.peft_model, state)
+        self.vlm.load_lora_weights(self.peft_model, folder)
 
     def describe(self) -> dict:
         trainable, total = self.n_parameters()

@@ -44,15 +44,13 @@ def export_sft_checkpoint(state_path: str | Path, like: str | Path, out: str | P
     architecture and with the processor of the model folder `like` (e.g. the embedded
     model, the end of the same SFT run)."""
     import torch
-    from transformers import AutoModelForImageTextToText
 
     from vepo_viz.models import load_model
 
-    vlm = load_model(str(like), device="cpu", cache=False)
-    model = AutoModelForImageTextToText.from_config(vlm.model.config)
+    vlm = load_model(str(like), device="cpu", cache=False)  # a private copy: overwritten
+    model = vlm.model
     state = torch.load(str(state_path), weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
-    model.generation_config = vlm.model.generation_config
     out = Path(out)
     model.save_pretrained(out)
     vlm.processor.save_pretrained(out)
