@@ -1,8 +1,9 @@
 """What every view shows, read off a `TokenAnalysis`: per-token table, categories, summary.
 
-This is the one place in render/ that knows the field names of `vepo_viz.results`; the
-figures and exports read the canonical columns of `token_frame`. Nothing here touches a
-tensor or a model.
+This is the one place in render/ that knows the per-token field names of
+`vepo_viz.results`; the figures and exports read the canonical columns of `token_frame`,
+the typed settings (`result.settings.scoring`) and `results.summary`. Nothing here
+touches a tensor or a model.
 """
 
 from __future__ import annotations
