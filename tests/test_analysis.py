@@ -282,3 +282,62 @@ def test_response_text_is_what_the_model_scored(qwen, scene):
     result = analyze(qwen, scene, QUESTION, response="Red é square")
     assert result.response == qwen.decode(result.token_ids.tolist())
     assert "".join(result.response[s:e] for s, e in result.offsets) == result.response
+
+
+def _preview_as_render_made_it(image, config, mean, std):
+    """render/images.py's preview before it moved to the analysis side (the UI's call:
+    the image at the processed size, the processor's normalisation), verbatim."""
+    from PIL import Image
+
+    from vepo_viz.perturb import PIXEL_MODES, make_generator, perturb_image
+
+    rgb = image.convert("RGB")
+    if config.mode in PIXEL_MODES:
+        return perturb_image(
+            rgb,
+            config.mode,
+            sigma=config.sigma,
+            generator=config.generator(0),
+            patch_size=config.patch_size,
+            patch_prob=config.patch_prob,
+            blur_radius=config.blur_radius,
+        )
+    gen = make_generator(config.seed, 0)
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
+    noise = torch.randn((rgb.height, rgb.width, 3), generator=gen).numpy()  # (H, W, 3)
+    noisy = np.clip(pixels + config.sigma * np.asarray(std, np.float32) * noise, 0.0, 1.0)
+    return Image.fromarray(np.round(noisy * 255).astype(np.uint8), mode="RGB")
+
+
+@pytest.mark.parametrize(
+    "perturb",
+    [PerturbConfig(mode="patch", seed=3, patch_size=8), PerturbConfig(mode="gaussian", seed=5)],
+    ids=["patch", "gaussian"],
+)
+def test_result_carries_the_views(qwen, scene, perturb, tmp_path):
+    from vepo_viz.models.images import image_digest
+    from vepo_viz.render.images import processed_size, views_of
+
+    settings = AnalysisSettings(perturb=perturb)
+    result = analyze(qwen, scene, QUESTION, response=RESPONSE, settings=settings)
+    assert result.settings is settings
+    assert image_digest(result.image) == result.image_digest
+    assert result.image.size == result.image_size
+    processor = qwen.processor.image_processor
+    mean, std = result.image_normalization
+    assert list(mean) == [float(m) for m in processor.image_mean]
+    assert list(std) == [float(s) for s in processor.image_std]
+    expected = _preview_as_render_made_it(processed_size(scene, result), perturb, mean, std)
+    assert np.array_equal(np.asarray(result.counterfactual_image), np.asarray(expected))
+    assert result.counterfactual_caption.startswith(
+        "exact view used" if perturb.mode == "patch" else "gaussian, sigma=2 in normalised"
+    )
+    clean, view, caption = views_of(result)
+    assert clean is result.image and view is result.counterfactual_image
+    w, h = result.image_size
+    assert caption == (
+        f"Left: the clean image the model saw ({w}x{h}). Right: {result.counterfactual_caption}."
+    )
+    loaded = TokenAnalysis.load(result.save(tmp_path / "r.json"))
+    assert np.array_equal(np.asarray(loaded.counterfactual_image), np.asarray(expected))
+    assert loaded.settings == settings

@@ -10,7 +10,6 @@ from PIL import Image
 
 from tests.ui_fixtures import FakeBackend
 from vepo_viz.perturb import MODES, CounterfactualMode
-from vepo_viz.render.data import scoring_of
 from vepo_viz.scoring import SCORE_TYPES, ScoreType
 from vepo_viz.train.rules import RULES, SelectionRule
 from vepo_viz.ui import handlers as h
@@ -71,7 +70,7 @@ def test_throwaway_score_type_reaches_the_dropdowns_and_validation(image_path):
         session, view, _ = h.analyze(
             FakeBackend(), None, image_path, "What colour?", "", "embedded", values
         )
-        assert scoring_of(session.current)["score_type"] == THROWAWAY_SCORE.name
+        assert session.current.scoring_args["score_type"] == THROWAWAY_SCORE.name
         assert view.summary
     demo = build_app(FakeBackend(), samples=[])
     assert offered(demo, THROWAWAY_SCORE.name) == 0

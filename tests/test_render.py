@@ -146,3 +146,32 @@ def test_batch_figures_per_family():
     assert all(0 <= y <= 1 for y in bars.y)
     with pytest.raises(ValueError, match="lacks columns"):
         figures.batch_figures(tokens.drop(columns=["entropy"]))
+
+
+def test_views_of_results_without_images():
+    from pathlib import Path
+
+    from vepo_viz.analysis import add_views
+    from vepo_viz.render.images import NO_IMAGE, views_of
+    from vepo_viz.results import TokenAnalysis
+
+    legacy = Path(__file__).parent / "legacy"
+    assert views_of(TokenAnalysis.load(legacy / "analysis_v1.json")) == (None, None, NO_IMAGE)
+    app = TokenAnalysis.load(legacy / "app_session_v1.json")
+    clean, view, caption = views_of(app)
+    assert clean is app.image and view is None and "no counterfactual preview" in caption
+    add_views(app)  # an old app file's image gets its preview (CLIP's normalisation)
+    clean, view, caption = views_of(app)
+    assert view.size == clean.size and caption.endswith(f"{app.counterfactual_caption}.")
+
+
+def test_render_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vepo_viz.render, vepo_viz.render.images; "
+        "print('torch' in sys.modules, 'vepo_viz.perturb' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.ui_fixtures import fake_analysis
+from vepo_viz.perturb import counterfactual_preview
 from vepo_viz.render import export
-from vepo_viz.render.images import counterfactual_preview
 from vepo_viz.results import TokenAnalysis
 
 NASTY = [

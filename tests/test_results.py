@@ -3,14 +3,18 @@ summary helpers. No model needed (synthetic analyses)."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import vepo_viz
 from tests.fake import synthetic_analysis
 from vepo_viz import scoring
 from vepo_viz.results import (
@@ -122,3 +126,96 @@ def test_results_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# ---- what the views need: images, normalisation, typed settings ---------------------
+
+LEGACY = Path(__file__).parent / "legacy"
+"""Files written by vepo-viz before results carried images and typed settings."""
+
+
+def _with_views(result: TokenAnalysis) -> TokenAnalysis:
+    from tests.fake import draw_scene
+
+    result.image = draw_scene()
+    result.image_normalization = ((0.5, 0.25, 0.125), (0.3, 0.2, 0.1))
+    result.counterfactual_image = draw_scene().rotate(90, expand=True)
+    result.counterfactual_caption = "exact view used (draw 1 of 1): black"
+    return result
+
+
+def test_images_normalization_and_caption_round_trip_exactly(tmp_path):
+    result = _with_views(synthetic_analysis(10, seed=4))
+    loaded = TokenAnalysis.load(result.save(tmp_path / "r.json"))
+    assert_same(result, loaded)
+    for name in ("image", "counterfactual_image"):
+        a, b = getattr(result, name), getattr(loaded, name)
+        assert b.mode == "RGB" and b.size == a.size
+        assert np.array_equal(np.asarray(a), np.asarray(b)), name  # lossless PNG
+    assert loaded.image_normalization == result.image_normalization
+    assert loaded.counterfactual_caption == result.counterfactual_caption
+    data = result.to_dict()
+    assert isinstance(data["image_png"], str) and isinstance(data["settings"], dict)
+    json.dumps(data)  # plain JSON
+
+    light = TokenAnalysis.load(result.save(tmp_path / "light.json", include_image=False))
+    assert light.image is None and light.counterfactual_image is None
+    assert "image_png" not in result.to_dict(include_image=False)
+    assert light.image_normalization == result.image_normalization
+    assert_same(result, light)
+
+
+def test_settings_are_typed_with_the_legacy_dict_view():
+    from vepo_viz.analysis import AnalysisSettings as FromAnalysis
+    from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.perturb import PerturbConfig
+
+    assert FromAnalysis is AnalysisSettings is vepo_viz.AnalysisSettings
+    result = synthetic_analysis(12)
+    assert isinstance(result.settings, AnalysisSettings)
+    assert isinstance(result.settings.perturb, PerturbConfig)
+    assert result.settings["score_type"] == result.settings.score_type == "D"
+    assert result.settings["perturb"]["seed"] == 0 and result.settings.get("nope", 1) == 1
+    assert "alpha" in result.settings and "nope" not in result.settings
+    with pytest.raises(KeyError):
+        result.settings["nope"]
+    other = result.rescore(ratio=0.5, scope="batch")
+    assert other.settings == replace(result.settings, ratio=0.5, scope="batch")
+    assert other.settings.scoring.ratio == 0.5 and result.settings.ratio == 0.2
+    assert result.to_dict()["settings"] == result.settings.to_dict()
+
+
+def test_a_file_saved_before_still_loads():
+    old = TokenAnalysis.load(LEGACY / "analysis_v1.json")
+    assert len(old) == 8 and old.image is None and old.counterfactual_image is None
+    assert old.image_normalization is None and old.counterfactual_caption == ""
+    assert old.settings["score_type"] == "D" and old.settings.ratio == 0.2
+    # The app's files kept the clean image in their own key: it is read from there.
+    app = TokenAnalysis.load(LEGACY / "app_session_v1.json")
+    assert app.image is not None and app.image.size == app.image_size
+    assert app.counterfactual_image is None
+
+
+def test_settings_of_another_version_load_without_unknown_keys():
+    data = synthetic_analysis(6).to_dict()
+    data["settings"]["future_knob"] = 3
+    data["settings"]["perturb"]["future_param"] = 1.5
+    loaded = TokenAnalysis.from_dict(data)
+    assert "future_knob" not in loaded.settings.to_dict()
+
+
+def test_one_summary_for_every_view():
+    from vepo_viz.render import data as rdata
+    from vepo_viz.results import Summary, summary
+
+    result = synthetic_analysis(25, seed=5)
+    s = summary(result)
+    assert isinstance(s, Summary) and rdata.summary(result) == s
+    assert s.jaccard == selection_jaccard(result.selected_vepo, result.selected_entropy)
+    assert s.overlap == selection_overlap_fraction(result.selected_vepo, result.selected_entropy)
+    assert s.vepo_low_entropy == low_entropy_share(result.selected_vepo, result.entropy)
+    assert s.n_vepo_low_entropy == round(s.vepo_low_entropy * s.n_vepo)
+    legacy = result.summary()
+    assert legacy["overlap_jaccard"] == s.jaccard and legacy["low_entropy_share"] == (
+        s.vepo_low_entropy
+    )

@@ -150,9 +150,6 @@ class FakeBackend:
         result.generated = response is None
         return result
 
-    def image_normalization(self, model_name):
-        return [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
-
 
 # ---- a served app for the end-to-end and browser tests ------------------------------------
 

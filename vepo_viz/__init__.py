@@ -16,12 +16,13 @@ __all__ = ["load_model", "analyze", "TokenAnalysis", "AnalysisSettings", "__vers
 _LAZY = {
     "load_model": "vepo_viz.models",
     "analyze": "vepo_viz.analysis",
-    "AnalysisSettings": "vepo_viz.analysis",
+    "AnalysisSettings": "vepo_viz.analysis_settings",
     "TokenAnalysis": "vepo_viz.results",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vepo_viz.analysis import AnalysisSettings, analyze
+    from vepo_viz.analysis import analyze
+    from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.models import load_model
     from vepo_viz.results import TokenAnalysis
 

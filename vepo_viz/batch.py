@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vepo_viz.errors import VepoError, VepoInputError
-from vepo_viz.results import SCORING_KEYS
+from vepo_viz.results import SCORING_KEYS, summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -285,16 +285,16 @@ def aggregate(finished: list[tuple[Row, TokenAnalysis]]) -> dict[str, Any]:
     """Overlap and low-entropy share over all examples (pooled over tokens), and per family."""
 
     def stats(pairs) -> dict[str, float]:
-        jaccards = [r.overlap() for _, r in pairs]
-        jaccards = [j for j in jaccards if not math.isnan(j)]
-        n_vepo = sum(int(r.selected_vepo.sum()) for _, r in pairs)
-        n_both = sum(int((r.selected_vepo & r.selected_entropy).sum()) for _, r in pairs)
-        below_vepo = sum(_below_median(r.selected_vepo, r.entropy) for _, r in pairs)
-        below_entropy = sum(_below_median(r.selected_entropy, r.entropy) for _, r in pairs)
-        n_entropy = sum(int(r.selected_entropy.sum()) for _, r in pairs)
+        summaries = [summary(r) for _, r in pairs]
+        jaccards = [s.jaccard for s in summaries if not math.isnan(s.jaccard)]
+        n_vepo = sum(s.n_vepo for s in summaries)
+        n_both = sum(s.n_both for s in summaries)
+        below_vepo = sum(s.n_vepo_low_entropy for s in summaries)
+        below_entropy = sum(s.n_entropy_low_entropy for s in summaries)
+        n_entropy = sum(s.n_entropy for s in summaries)
         return {
             "examples": len(pairs),
-            "tokens": sum(len(r) for _, r in pairs),
+            "tokens": sum(s.n_tokens for s in summaries),
             "jaccard_mean": float(np.mean(jaccards)) if jaccards else math.nan,
             "overlap_pooled": n_both / n_vepo if n_vepo else math.nan,
             "vepo_low_entropy_share": below_vepo / n_vepo if n_vepo else math.nan,
@@ -306,9 +306,3 @@ def aggregate(finished: list[tuple[Row, TokenAnalysis]]) -> dict[str, Any]:
         "all": stats(finished),
         "families": {f: stats([p for p in finished if p[0].family == f]) for f in families},
     }
-
-
-def _below_median(selected: np.ndarray, entropy: np.ndarray) -> int:
-    if not selected.any():
-        return 0
-    return int((entropy[selected] < np.median(entropy)).sum())

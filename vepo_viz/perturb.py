@@ -19,7 +19,7 @@ fresh. `make_generator(seed, draw)` gives K independent, reproducible draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +29,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from vepo_viz.registry import Registry
+from vepo_viz.settings import LegacyMapping
 
 DEFAULT_SIGMA = 2.0
 """Reference noise std in normalised units. In [0, 1] pixel units ("gaussian_pixel") the
@@ -273,8 +274,10 @@ def _image_view(image: Image.Image, mode: str, params, generator) -> Image.Image
 
 
 @dataclass(frozen=True)
-class PerturbConfig:
-    """How counterfactual views are made; the defaults are the VEPO reference."""
+class PerturbConfig(LegacyMapping):
+    """How counterfactual views are made; the defaults are the VEPO reference.
+
+    `config["sigma"]` reads a field too (LegacyMapping: the legacy dict view)."""
 
     mode: str = field(default="gaussian", metadata={"registry": MODES})
     """How the counterfactual view is made, on the processor's normalised pixel_values
@@ -356,3 +359,55 @@ def pixel_value_views(
 def image_views(image: Image.Image, config: PerturbConfig) -> list[Image.Image]:
     """The config's n_draws views of a PIL image, each fresh from the input."""
     return [image_view(image, config, k) for k in range(config.n_draws)]
+
+
+# ---- the preview shown beside the clean image --------------------------------------
+
+CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+"""OpenAI CLIP normalisation (Qwen2-VL / Qwen2.5-VL use it): the fallback when the
+processor's own image_mean / image_std are not known."""
+
+
+def counterfactual_preview(
+    image: Image.Image,
+    config: PerturbConfig,
+    *,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
+) -> tuple[Image.Image, str]:
+    """(preview image, caption) of draw 0 of `config` applied to `image` (for display).
+
+    Pixel-space modes are previewed exactly: the same view as draw 0 of the analysis, on
+    the image the processor received. Normalised-space modes act on pixel_values, which
+    are not an image; their preview is a faithful rendering in pixel space: "gaussian"
+    adds sigma * std_c of noise to channel c (x_norm = (x - mean_c) / std_c, so
+    N(0, sigma^2) in normalised units is N(0, (sigma std_c)^2) in [0, 1] units), clamped
+    to [0, 1]; "no_image" (pixel_values = 0) is the flat image of the channel means.
+    """
+    rgb = image.convert("RGB")
+    if config.mode in PIXEL_MODES:
+        view = image_view(rgb, config, 0)
+        caption = f"exact view used (draw 1 of {config.n_draws}): {config.mode}"
+        if config.mode == "gaussian_pixel":
+            caption += f", sigma={config.sigma:g} in [0, 1] units"
+        return view, caption
+    mean = np.asarray(image_mean if image_mean is not None else CLIP_MEAN, dtype=np.float32)
+    std = np.asarray(image_std if image_std is not None else CLIP_STD, dtype=np.float32)
+    if config.mode == "no_image":
+        flat = np.broadcast_to(mean, (rgb.height, rgb.width, 3))
+        view = Image.fromarray(np.round(np.clip(flat, 0, 1) * 255).astype(np.uint8), mode="RGB")
+        return view, "no_image: pixel_values set to 0, i.e. every pixel at the channel mean"
+    # "gaussian": noise in normalised space, shown in pixel space.
+    gen = make_generator(config.seed, 0)
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # (H, W, 3)
+    noise = torch.randn((rgb.height, rgb.width, 3), generator=gen).numpy()  # (H, W, 3)
+    noisy = np.clip(pixels + config.sigma * std * noise, 0.0, 1.0)
+    view = Image.fromarray(np.round(noisy * 255).astype(np.uint8), mode="RGB")
+    caption = (
+        f"gaussian, sigma={config.sigma:g} in normalised units (x std "
+        f"{', '.join(f'{float(x):.3f}' for x in std)} per channel in pixel units): a preview "
+        "of the same noise strength, clamped to [0, 1] for display; the model saw unclamped "
+        "noise on its normalised pixel_values"
+    )
+    return view, caption

@@ -1,21 +1,31 @@
 """`TokenAnalysis`: every per-token number of one analysed response, as plain data.
 
-Numpy arrays + token strings + provenance (settings, model id, image hash, versions).
-Saved as JSON with an exact float round trip, loaded back, turned into a DataFrame, and
-re-scored (`rescore`) from the stored per-token statistics without the model: the UI,
-render/ and the CLI read only this. Importing this module does not import torch or
-transformers; `rescore` imports torch (and vepo_viz.scoring) when called.
+Numpy arrays + token strings + provenance (typed settings, model id, image hash,
+versions) + what the views show (the image the model saw, its normalisation, the
+counterfactual preview). Saved as JSON with an exact float round trip (images as base64
+PNG), loaded back, turned into a DataFrame, summarised (`summary`: the one place the
+overlap and low-entropy numbers are computed) and re-scored (`rescore`) from the stored
+per-token statistics without the model: the UI, render/ and the CLI read only this.
+Importing this module does not import torch or transformers; building a result's
+`AnalysisSettings` (vepo_viz.analysis_settings) and `rescore` import torch when called.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from vepo_viz.analysis_settings import AnalysisSettings
 
 FORMAT = "vepo-viz/token-analysis"
 FORMAT_VERSION = 1
@@ -42,6 +52,16 @@ BOOL_ARRAYS = ("selected_vepo", "selected_entropy")
 
 SCORING_KEYS = ("score_type", "alpha", "ratio", "scope")
 """Settings that `rescore` may change (everything else needs the model again)."""
+
+IMAGE_FIELDS = ("image", "counterfactual_image")
+"""PIL image fields: saved as base64 PNG under "<name>_png" (`include_image=True`)."""
+
+APP_KEY = "vepo_viz_app"
+"""Key under which the app's saved files carry app data (an "image_png" of the clean
+image, base settings): `from_dict` reads the image from it when the file has no own."""
+
+Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
+"""(mean, std) per RGB channel of the image processor."""
 
 
 @dataclass(eq=False)
@@ -112,12 +132,23 @@ class TokenAnalysis:
     """True when the model generated the response, False when it was pasted."""
     truncated: bool = False
     """True when generation stopped at max_new_tokens instead of the end of the turn."""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """AnalysisSettings as a dict (generation, counterfactual, scoring)."""
+    settings: AnalysisSettings = field(default_factory=lambda: _settings_of({}))
+    """The AnalysisSettings of the analysis (generation, counterfactual, scoring); a dict
+    only in `to_dict`/`save`. A dict given here (a legacy result) is converted."""
     versions: dict[str, str] = field(default_factory=dict)
     """Package versions that produced the numbers."""
     timing: dict[str, float] = field(default_factory=dict)
     """Seconds per stage (generate, clean_pass, counterfactual, stats, total, ...)."""
+    image: Image.Image | None = None
+    """The RGB image exactly as the processor received it (after fit_image); None when
+    not stored (a result loaded from a file saved without it)."""
+    image_normalization: Normalization | None = None
+    """(mean, std) of the processor's normalisation, or None if not known."""
+    counterfactual_image: Image.Image | None = None
+    """Draw 0's counterfactual view as shown beside `image` (exact for pixel-space
+    modes, a pixel-space rendering for normalised-space ones: perturb.counterfactual_preview)."""
+    counterfactual_caption: str = ""
+    """What `counterfactual_image` is, in one sentence."""
 
     def __post_init__(self) -> None:
         self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(-1)
@@ -139,6 +170,10 @@ class TokenAnalysis:
                 f"have one entry per token id ({n})"
             )
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.settings = _settings_of(self.settings)
+        if self.image_normalization is not None:
+            mean, std = self.image_normalization
+            self.image_normalization = (_triple(mean), _triple(std))
 
     # ---- basics -----------------------------------------------------------------
 
@@ -148,7 +183,7 @@ class TokenAnalysis:
     def __repr__(self) -> str:
         return (
             f"TokenAnalysis(T={len(self)}, model={self.model_id!r}, "
-            f"score_type={self.settings.get('score_type', '?')}, "
+            f"score_type={self.settings.score_type}, "
             f"selected={int(self.selected_vepo.sum())}, response={_clip(self.response, 40)!r})"
         )
 
@@ -168,20 +203,24 @@ class TokenAnalysis:
         return low_entropy_share(self.selected_vepo, self.entropy)
 
     def summary(self) -> dict[str, float]:
-        """A few numbers that describe the analysis (for tables and batch aggregates)."""
+        """A few numbers of `summary(self)` as a flat dict (legacy keys)."""
+        s = summary(self)
         return {
-            "n_tokens": float(len(self)),
-            "n_selected": float(self.selected_vepo.sum()),
-            "overlap_jaccard": self.overlap(),
-            "overlap_fraction": selection_overlap_fraction(
-                self.selected_vepo, self.selected_entropy
-            ),
-            "low_entropy_share": self.low_entropy_share(),
-            "mean_entropy": float(self.entropy.mean()) if len(self) else math.nan,
-            "mean_jsd": float(self.jsd.mean()) if len(self) else math.nan,
+            "n_tokens": float(s.n_tokens),
+            "n_selected": float(s.n_vepo),
+            "overlap_jaccard": s.jaccard,
+            "overlap_fraction": s.overlap,
+            "low_entropy_share": s.vepo_low_entropy,
+            "mean_entropy": s.mean_entropy,
+            "mean_jsd": s.mean_jsd,
         }
 
     # ---- re-scoring -------------------------------------------------------------
+
+    @property
+    def scoring_args(self) -> dict[str, Any]:
+        """The selection settings the scores were made with, as `rescore` takes them."""
+        return {k: getattr(self.settings, k) for k in SCORING_KEYS}
 
     def rescore(
         self,
@@ -193,20 +232,18 @@ class TokenAnalysis:
         """A new TokenAnalysis with scores and selections recomputed from the stored
         per-token statistics (vepo_viz.scoring; no model). Unset arguments keep the
         current settings."""
-        settings = dict(self.settings)
-        for key, value in zip(SCORING_KEYS, (score_type, alpha, ratio, scope), strict=True):
-            if value is not None:
-                settings[key] = value
+        given = zip(SCORING_KEYS, (score_type, alpha, ratio, scope), strict=True)
+        settings = replace(self.settings, **{k: v for k, v in given if v is not None})
         arrays = score_arrays(
             entropy=self.entropy,
             entropy_noisy=self.entropy_noisy,
             jsd=self.jsd,
             kl=self.kl,
-            score_type=settings.get("score_type", "D"),
-            alpha=settings.get("alpha", 0.7),
-            ratio=settings.get("ratio", 0.2),
-            scope=settings.get("scope", "response"),
-            seed=int(settings.get("seed", 0)),
+            score_type=settings.score_type,
+            alpha=settings.alpha,
+            ratio=settings.ratio,
+            scope=settings.scope,
+            seed=settings.seed,
         )
         return replace(self, settings=settings, **arrays)
 
@@ -237,13 +274,23 @@ class TokenAnalysis:
 
     # ---- JSON -------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (floats written as float64 reprs of float32: exact)."""
+    def to_dict(self, include_image: bool = True) -> dict[str, Any]:
+        """JSON-ready dict (floats written as float64 reprs of float32: exact). The images
+        go in as base64 PNG ("image_png", "counterfactual_image_png": lossless) unless
+        include_image=False."""
         out: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
+            if f.name in IMAGE_FIELDS:
+                if include_image and value is not None:
+                    out[f"{f.name}_png"] = _png_base64(value)
+                continue
+            if f.name == "settings":
+                value = value.to_dict()
+            elif isinstance(value, np.ndarray):
                 value = value.tolist()  # float32 -> Python float is exact
+            elif f.name == "image_normalization" and value is not None:
+                value = [list(value[0]), list(value[1])]
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -251,21 +298,34 @@ class TokenAnalysis:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenAnalysis:
+        """A TokenAnalysis from `to_dict`'s output (or a file of an earlier version: no
+        images, a plain settings dict, the app's APP_KEY entry)."""
         if data.get("format") != FORMAT:
             raise ValueError(f"not a saved TokenAnalysis (format {data.get('format')!r})")
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(
                 f"saved with a newer format version {data['format_version']}; upgrade vepo-viz"
             )
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - set(IMAGE_FIELDS)
         kwargs = {k: v for k, v in data.items() if k in names}
+        app = data.get(APP_KEY)
+        app_image = app.get("image_png") if isinstance(app, dict) else None
+        for name in IMAGE_FIELDS:
+            if data.get(f"{name}_png"):
+                kwargs[name] = _png_image(data[f"{name}_png"])
+        if kwargs.get("image") is None and app_image:
+            try:
+                kwargs["image"] = _png_image(app_image)
+            except ValueError:
+                pass  # the app's own extra, unreadable: the result loads without it
         return cls(**kwargs)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, include_image: bool = True) -> Path:
         """Write JSON to `path` (parent folders created) and return the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+        data = self.to_dict(include_image=include_image)
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         return path
 
     @classmethod
@@ -289,6 +349,40 @@ def _float_array(value, name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _settings_of(value: Any) -> AnalysisSettings:
+    """`value` as AnalysisSettings: as is, or built from a (saved, legacy) dict."""
+    from vepo_viz.analysis_settings import AnalysisSettings
+
+    if isinstance(value, AnalysisSettings):
+        return value
+    if isinstance(value, dict):
+        return AnalysisSettings.from_saved(value)
+    raise TypeError(f"settings must be an AnalysisSettings or a dict, got {type(value).__name__}")
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    out = tuple(float(v) for v in values)
+    if len(out) != 3:
+        raise ValueError(f"image_normalization needs 3 values per channel row, got {out}")
+    return out  # type: ignore[return-value]
+
+
+def _png_base64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _png_image(encoded: str) -> Image.Image:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as opened:
+            return opened.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise ValueError(f"a stored image is not a readable PNG: {error}") from error
 
 
 # ---- scoring on stored arrays ------------------------------------------------------
@@ -359,8 +453,87 @@ def low_entropy_share(selected: np.ndarray, entropy: np.ndarray) -> float:
     entropy: the low-entropy (image-confident) tokens an entropy-only rule cannot pick.
     nan when nothing is selected."""
     selected = np.asarray(selected, dtype=bool)
-    entropy = np.asarray(entropy, dtype=np.float64)
     n = int(selected.sum())
     if n == 0:
         return math.nan
-    return float((entropy[selected] < np.median(entropy)).sum()) / n
+    return float((below_median(entropy) & selected).sum()) / n
+
+
+# ---- the summary -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Headline numbers of one analysis: the two selections (VEPO by `scores`, the 80/20
+    baseline by entropy), their overlap, and where their picks sit in entropy. The one
+    place these are computed: the app, the exports and the batch aggregates read it.
+    Shares and means are nan when there is nothing to take them over."""
+
+    n_tokens: int
+    n_vepo: int
+    n_entropy: int
+    n_both: int
+    n_vepo_only: int
+    n_entropy_only: int
+    n_vepo_low_entropy: int
+    """VEPO picks whose entropy is below the response's median (pooled batch shares)."""
+    n_entropy_low_entropy: int
+    """The same for the entropy-only picks."""
+    overlap: float
+    """|VEPO & entropy| / |VEPO|: the share of VEPO's picks that entropy-only also picks."""
+    jaccard: float
+    """|VEPO & entropy| / |VEPO | entropy|."""
+    vepo_low_entropy: float
+    """Share of VEPO picks whose entropy is below the response's median entropy."""
+    entropy_low_entropy: float
+    """The same for the entropy-only picks (0 unless ratio > 0.5 or ties)."""
+    median_entropy: float
+    mean_entropy: float
+    mean_jsd: float
+    mean_entropy_vepo: float
+    mean_entropy_entropy: float
+    mean_visual_vepo: float
+    mean_visual_entropy: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def summary(result: TokenAnalysis) -> Summary:
+    """The `Summary` of one analysis (from its arrays as they are now)."""
+    vepo = np.asarray(result.selected_vepo, dtype=bool)
+    ent = np.asarray(result.selected_entropy, dtype=bool)
+    entropy = np.asarray(result.entropy, dtype=np.float64)
+    visual = np.asarray(result.visual_sensitivity, dtype=np.float64)
+    low = below_median(entropy)
+    return Summary(
+        n_tokens=len(entropy),
+        n_vepo=int(vepo.sum()),
+        n_entropy=int(ent.sum()),
+        n_both=int((vepo & ent).sum()),
+        n_vepo_only=int((vepo & ~ent).sum()),
+        n_entropy_only=int((~vepo & ent).sum()),
+        n_vepo_low_entropy=int((low & vepo).sum()),
+        n_entropy_low_entropy=int((low & ent).sum()),
+        overlap=selection_overlap_fraction(vepo, ent),
+        jaccard=selection_jaccard(vepo, ent),
+        vepo_low_entropy=low_entropy_share(vepo, entropy),
+        entropy_low_entropy=low_entropy_share(ent, entropy),
+        median_entropy=float(np.median(entropy)) if len(entropy) else math.nan,
+        mean_entropy=_mean(entropy),
+        mean_jsd=_mean(np.asarray(result.jsd, dtype=np.float64)),
+        mean_entropy_vepo=_mean(entropy[vepo]),
+        mean_entropy_entropy=_mean(entropy[ent]),
+        mean_visual_vepo=_mean(visual[vepo]),
+        mean_visual_entropy=_mean(visual[ent]),
+    )
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def below_median(entropy: np.ndarray) -> np.ndarray:
+    """(T,) bool: entropy strictly below the response's median entropy (all False if T=0)."""
+    entropy = np.asarray(entropy, dtype=np.float64)
+    return entropy < np.median(entropy) if len(entropy) else np.zeros(0, dtype=bool)

@@ -164,3 +164,34 @@ def given_values(
         if value is not None:
             out[f.name] = tuple(value) if isinstance(value, list) else value
     return out
+
+
+class LegacyMapping:
+    """The legacy dict view of a settings dataclass: `config["seed"]`, `config.get(...)`.
+
+    Results used to carry their settings as a dict; code and saved notebooks that index
+    them like one keep working. Read-only: the dataclass stays the one source (a nested
+    config comes back as the typed object, which indexes the same way).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.__dataclass_fields__  # type: ignore[attr-defined]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        return list(self.__dataclass_fields__)  # type: ignore[attr-defined]

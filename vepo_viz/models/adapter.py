@@ -104,6 +104,23 @@ class VLM(BatchedCalls):
         """Most pixels the image processor keeps (images are shrunk to this first)."""
         return pixel_limit(self.processor.image_processor)
 
+    @property
+    def image_normalization(
+        self,
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        """(image_mean, image_std) per RGB channel of the image processor, or None when
+        it does not say (a processor that does not normalise, or not per channel)."""
+        image_processor = getattr(self.processor, "image_processor", None)
+        mean = getattr(image_processor, "image_mean", None)
+        std = getattr(image_processor, "image_std", None)
+        try:
+            mean_c, std_c = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        except TypeError:  # None, or a single number
+            return None
+        if len(mean_c) != 3 or len(std_c) != 3:
+            return None
+        return mean_c, std_c
+
     def __repr__(self) -> str:
         return (
             f"VLM({self.model_id!r}, family={self.family.label}, device={self.device}, "

@@ -1,6 +1,7 @@
 """Views of analysis results: plotly figures for the app and exports for papers.
 
-Reads `TokenAnalysis` objects only (never tensors or models):
+Reads `TokenAnalysis` objects only (never tensors or models, no torch import); the
+images beside the heatmap come from the result too (`views_of`):
 
     from vepo_viz.render import token_heatmap, save_heatmap, latex_snippet
     token_heatmap(result).show()                   # plotly, interactive
@@ -26,14 +27,13 @@ from vepo_viz.render.figures import (
     token_detail,
     token_heatmap,
 )
-from vepo_viz.render.images import counterfactual_preview
+from vepo_viz.render.images import views_of
 
 __all__ = [
     "EXPORT_FORMATS",
     "FigureOptions",
     "batch_figures",
     "compare_figure",
-    "counterfactual_preview",
     "entropy_scatter",
     "export_analysis",
     "heatmap_figure",
@@ -47,4 +47,5 @@ __all__ = [
     "token_detail",
     "token_frame",
     "token_heatmap",
+    "views_of",
 ]

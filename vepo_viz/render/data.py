@@ -1,20 +1,21 @@
 """What every view shows, read off a `TokenAnalysis`: per-token table, categories, summary.
 
-This is the one place in render/ that knows the field names of `vepo_viz.results`; the
-figures and exports read the canonical columns of `token_frame`. Nothing here touches a
-tensor or a model.
+This is the one place in render/ that knows the per-token field names of
+`vepo_viz.results`; the figures and exports read the canonical columns of `token_frame`,
+the typed settings (`result.settings.scoring`) and `results.summary`. Nothing here
+touches a tensor or a model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vepo_viz.render.colors import CATEGORIES
+from vepo_viz.results import Summary, summary
 
 SIGNALS: dict[str, tuple[str, str]] = {
     "entropy": ("entropy H", "nats"),
@@ -38,35 +39,9 @@ def _array(analysis: Any, name: str) -> np.ndarray | None:
     return None if value is None else np.asarray(value)
 
 
-def settings_of(analysis: Any) -> dict:
-    """The analysis' settings as a flat-ish dict (empty when it has none)."""
-    settings = getattr(analysis, "settings", None) or {}
-    if hasattr(settings, "to_dict"):
-        settings = settings.to_dict()
-    elif not isinstance(settings, dict):
-        from dataclasses import asdict, is_dataclass
-
-        settings = asdict(settings) if is_dataclass(settings) else {}
-    return dict(settings)
-
-
-def scoring_of(analysis: Any) -> dict:
-    """score_type, alpha, ratio and scope the analysis' scores and selections were made with."""
-    settings = settings_of(analysis)
-    scoring = settings.get("scoring", settings)
-    if hasattr(scoring, "__dict__") and not isinstance(scoring, dict):
-        scoring = vars(scoring)
-    return {
-        "score_type": str(scoring.get("score_type", "D")),
-        "alpha": float(scoring.get("alpha", 0.7)),
-        "ratio": float(scoring.get("ratio", 0.2)),
-        "scope": str(scoring.get("scope", "response")),
-    }
-
-
 def score_label(analysis: Any) -> str:
     """Row label of the score: "VEPO score s" for type D, else the type's name."""
-    score_type = scoring_of(analysis)["score_type"]
+    score_type = analysis.settings.score_type
     return "VEPO score s" if score_type == "D" else f"score ({score_type})"
 
 
@@ -156,83 +131,18 @@ def candidates_table(
     ]
 
 
-@dataclass(frozen=True)
-class Summary:
-    """Headline numbers of one analysis (what the app prints above the heatmap)."""
-
-    n_tokens: int
-    n_vepo: int
-    n_entropy: int
-    n_both: int
-    n_vepo_only: int
-    n_entropy_only: int
-    overlap: float
-    """|VEPO & entropy| / |VEPO|: the share of VEPO's picks that entropy-only also picks."""
-    jaccard: float
-    """|VEPO & entropy| / |VEPO | entropy|."""
-    vepo_low_entropy: float
-    """Share of VEPO picks whose entropy is below the response's median entropy."""
-    entropy_low_entropy: float
-    """The same for the entropy-only picks (0 unless ratio > 0.5 or ties)."""
-    median_entropy: float
-    mean_entropy_vepo: float
-    mean_entropy_entropy: float
-    mean_visual_vepo: float
-    mean_visual_entropy: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
-
-
-def _share(mask: np.ndarray, of: np.ndarray) -> float:
-    n = int(of.sum())
-    return float((mask & of).sum() / n) if n else math.nan
-
-
-def _mean(values: np.ndarray, mask: np.ndarray) -> float:
-    return float(values[mask].mean()) if mask.any() else math.nan
-
-
-def summary(analysis: Any, frame: pd.DataFrame | None = None) -> Summary:
-    """Overlap of the two selections and where VEPO's picks sit in entropy."""
-    frame = token_frame(analysis) if frame is None else frame
-    vepo = frame["selected_vepo"].to_numpy()
-    ent = frame["selected_entropy"].to_numpy()
-    entropy = frame["entropy"].to_numpy()
-    visual = frame["visual_sensitivity"].to_numpy()
-    median = float(np.median(entropy)) if len(entropy) else math.nan
-    low = entropy < median
-    union = int((vepo | ent).sum())
-    return Summary(
-        n_tokens=len(frame),
-        n_vepo=int(vepo.sum()),
-        n_entropy=int(ent.sum()),
-        n_both=int((vepo & ent).sum()),
-        n_vepo_only=int((vepo & ~ent).sum()),
-        n_entropy_only=int((~vepo & ent).sum()),
-        overlap=_share(ent, vepo),
-        jaccard=float((vepo & ent).sum() / union) if union else math.nan,
-        vepo_low_entropy=_share(low, vepo),
-        entropy_low_entropy=_share(low, ent),
-        median_entropy=median,
-        mean_entropy_vepo=_mean(entropy, vepo),
-        mean_entropy_entropy=_mean(entropy, ent),
-        mean_visual_vepo=_mean(visual, vepo),
-        mean_visual_entropy=_mean(visual, ent),
-    )
-
-
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
 def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
-    """The summary as a few Markdown lines for the app."""
-    s = summary(analysis, frame)
-    sc = scoring_of(analysis)
+    """The summary as a few Markdown lines for the app (`frame` is accepted for callers
+    that hold one; the numbers come from `results.summary`)."""
+    s = summary(analysis)
+    sc = analysis.settings.scoring
     return (
-        f"**{s.n_tokens} tokens** - top {sc['ratio']:.0%} ({sc['scope']}): "
-        f"VEPO ({sc['score_type']}, alpha={sc['alpha']:.2f}) picks **{s.n_vepo}**, "
+        f"**{s.n_tokens} tokens** - top {sc.ratio:.0%} ({sc.scope}): "
+        f"VEPO ({sc.score_type}, alpha={sc.alpha:.2f}) picks **{s.n_vepo}**, "
         f"entropy picks **{s.n_entropy}**; both {s.n_both}, "
         f"**VEPO only {s.n_vepo_only}** (visual forking tokens), entropy only "
         f"{s.n_entropy_only}.  \n"
@@ -296,9 +206,7 @@ __all__ = [
     "categories",
     "display_token",
     "score_label",
-    "scoring_of",
     "selection_difference",
-    "settings_of",
     "summary",
     "summary_markdown",
     "table",

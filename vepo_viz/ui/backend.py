@@ -41,10 +41,6 @@ class Backend(Protocol):
         """A TokenAnalysis of (image, question, response) under `settings`."""
         ...
 
-    def image_normalization(self, model_name: str | None) -> tuple[list[float], list[float]] | None:
-        """(image_mean, image_std) of the model's processor, or None if unknown."""
-        ...
-
 
 class ModelBackend:
     """Loads models on first use (vepo_viz.models.load_model caches them) and analyses."""
@@ -75,13 +71,3 @@ class ModelBackend:
             if progress:
                 progress(0.3, "running the clean and counterfactual passes")
             return analyze(vlm, image, question, response=response, settings=settings)
-
-    def image_normalization(self, model_name):
-        try:
-            processor = self.model(model_name).processor.image_processor
-        except Exception:  # noqa: BLE001 - the preview then uses CLIP's constants
-            return None
-        mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
-        if mean is None or std is None:
-            return None
-        return [float(m) for m in mean], [float(s) for s in std]

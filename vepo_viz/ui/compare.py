@@ -51,7 +51,7 @@ def compare(
         raise UserFacingError("choose both A and B")
     if what == "score type":
         session = require(session)
-        sc = rdata.scoring_of(session.current)
+        sc = session.current.scoring_args
         left = rescored(session.base, {**sc, "score_type": a})
         right = rescored(session.base, {**sc, "score_type": b})
         return compare_outputs(left, right, f"score {a}", f"score {b}")

@@ -7,9 +7,7 @@ session is a TokenAnalysis JSON with an extra key (the image), loadable everywhe
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -18,12 +16,11 @@ from typing import Any
 
 from PIL import Image
 
-from vepo_viz.render import data as rdata
+from vepo_viz.results import APP_KEY
 from vepo_viz.ui.backend import model_key
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.views import View, image_views, render_view
 
-APP_KEY = "vepo_viz_app"
 """Extra key of a JSON saved by the app (the image and the view); TokenAnalysis.load
 ignores it, so app files stay loadable everywhere."""
 
@@ -72,20 +69,15 @@ def out_dir() -> Path:
 
 def file_stem(analysis) -> str:
     digest = (getattr(analysis, "image_digest", "") or "").split(":")[-1][:8] or "analysis"
-    score_type = rdata.scoring_of(analysis)["score_type"]
+    score_type = analysis.settings.score_type
     return f"vepo-{digest}-{score_type}"
 
 
 def save_session(session: Session | None, include_image: bool = True) -> str:
     """A JSON file of the current analysis (TokenAnalysis format, plus the image)."""
     session = require(session)
-    data = session.current.to_dict()
-    extra: dict[str, Any] = {"base_settings": session.base.settings}
-    if include_image and session.image is not None:
-        buffer = io.BytesIO()
-        session.image.save(buffer, format="PNG")
-        extra["image_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    data[APP_KEY] = extra
+    data = session.current.to_dict(include_image=include_image)
+    data[APP_KEY] = {"base_settings": session.base.settings.to_dict()}
     path = out_dir() / f"{file_stem(session.current)}.json"
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return str(path)
@@ -103,18 +95,15 @@ def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
         raise UserFacingError(f"{Path(file_path).name} is not a JSON file: {error}") from None
     if not isinstance(data, dict):
         raise UserFacingError(f"{Path(file_path).name} is not a saved vepo-viz analysis")
-    extra = data.pop(APP_KEY, {}) or {}
     try:
         analysis = TokenAnalysis.from_dict(data)
     except (TypeError, ValueError, KeyError) as error:
         raise UserFacingError(
             f"{Path(file_path).name} is not a saved vepo-viz analysis: {error}"
         ) from None
-    image = None
-    if extra.get("image_png"):
-        try:
-            image = Image.open(io.BytesIO(base64.b64decode(extra["image_png"]))).convert("RGB")
-        except (ValueError, OSError):
-            image = None
-    session = Session(base=analysis, current=analysis, key=None, image=image)
-    return session, render_view(analysis), image_views(image, analysis)
+    if analysis.image is not None and analysis.counterfactual_image is None:
+        from vepo_viz.analysis import add_views  # a file saved before results held previews
+
+        add_views(analysis)
+    session = Session(base=analysis, current=analysis, key=None, image=analysis.image)
+    return session, render_view(analysis), image_views(analysis)

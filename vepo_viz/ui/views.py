@@ -18,7 +18,7 @@ from PIL import Image
 
 from vepo_viz.render import data as rdata
 from vepo_viz.render import figures as rfig
-from vepo_viz.render.images import counterfactual_preview, perturb_config_of, processed_size
+from vepo_viz.render.images import views_of
 from vepo_viz.ui.backend import EMBEDDED
 
 
@@ -82,7 +82,7 @@ def _header(analysis) -> str:
     trunc = " (stopped at max new tokens)" if getattr(analysis, "truncated", False) else ""
     total = (getattr(analysis, "timing", {}) or {}).get("total")
     took = f", {total:.2f} s" if isinstance(total, int | float) else ""
-    cf = perturb_config_of(analysis)
+    cf = analysis.settings.perturb
     return (
         f"Model `{_model_name(analysis.model_id)}`; response {how}{trunc}{took}; counterfactual "
         f"{cf.mode} (sigma {cf.sigma:g}, K={cf.n_draws}).  \n"
@@ -98,22 +98,9 @@ def _model_name(model_id: str) -> str:
     return model_id or "?"
 
 
-def image_views(
-    image: Image.Image | None, analysis, normalization=None
-) -> tuple[Image.Image | None, Image.Image | None, str]:
-    """(clean image, counterfactual preview, caption)."""
-    if image is None:
-        return None, None, "The image is not stored with this analysis."
-    clean = processed_size(image, analysis)
-    mean, std = normalization if normalization else (None, None)
-    view, caption = counterfactual_preview(
-        clean, perturb_config_of(analysis), image_mean=mean, image_std=std
-    )
-    return (
-        clean,
-        view,
-        f"Left: the clean image the model saw ({clean.width}x{clean.height}). Right: {caption}.",
-    )
+def image_views(analysis) -> tuple[Image.Image | None, Image.Image | None, str]:
+    """(clean image, counterfactual preview, caption), as the analysis stores them."""
+    return views_of(analysis)
 
 
 def percent(x: float) -> str:
