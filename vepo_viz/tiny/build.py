@@ -72,7 +72,7 @@ def corpus(n_per_family: int = 3000) -> list[str]:
 
 def build_tokenizer(cfg: TinyConfig = TinyConfig(), n_per_family: int = 3000):
     """A byte-level BPE tokenizer trained on the suite's text, wrapped for transformers."""
-    from transformers import PreTrainedTokenizerFast
+    from vepo_viz.models.builders import fast_tokenizer
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -84,19 +84,17 @@ def build_tokenizer(cfg: TinyConfig = TinyConfig(), n_per_family: int = 3000):
         show_progress=False,
     )
     tok.train_from_iterator(corpus(n_per_family), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+    return fast_tokenizer(
+        tok,
+        chat_template=CHAT_TEMPLATE,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
     )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
 
 
 def build_processor(tokenizer, cfg: TinyConfig = TinyConfig()):
-    from transformers import Qwen2VLImageProcessorPil
-
+    from vepo_viz.models.builders import qwen2_vl_image_processor
     from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
 
     n_pixels = cfg.image_size * cfg.image_size
@@ -105,7 +103,7 @@ def build_processor(tokenizer, cfg: TinyConfig = TinyConfig()):
     # which made learning colours from scratch several times faster (a linear probe on the
     # tower: 88% after 40 steps vs 19% with CLIP's mean). std stays CLIP's, so sigma = 2 in
     # normalised units is the same pixel-space strength as for Qwen models (about 0.54).
-    image_processor = Qwen2VLImageProcessorPil(
+    image_processor = qwen2_vl_image_processor(
         min_pixels=n_pixels,
         max_pixels=n_pixels,
         patch_size=14,
@@ -121,13 +119,14 @@ def build_processor(tokenizer, cfg: TinyConfig = TinyConfig()):
 
 def build_model(tokenizer, cfg: TinyConfig = TinyConfig(), seed: int = 0):
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    from vepo_viz.models.builders import qwen2_vl_model
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = cfg.hidden_size // cfg.n_heads
     half = head_dim // 2  # mrope_section must sum to head_dim / 2
     mrope = [half // 4, half - half // 4 - (half - half // 4) // 2, (half - half // 4) // 2]
-    config = Qwen2VLConfig(
+    config = dict(
         text_config=dict(
             vocab_size=len(tokenizer),
             hidden_size=cfg.hidden_size,
@@ -159,7 +158,7 @@ def build_model(tokenizer, cfg: TinyConfig = TinyConfig(), seed: int = 0):
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)  # the recipe's own seed; library code elsewhere never does this
-    model = Qwen2VLForConditionalGeneration(config)
+    model = qwen2_vl_model(**config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return model
