@@ -100,37 +100,21 @@ def _axes(ev: dict) -> str:
 
 
 def render_card(ev: dict, train_cfg: dict, n_params: int) -> str:
-    fams = list(FAMILIES)
-    acc_rows = []
-    for name, key in (
-        ("clean image", "accuracy_clean"),
-        ("clean image, difficulty 1.0 (smallest details, most clutter)", "accuracy_clean_hardest"),
-        ("reference counterfactual (gaussian, sigma 2.0, normalised)", "accuracy_gaussian_sigma2"),
-        ("blank white image", "accuracy_blank_image"),
-    ):
-        if key not in ev:  # evaluations older than the row
-            continue
-        acc = ev[key]
-        acc_rows.append(
-            f"| {name} | {_pct(acc['all'])} | " + " | ".join(_pct(acc[f]) for f in fams) + " |"
-        )
-    chance = (
-        "| chance level (uniform over an image's answers) | | "
-        + " | ".join(_pct(ev["chance_level"][f]) for f in fams)
-        + " |"
+    """The model card (README.md) from an evaluation, the training config and the size."""
+    return (
+        _intro(ev, train_cfg, n_params)
+        + _recipe(train_cfg)
+        + "\n"
+        + _evaluation(ev)
+        + "## How the recipe got here\n"
+        + _history(ev)
+        + _shortfall(ev)
+        + "\n"
+        + LIMITATIONS
     )
-    tl = ev["token_level"]
-    sel_rows = []
-    for fam in ["all", *fams]:
-        s = tl["selection"].get(fam)
-        if s is None:
-            continue
-        sel_rows.append(
-            f"| {fam} | {_pct(s['vepo']['share_visual'])} | {_pct(s['entropy']['share_visual'])} | "
-            f"{_pct(s['vepo']['recall_visual'])} | {_pct(s['entropy']['recall_visual'])} | "
-            f"{_pct(s['vepo']['share_free'])} | {_pct(s['entropy']['share_free'])} |"
-        )
-    jsd = tl["jsd_by_kind"]
+
+
+def _intro(ev: dict, train_cfg: dict, n_params: int) -> str:
     return f"""# vepo-viz embedded tiny VLM
 
 A small vision-language model trained by vepo-viz on its own procedural visual-reasoning
@@ -165,8 +149,42 @@ see. Every 4th example is an auxiliary task: describe each cell, row by row ("no
 question in the chat template; the image processor normalises around the suite's light
 background.
 
-{_recipe(train_cfg)}
-## Evaluation (held-out split, difficulty 0.5, greedy, {ev.get("n_per_family", 100)} questions per family)
+"""
+
+
+def _evaluation(ev: dict) -> str:
+    fams = list(FAMILIES)
+    acc_rows = []
+    for name, key in (
+        ("clean image", "accuracy_clean"),
+        ("clean image, difficulty 1.0 (smallest details, most clutter)", "accuracy_clean_hardest"),
+        ("reference counterfactual (gaussian, sigma 2.0, normalised)", "accuracy_gaussian_sigma2"),
+        ("blank white image", "accuracy_blank_image"),
+    ):
+        if key not in ev:  # evaluations older than the row
+            continue
+        acc = ev[key]
+        acc_rows.append(
+            f"| {name} | {_pct(acc['all'])} | " + " | ".join(_pct(acc[f]) for f in fams) + " |"
+        )
+    chance = (
+        "| chance level (uniform over an image's answers) | | "
+        + " | ".join(_pct(ev["chance_level"][f]) for f in fams)
+        + " |"
+    )
+    tl = ev["token_level"]
+    sel_rows = []
+    for fam in ["all", *fams]:
+        s = tl["selection"].get(fam)
+        if s is None:
+            continue
+        sel_rows.append(
+            f"| {fam} | {_pct(s['vepo']['share_visual'])} | {_pct(s['entropy']['share_visual'])} | "
+            f"{_pct(s['vepo']['recall_visual'])} | {_pct(s['entropy']['recall_visual'])} | "
+            f"{_pct(s['vepo']['share_free'])} | {_pct(s['entropy']['share_free'])} |"
+        )
+    jsd = tl["jsd_by_kind"]
+    return f"""## Evaluation (held-out split, difficulty 0.5, greedy, {ev.get("n_per_family", 100)} questions per family)
 
     vepo-viz tiny-eval --out eval.json
 
@@ -198,8 +216,11 @@ that are visual facts / free choices; "recall": of the visual-fact tokens, the s
 Speed on this machine (2 CPU cores): loads in {ev["load_s"]:.2f} s; greedy generation of
 {ev["generated_tokens"]} tokens in {ev["generate_64_tokens_s"]:.2f} s.
 
-## How the recipe got here
+"""
 
+
+def _history(ev: dict) -> str:
+    return f"""
 Measured while building it, on 2 CPU cores:
 
 - Qwen's usual layout, with the image before the question, at lr 2e-3 and no vision
@@ -252,8 +273,10 @@ Measured while building it, on 2 CPU cores:
   57.5%, all 90.5% (stage 1 at the same step: 82.5%, with bar comparison at 52.5%). Bar
   comparison passed 80% by step 2,000; counting was still rising. Its final accuracy is
   not measured.
-{_shortfall(ev)}
-## Limitations
+"""
+
+
+LIMITATIONS = """## Limitations
 
 It only knows this suite: 112x112 synthetic images, five question templates, six colours,
 four shapes. It is not a general VLM; on other images or questions it produces

@@ -282,105 +282,26 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
-    tiny = tiny or TinyConfig()
-    init = Path(cfg.init_from) if cfg.init_from else None
-    if init and not (init / "ckpt.pt").exists():
-        raise FileNotFoundError(f"--init-from {init}: no ckpt.pt there")
-    if init and not (out / "processor").exists():
-        shutil.copytree(init / "processor", out / "processor")
-    if (out / "processor").exists():
-        from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
-
-        processor = Qwen2VLProcessorNoVideo.from_pretrained(out / "processor")
-    else:
-        processor = build_processor(build_tokenizer(tiny), tiny)
-        processor.save_pretrained(out / "processor")
-    model = build_model(processor.tokenizer, tiny, seed=cfg.seed)
+    processor = _processor(cfg, out, tiny or TinyConfig())
+    model = build_model(processor.tokenizer, tiny or TinyConfig(), seed=cfg.seed)
     n_layers = model.config.text_config.num_hidden_layers
     if cfg.position_loss_coef and not 1 <= cfg.position_layer <= n_layers:
         raise ValueError(f"position_layer must be in 1..{n_layers} (the language model's layers)")
     heads = CellHeads(model.config.text_config.hidden_size)
     pos_heads = PositionHeads(model.config.text_config.hidden_size)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-            {"params": [*heads.parameters(), *pos_heads.parameters()], "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
-    start, elapsed = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        pos_heads.load_state_dict(state["pos_heads"])
-        opt.load_state_dict(state["optimizer"])
-        start, elapsed = state["step"], state.get("elapsed", 0.0)
-        print(f"resumed from {ckpt_path} at step {start}")
-        _drop_metrics_after(out / "metrics.jsonl", start)
-    elif init:
-        state = torch.load(init / "ckpt.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        if "pos_heads" in state:  # runs before the position losses have none
-            pos_heads.load_state_dict(state["pos_heads"])
-        print(f"starting from the weights of {init} (its step {state['step']})")
-    elif cfg.vision_pretrain_steps:
-        stage1 = pretrain_vision(model, heads, processor, cfg)
-        (out / "vision_stage.json").write_text(
-            json.dumps({"loss_first": stage1[0], "loss_last": stage1[-1]})
-        )
+    opt = _optimizer(cfg, model, heads, pos_heads)
+    start, elapsed = _start(cfg, out, model, heads, pos_heads, opt, processor)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log = (out / "metrics.jsonl").open("a")
     model.train()
     penalty = FeatureNormPenalty(model, cfg.feature_norm_max)
     capture = LayerCapture(model, cfg.position_layer)
-    image_token_id = model.config.image_token_id
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="tiny-train")
     t0 = time.time() - elapsed
     for step in bar:
-        idx0 = step * cfg.batch_size
-        examples = [
-            train_example(idx0 + i, (cfg.difficulty_lo, cfg.difficulty_hi))
-            for i in range(cfg.batch_size)
-        ]
-        batch = collate_sft(processor, examples)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(cfg, step)
-        loss = sft_loss(model, batch)
-        norm_penalty, feature_norm, feats = penalty.pop()
-        total = loss + cfg.feature_norm_coef * norm_penalty
-        if cfg.cell_loss_coef:
-            pv, thw = batch.inputs["pixel_values"], batch.inputs["image_grid_thw"]
-            cell_loss = heads.loss(feats, cell_targets(examples), cell_pixels(pv, thw))
-            total = total + cfg.cell_loss_coef * cell_loss
-        pos_loss, col_acc = None, None
-        if cfg.position_loss_coef:
-            states = capture.image_states(batch.inputs["input_ids"], image_token_id)
-            pos_loss, col_acc = pos_heads.loss(states)
-            total = total + cfg.position_loss_coef * pos_loss
-        total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [*model.parameters(), *heads.parameters(), *pos_heads.parameters()], 1.0
-        )
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        rec = {
-            "step": step + 1,
-            "loss": loss.item(),
-            "cell_loss": float(cell_loss) if cfg.cell_loss_coef else None,
-            "position_loss": float(pos_loss) if pos_loss is not None else None,
-            "column_acc": col_acc,
-            "grad_norm": float(grad_norm),
-            "lr": lr_at(cfg, step),
-            "feature_norm": feature_norm,
-            "elapsed_s": time.time() - t0,
-        }
+        rec = _sft_step(cfg, step, model, heads, pos_heads, opt, processor, penalty, capture)
+        bar.set_postfix(loss=f"{rec['loss']:.3f}")
+        rec["elapsed_s"] = time.time() - t0
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             from vepo_viz.tiny.evaluate import accuracy
 
@@ -394,12 +315,10 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         log.write(json.dumps(rec) + "\n")
         log.flush()
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            state = {"model": model, "heads": heads, "pos_heads": pos_heads, "optimizer": opt}
             torch.save(
                 {
-                    "model": model.state_dict(),
-                    "heads": heads.state_dict(),
-                    "pos_heads": pos_heads.state_dict(),
-                    "optimizer": opt.state_dict(),
+                    **{k: v.state_dict() for k, v in state.items()},
                     "step": step + 1,
                     "elapsed": time.time() - t0,
                 },
@@ -412,6 +331,105 @@ def train(cfg: TrainConfig, tiny: TinyConfig | None = None) -> Path:
         json.dumps({**asdict(cfg), "wall_s": time.time() - t0}, indent=2)
     )
     return final
+
+
+def _processor(cfg: TrainConfig, out: Path, tiny: TinyConfig):
+    """The run's processor: its own (resume), the init run's, or a new one."""
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if init and not (init / "ckpt.pt").exists():
+        raise FileNotFoundError(f"--init-from {init}: no ckpt.pt there")
+    if init and not (out / "processor").exists():
+        shutil.copytree(init / "processor", out / "processor")
+    if (out / "processor").exists():
+        from vepo_viz.models.processors import Qwen2VLProcessorNoVideo
+
+        return Qwen2VLProcessorNoVideo.from_pretrained(out / "processor")
+    processor = build_processor(build_tokenizer(tiny), tiny)
+    processor.save_pretrained(out / "processor")
+    return processor
+
+
+def _optimizer(cfg: TrainConfig, model, heads, pos_heads) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": [*heads.parameters(), *pos_heads.parameters()], "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+
+
+def _start(cfg: TrainConfig, out: Path, model, heads, pos_heads, opt, processor):
+    """(first step, elapsed seconds): resume the run, start from --init-from's weights, or
+    run the vision stage of a new run."""
+    ckpt_path = out / "ckpt.pt"
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        pos_heads.load_state_dict(state["pos_heads"])
+        opt.load_state_dict(state["optimizer"])
+        print(f"resumed from {ckpt_path} at step {state['step']}")
+        _drop_metrics_after(out / "metrics.jsonl", state["step"])
+        return state["step"], state.get("elapsed", 0.0)
+    if init:
+        state = torch.load(init / "ckpt.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        if "pos_heads" in state:  # runs before the position losses have none
+            pos_heads.load_state_dict(state["pos_heads"])
+        print(f"starting from the weights of {init} (its step {state['step']})")
+    elif cfg.vision_pretrain_steps:
+        stage1 = pretrain_vision(model, heads, processor, cfg)
+        (out / "vision_stage.json").write_text(
+            json.dumps({"loss_first": stage1[0], "loss_last": stage1[-1]})
+        )
+    return 0, 0.0
+
+
+def _sft_step(cfg, step, model, heads, pos_heads, opt, processor, penalty, capture) -> dict:
+    """One optimizer step of the language stage; returns its metrics record."""
+    idx0 = step * cfg.batch_size
+    examples = [
+        train_example(idx0 + i, (cfg.difficulty_lo, cfg.difficulty_hi))
+        for i in range(cfg.batch_size)
+    ]
+    batch = collate_sft(processor, examples)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(cfg, step)
+    loss = sft_loss(model, batch)
+    norm_penalty, feature_norm, feats = penalty.pop()
+    total = loss + cfg.feature_norm_coef * norm_penalty
+    if cfg.cell_loss_coef:
+        pv, thw = batch.inputs["pixel_values"], batch.inputs["image_grid_thw"]
+        cell_loss = heads.loss(feats, cell_targets(examples), cell_pixels(pv, thw))
+        total = total + cfg.cell_loss_coef * cell_loss
+    pos_loss, col_acc = None, None
+    if cfg.position_loss_coef:
+        states = capture.image_states(batch.inputs["input_ids"], model.config.image_token_id)
+        pos_loss, col_acc = pos_heads.loss(states)
+        total = total + cfg.position_loss_coef * pos_loss
+    total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        [*model.parameters(), *heads.parameters(), *pos_heads.parameters()], 1.0
+    )
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {
+        "step": step + 1,
+        "loss": loss.item(),
+        "cell_loss": float(cell_loss.detach()) if cfg.cell_loss_coef else None,
+        "position_loss": float(pos_loss) if pos_loss is not None else None,
+        "column_acc": col_acc,
+        "grad_norm": float(grad_norm),
+        "lr": lr_at(cfg, step),
+        "feature_norm": feature_norm,
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -414,122 +414,140 @@ def _perturb_from(given: Any, rule_mode: str, errors: list[str]) -> PerturbConfi
     return _sub_config(PerturbConfig, given, errors)
 
 
-def _validate(cfg: TrainConfig) -> list[str]:
-    """Every problem with `cfg`, each a sentence that says what to do."""
-    from vepo_viz.tasks import FAMILIES
+class _Checks:
+    """Collects every problem of a config, each a sentence that says what to do."""
 
-    errors: list[str] = []
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg, self.errors = cfg, []
 
-    def need_int(name: str, lo: int, hint: str = "") -> bool:
-        value = getattr(cfg, name)
+    def need_int(self, name: str, lo: int, hint: str = "") -> bool:
+        value = getattr(self.cfg, name)
         if not _is_int(value) or value < lo:
-            errors.append(f"{name}={value!r} must be an integer >= {lo}{hint}")
+            self.errors.append(f"{name}={value!r} must be an integer >= {lo}{hint}")
             return False
         return True
 
-    def need_number(name: str, lo: float, hi: float, lo_open: bool = False, hint: str = ""):
-        value = getattr(cfg, name)
+    def need_number(self, name: str, lo: float, hi: float, lo_open: bool = False, hint: str = ""):
+        value = getattr(self.cfg, name)
         ok = _is_number(value) and math.isfinite(value)
         ok = ok and (value > lo if lo_open else value >= lo) and value <= hi
         if not ok:
             bracket = "(" if lo_open else "["
-            errors.append(f"{name}={value!r} must be a number in {bracket}{lo}, {hi}]{hint}")
+            self.errors.append(f"{name}={value!r} must be a number in {bracket}{lo}, {hi}]{hint}")
 
-    def need_choice(name: str, choices: tuple[str, ...], hint: str = "") -> bool:
-        value = getattr(cfg, name)
+    def need_choice(self, name: str, choices, hint: str = "") -> bool:
+        value = getattr(self.cfg, name)
         if value not in choices:
-            errors.append(f"{name}={value!r} is not one of {', '.join(choices)}{hint}")
+            self.errors.append(f"{name}={value!r} is not one of {', '.join(choices)}{hint}")
             return False
         return True
 
-    def need_bool(name: str) -> None:
-        if not isinstance(getattr(cfg, name), bool):
-            errors.append(f"{name}={getattr(cfg, name)!r} must be true or false")
+    def need_bool(self, name: str) -> None:
+        if not isinstance(getattr(self.cfg, name), bool):
+            self.errors.append(f"{name}={getattr(self.cfg, name)!r} must be true or false")
 
+
+def _validate(cfg: TrainConfig) -> list[str]:
+    """Every problem with `cfg`, each a sentence that says what to do."""
+    checks = _Checks(cfg)
+    for part in (_check_run, _check_data, _check_grpo, _check_selection, _check_finetune):
+        part(cfg, checks)
+    return checks.errors
+
+
+def _check_run(cfg: TrainConfig, c: _Checks) -> None:
     for name in ("out", "model", "device", "data", "eval_data", "prompt_suffix", "lora_targets"):
         if not isinstance(getattr(cfg, name), str):
-            errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
+            c.errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
     if isinstance(cfg.out, str) and not cfg.out.strip():
-        errors.append("out is empty: give the run folder, e.g. runs/train/my-run")
+        c.errors.append("out is empty: give the run folder, e.g. runs/train/my-run")
     if isinstance(cfg.model, str) and not cfg.model.strip():
-        errors.append('model is empty: use "tiny" (the embedded model), a folder or a hub id')
-    need_choice("dtype", DTYPES)
-    need_int("seed", 0)
-    need_int("threads", 0)
+        c.errors.append('model is empty: use "tiny" (the embedded model), a folder or a hub id')
+    c.need_choice("dtype", DTYPES)
+    c.need_int("seed", 0)
+    c.need_int("threads", 0)
+    c.need_int("ckpt_every", 0, " (0 = only at the end)")
+    c.need_int("keep_checkpoints", 1)
+    c.need_bool("resume")
+
+
+def _check_data(cfg: TrainConfig, c: _Checks) -> None:
+    from vepo_viz.tasks import FAMILIES
 
     if isinstance(cfg.data, str) and cfg.data != "suite" and not Path(cfg.data).is_file():
-        errors.append(
+        c.errors.append(
             f'data={cfg.data!r}: no such file; use "suite" or a JSONL of prompts with '
             "reference answers (see `vepo_viz.tasks.export_jsonl` for the format)"
         )
     if isinstance(cfg.eval_data, str) and cfg.eval_data and not Path(cfg.eval_data).is_file():
-        errors.append(f"eval_data={cfg.eval_data!r}: no such file")
+        c.errors.append(f"eval_data={cfg.eval_data!r}: no such file")
     if not isinstance(cfg.families, tuple) or not all(isinstance(f, str) for f in cfg.families):
-        errors.append(f"families={cfg.families!r} must be a list of family names")
+        c.errors.append(f"families={cfg.families!r} must be a list of family names")
     else:
         bad = [f for f in cfg.families if f not in FAMILIES]
         if bad:
-            errors.append(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
-    need_number("difficulty", 0.0, 1.0)
-    need_int("n_eval", 0)
-    need_int("eval_every", 0, " (0 = only before the first and after the last step)")
+            c.errors.append(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
+    c.need_number("difficulty", 0.0, 1.0)
+    c.need_int("n_eval", 0)
+    c.need_int("eval_every", 0, " (0 = only before the first and after the last step)")
 
-    need_int("steps", 1)
-    need_int("prompts_per_step", 1)
-    need_int(
+
+def _check_grpo(cfg: TrainConfig, c: _Checks) -> None:
+    c.need_int("steps", 1)
+    c.need_int("prompts_per_step", 1)
+    c.need_int(
         "group_size",
         2,
         ": GRPO normalises advantages within a group of responses to one prompt, "
         "so it needs at least 2 (8 is typical)",
     )
-    need_int("max_new_tokens", 1)
-    need_number(
+    c.need_int("max_new_tokens", 1)
+    c.need_number(
         "temperature",
         0.0,
         10.0,
         lo_open=True,
         hint=" (sampling needs a temperature > 0; 1.0 is the reference)",
     )
-    need_number("lr", 0.0, 1.0, lo_open=True, hint=" (e.g. 1e-5 full, 1e-4 LoRA)")
-    need_int("warmup_steps", 0)
-    need_number("weight_decay", 0.0, 1.0)
-    need_number("max_grad_norm", 0.0, math.inf, hint=" (0 = no clipping)")
-    need_int("micro_batch_size", 1)
-    need_int("ppo_epochs", 1)
-    need_number("clip_eps", 0.0, 1.0)
-    need_number("clip_eps_high", 0.0, 10.0)
-    need_number("kl_beta", 0.0, math.inf, hint=" (0 = no KL term)")
-    need_choice("adv_norm", ADV_NORMS)
-    need_choice("loss_mode", ("mask", "weight"))
-    need_number("weight_lambda", 0.0, math.inf)
+    c.need_number("lr", 0.0, 1.0, lo_open=True, hint=" (e.g. 1e-5 full, 1e-4 LoRA)")
+    c.need_int("warmup_steps", 0)
+    c.need_number("weight_decay", 0.0, 1.0)
+    c.need_number("max_grad_norm", 0.0, math.inf, hint=" (0 = no clipping)")
+    c.need_int("micro_batch_size", 1)
+    c.need_int("ppo_epochs", 1)
+    c.need_number("clip_eps", 0.0, 1.0)
+    c.need_number("clip_eps_high", 0.0, 10.0)
+    c.need_number("kl_beta", 0.0, math.inf, hint=" (0 = no KL term)")
+    c.need_choice("adv_norm", ADV_NORMS)
 
-    if need_choice("selection", RULES):
+
+def _check_selection(cfg: TrainConfig, c: _Checks) -> None:
+    c.need_choice("loss_mode", ("mask", "weight"))
+    c.need_number("weight_lambda", 0.0, math.inf)
+    if c.need_choice("selection", RULES):
         rule = RULES[cfg.selection]
         if rule.score_types is not None and isinstance(cfg.scoring, ScoringConfig):
-            need_choice(
+            c.need_choice(
                 "score_type",
                 SCORE_TYPES.names(rule.score_types),
                 ' (for entropy-only or random selection set selection="entropy"/"random")',
             )
         if cfg.selection == "all" and cfg.loss_mode == "weight":
-            errors.append(
+            c.errors.append(
                 'loss_mode="weight" with selection="all" up-weights every token equally; '
                 'use loss_mode="mask" (the same update) or pick a selection rule'
             )
-    need_bool("vppo_rescale")
+    c.need_bool("vppo_rescale")
     if not isinstance(cfg.scoring, ScoringConfig):
-        errors.append(f"scoring={cfg.scoring!r} must be a ScoringConfig")
+        c.errors.append(f"scoring={cfg.scoring!r} must be a ScoringConfig")
     if cfg.perturb is not None and not isinstance(cfg.perturb, PerturbConfig):
-        errors.append(f"perturb={cfg.perturb!r} must be a PerturbConfig or None (the rule's)")
-    need_int("diagnostics_every", 0)
+        c.errors.append(f"perturb={cfg.perturb!r} must be a PerturbConfig or None (the rule's)")
+    c.need_int("diagnostics_every", 0)
 
-    need_choice("finetune", FINETUNE_MODES)
-    need_int("lora_r", 1)
-    need_number("lora_alpha", 0.0, math.inf, lo_open=True)
-    need_number("lora_dropout", 0.0, 1.0)
-    need_bool("gradient_checkpointing")
 
-    need_int("ckpt_every", 0, " (0 = only at the end)")
-    need_int("keep_checkpoints", 1)
-    need_bool("resume")
-    return errors
+def _check_finetune(cfg: TrainConfig, c: _Checks) -> None:
+    c.need_choice("finetune", FINETUNE_MODES)
+    c.need_int("lora_r", 1)
+    c.need_number("lora_alpha", 0.0, math.inf, lo_open=True)
+    c.need_number("lora_dropout", 0.0, 1.0)
+    c.need_bool("gradient_checkpointing")
