@@ -124,3 +124,38 @@ def test_models_outside_the_list_get_one_answer(remote, tiny_model_dir, tmp_path
     assert REFUSED_MODEL in message
     assert not any(name in message for name in candidates)
     assert len(backend.calls) == n_calls  # refused before the backend (disk, network) ran
+
+
+def test_compare_and_batch_apply_the_same_model_rule(remote, tmp_path):
+    url, backend, _ = remote
+    client = Client(url, auth=ALICE, verbose=False)
+    sample = load_samples()[0]
+    n_calls = len(backend.calls)
+    messages = set()
+    for b in ("/etc", str(tmp_path / "missing")):
+        with pytest.raises(Exception) as info:
+            client.predict(
+                what="model",
+                a="embedded",  # allowed, but B is refused before A runs
+                b=b,
+                image_path=handle_file(sample.image_path),
+                question_text=sample.question,
+                response_text="",
+                model_name="embedded",
+                **SETTINGS,
+                api_name="/compare",
+            )
+        messages.add(str(info.value))
+        with pytest.raises(Exception) as info:
+            client.predict(
+                source="built-in suite",
+                n_per_family=1,
+                families=["color"],
+                files=[],
+                model_name=b,
+                **SETTINGS,
+                api_name="/batch",
+            )
+        messages.add(str(info.value))
+    assert len(backend.calls) == n_calls
+    assert len(messages) == 1 and REFUSED_MODEL in messages.pop()

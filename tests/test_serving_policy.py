@@ -215,3 +215,16 @@ def test_docker_and_readme_show_the_authenticated_setup():
     assert not re.search(r"^\s*(ENV|ARG)\s+VEPO_VIZ_AUTH", dockerfile, re.M)
     assert not re.search(r"^\s*COPY\s+.*users", dockerfile, re.M)
     assert "--auth-file" in readme and "--allow-train" in readme and "--models" in readme
+
+
+def test_app_py_warns_when_served_without_a_login(monkeypatch, caplog):
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.append(kw))
+    with caplog.at_level("WARNING", logger="vepo_viz.ui"):
+        assert main(["--host", "0.0.0.0", "--port", "7861"]) == 0
+    assert "WITHOUT a login" in caplog.text and "auth" not in launched[0]
+    caplog.clear()
+    assert main(["--host", "0.0.0.0", "--auth", "ann:pw"]) == 0
+    assert "WITHOUT a login" not in caplog.text
+    assert launched[1]["auth"]("ann", "pw") and not launched[1]["auth"]("ann", "x")
+    assert launched[1]["server_name"] == "0.0.0.0"

@@ -40,6 +40,13 @@ TRAIN_ALIASES = ("tiny",)
 """Names the Train tab accepts for the embedded model (besides model_key's)."""
 
 
+class ModelRefused(UserFacingError):
+    """A model the policy does not allow (always with the message REFUSED_MODEL)."""
+
+    def __init__(self) -> None:
+        super().__init__(REFUSED_MODEL)
+
+
 def is_loopback(host: str) -> bool:
     """True for localhost and loopback addresses (no name lookup: other names are remote)."""
     host = host.strip().strip("[]")
@@ -131,7 +138,7 @@ class ServingPolicy:
     def check_model(self, name: str | None) -> None:
         """Raise the one refusal message unless a user may choose `name`."""
         if not self.allows_model(name):
-            raise UserFacingError(REFUSED_MODEL)
+            raise ModelRefused()
 
     def check_train(self) -> None:
         """Raise unless the app may start or stop training processes."""
