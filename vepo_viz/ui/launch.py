@@ -97,7 +97,7 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="models a remote user may choose besides 'embedded' and --model: names, hub ids, "
         "model folders, or a folder of model folders (repeatable or comma-separated; "
-        "default: $VEPO_VIZ_MODELS)",
+        "default: $VEPO_VIZ_MODELS). Given on 127.0.0.1, the list applies there too",
     )
 
 
