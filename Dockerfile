@@ -1,8 +1,24 @@
 # vepo-viz app on a GPU machine.
 #
 #   docker build -t vepo-viz .
-#   docker run --gpus all -p 7860:7860 -v ~/.cache/huggingface:/home/app/.cache/huggingface \
+#
+# The container serves on 0.0.0.0, so anyone who reaches the port can use the app: give it
+# users. Make a file of user:hash lines (the password is read without echo; no secret goes
+# into the image or the command line), readable by the container's uid 1000:
+#
+#   read -rs -p "password: " PW && printf '%s\n' "$PW" | docker run --rm -i --entrypoint \
+#       python vepo-viz -m vepo_viz.ui.auth hash --user alice --password-stdin >> users.txt
+#   chmod 644 users.txt
+#   docker run --gpus all -p 7860:7860 \
+#       -v "$PWD/users.txt:/run/secrets/vepo-viz-users:ro" \
+#       -e VEPO_VIZ_AUTH_FILE=/run/secrets/vepo-viz-users \
+#       -v ~/.cache/huggingface:/home/app/.cache/huggingface \
 #       vepo-viz --model Qwen/Qwen2.5-VL-3B-Instruct
+#
+# (or `--env-file vepo-viz.env` holding VEPO_VIZ_AUTH=alice:pbkdf2_sha256$...). Remote users
+# may choose only the embedded model and --model (add others with --models or
+# VEPO_VIZ_MODELS) and cannot start training unless --allow-train; without users the app
+# warns at start and shows a banner. The policy in force is shown in the About tab.
 #
 # torch from PyPI bundles the CUDA 12 runtime and cuDNN (the nvidia-* wheels), so a slim
 # Python base is enough: the host needs an NVIDIA driver and the NVIDIA Container Toolkit

@@ -172,12 +172,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_app(model: str, max_file_size: str = "25mb", backend=None):
-    """Launch the app on 127.0.0.1 and a free port in this process: (demo, url)."""
+def serve_app(model: str, max_file_size: str = "25mb", backend=None, policy=None, auth=None):
+    """Launch the app on 127.0.0.1 and a free port in this process: (demo, url).
+    `policy`: a ServingPolicy (e.g. a remote one); `auth`: demo.launch's login arguments."""
     from vepo_viz.ui.app import build_app, launch_kwargs
     from vepo_viz.ui.backend import ModelBackend
 
-    demo = build_app(backend or ModelBackend(device="cpu"), default_model=model)
+    backend = backend or ModelBackend(device="cpu")
+    demo = build_app(backend, default_model=model, policy=policy)
     demo.queue(default_concurrency_limit=4)
     port = free_port()
     demo.launch(
@@ -185,14 +187,15 @@ def serve_app(model: str, max_file_size: str = "25mb", backend=None):
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
+        **(auth or {}),
         **launch_kwargs(max_file_size=max_file_size),
     )
     return demo, f"http://127.0.0.1:{port}/"
 
 
-def serve_app_process(model: str, timeout_s: float = 300.0):
-    """`python app.py --host 127.0.0.1 --port N --model MODEL` in a subprocess, as a user
-    runs it: (process, url). The caller terminates the process."""
+def serve_app_process(model: str, timeout_s: float = 300.0, extra_args: tuple[str, ...] = ()):
+    """`python app.py --host 127.0.0.1 --port N --model MODEL [extra_args]` in a subprocess,
+    as a user runs it: (process, url). The caller terminates the process."""
     import subprocess
     import sys
     import time
@@ -203,7 +206,10 @@ def serve_app_process(model: str, timeout_s: float = 300.0):
     root = Path(__file__).resolve().parents[1]
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--model", model],
+        [
+            *(sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)),
+            *("--model", model, *extra_args),
+        ],
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

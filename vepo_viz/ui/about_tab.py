@@ -1,10 +1,12 @@
-"""The About tab: what the numbers mean, and the colours of the selection row."""
+"""The About tab: what the numbers mean, the colours of the selection row, and the
+serving policy (who may do what on this server)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from vepo_viz.render.colors import CATEGORY_COLORS, CATEGORY_LABELS
+from vepo_viz.ui.policy import ServingPolicy
 
 ABOUT = """
 ### What you are looking at
@@ -31,7 +33,7 @@ candidates under the clean and the perturbed image.
 """
 
 
-def build_about_tab() -> None:
+def build_about_tab(policy: ServingPolicy | None = None) -> None:
     """Lay out the About tab (inside the enclosing gr.Tab)."""
     legend_html = "".join(
         f'<span style="background:{CATEGORY_COLORS[c]}">{CATEGORY_LABELS[c]}</span>'
@@ -39,3 +41,4 @@ def build_about_tab() -> None:
     )
     gr.HTML(f'<p class="vv-legend">{legend_html}</p>')
     gr.Markdown(ABOUT)
+    gr.Markdown((policy or ServingPolicy()).describe(), elem_id="vv-policy")

@@ -5,11 +5,13 @@ train_tab, about_tab), each wiring its own events to plain handlers. Model work
 (Analyze, Compare, Batch) shares one queue slot (concurrency_id "model", limit 1), so
 one analysis runs at a time; re-scoring, token details and exports never touch the model
 and run beside it. Per-session data lives in a gr.State (a `Session`: analyses, no
-tensors).
+tensors). A `ServingPolicy` (vepo_viz.ui.policy) says which models a user may choose and
+whether the Train tab may start processes; the default allows everything (this machine).
 """
 
 from __future__ import annotations
 
+import html
 import inspect
 import logging
 from pathlib import Path
@@ -23,6 +25,7 @@ from vepo_viz.ui.backend import EMBEDDED, Backend, ModelBackend
 from vepo_viz.ui.batch_tab import build_batch_tab
 from vepo_viz.ui.compare_tab import build_compare_tab
 from vepo_viz.ui.events import MODEL_QUEUE
+from vepo_viz.ui.policy import PolicyBackend, ServingPolicy
 from vepo_viz.ui.samples import Sample, load_samples
 
 log = logging.getLogger("vepo_viz.ui")
@@ -68,7 +71,7 @@ CLICK_JS = """
 """
 
 
-def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs) -> None:
+def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy) -> None:
     """The training worker's tab, when it exists (vepo_viz.ui.train_tab)."""
     try:
         from vepo_viz.ui.train_tab import build_train_tab
@@ -81,6 +84,11 @@ def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs) -> None:
         kwargs["model_box"] = model_box
     if "tabs" in params:
         kwargs["tabs"] = tabs
+    if "policy" in params:
+        kwargs["policy"] = policy
+    elif not policy.allow_train:
+        gr.Markdown("Training from the app is switched off on this server.")
+        return
     build_train_tab(**kwargs)
 
 
@@ -88,9 +96,14 @@ def build_app(
     backend: Backend | None = None,
     samples: list[Sample] | None = None,
     default_model: str = EMBEDDED,
+    policy: ServingPolicy | None = None,
 ) -> gr.Blocks:
-    """The app as a gr.Blocks (not launched). `backend` defaults to the real models."""
+    """The app as a gr.Blocks (not launched). `backend` defaults to the real models,
+    `policy` to this machine's (any model, training allowed)."""
+    policy = policy or ServingPolicy()
     backend = backend or ModelBackend()
+    if policy.models is not None:
+        backend = PolicyBackend(backend, policy)
     samples = load_samples() if samples is None else samples
 
     with gr.Blocks(title="vepo-viz: which tokens look at the image?") as demo:
@@ -101,6 +114,9 @@ def build_app(
             "and which ones does RL train on? Entropy-only (80/20) vs VEPO token selection, "
             "per token.</p></div>"
         )
+        if policy.warning:
+            banner = f'<div role="alert">&#9888; {html.escape(policy.warning)}</div>'
+            gr.HTML(banner, elem_id="vv-warning")
         with gr.Tabs() as tabs:
             with gr.Tab("Analyze", id="analyze"):
                 analyze = build_analyze_tab(backend, samples, default_model, session)
@@ -109,9 +125,9 @@ def build_app(
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(analyze, backend)
             with gr.Tab("Train", id="train"):
-                _train_tab(analyze.model, tabs)
+                _train_tab(analyze.model, tabs, policy)
             with gr.Tab("About", id="about"):
-                build_about_tab()
+                build_about_tab(policy)
     return demo
 
 

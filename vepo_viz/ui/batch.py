@@ -19,6 +19,7 @@ import pandas as pd
 from vepo_viz.batch import Row, aggregate, read_rows, to_frame
 from vepo_viz.render.figures import batch_figures
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
+from vepo_viz.ui.policy import ModelRefused
 
 SOURCES: tuple[str, ...] = ("built-in suite", "uploaded JSONL")
 
@@ -97,6 +98,8 @@ def run_batch(
             result = backend.analyze(
                 model, str(row.image), row.question, row.response, settings, None
             )
+        except ModelRefused:
+            raise  # the whole batch's model, not one row's problem
         except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
             failures.append((row.key, f"{type(error).__name__}: {error}"))
             continue

@@ -64,6 +64,10 @@ def compare(
         runs = [(model, _with_mode(base, a)), (model, _with_mode(base, b))]
         label_a, label_b = a, b
     else:
+        policy = getattr(backend, "policy", None)  # a PolicyBackend: refuse B before A runs
+        if policy is not None:
+            policy.check_model(a)
+            policy.check_model(b)
         runs = [(a, base), (b, base)]
         label_a, label_b = (model_key(a) or EMBEDDED), (model_key(b) or EMBEDDED)
 

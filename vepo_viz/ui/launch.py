@@ -1,10 +1,27 @@
-"""`python app.py`: build the app and serve it (127.0.0.1:7860 unless told otherwise)."""
+"""`python app.py`: build the app and serve it (127.0.0.1:7860 unless told otherwise).
+
+Served beyond this machine (another --host, or --share) the app asks for a login when
+given users (--auth, --auth-file, or VEPO_VIZ_AUTH / VEPO_VIZ_AUTH_FILE) and applies the
+remote serving policy (vepo_viz.ui.policy): no training unless --allow-train, only the
+listed --models. Without a login it warns at start and shows a banner in the page.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
+
+from vepo_viz.ui.auth import Credentials
+from vepo_viz.ui.policy import ServingPolicy
+
+log = logging.getLogger("vepo_viz.ui")
+
+
+def _env_list(name: str) -> list[str]:
+    """Comma-separated entries of an environment variable ([] when unset)."""
+    return [e.strip() for e in os.environ.get(name, "").split(",") if e.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,19 +60,105 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--preload", action="store_true", help="load the model before serving (fail fast)"
     )
+    _serving_flags(parser)
     return parser
+
+
+def _serving_flags(parser: argparse.ArgumentParser) -> None:
+    """Who may log in and what they may do (see vepo_viz.ui.policy)."""
+    group = parser.add_argument_group("serving beyond this machine")
+    group.add_argument(
+        "--auth",
+        action="append",
+        metavar="USER:PASSWORD",
+        default=None,
+        help="a user who may log in (repeatable; default: $VEPO_VIZ_AUTH, comma-separated). "
+        "The command line is visible to other local users: prefer --auth-file",
+    )
+    group.add_argument(
+        "--auth-file",
+        action="append",
+        metavar="FILE",
+        default=None,
+        help="a file of user:password lines; a password may be a pbkdf2_sha256$... hash from "
+        "`python -m vepo_viz.ui.auth hash --user NAME` (default: $VEPO_VIZ_AUTH_FILE)",
+    )
+    group.add_argument(
+        "--allow-train",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the Train tab start training processes (default: on for 127.0.0.1, off "
+        "when served beyond it; $VEPO_VIZ_ALLOW_TRAIN=1 turns it on)",
+    )
+    group.add_argument(
+        "--models",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="models a remote user may choose besides 'embedded' and --model: names, hub ids, "
+        "model folders, or a folder of model folders (repeatable or comma-separated; "
+        "default: $VEPO_VIZ_MODELS). Given on 127.0.0.1, the list applies there too",
+    )
+
+
+def serving_from_args(
+    args: argparse.Namespace, runs_root: str | None = None
+) -> tuple[ServingPolicy, Credentials]:
+    """The serving policy and the users of parsed app.py flags (environment as fallback)."""
+    entries = args.auth if args.auth is not None else _env_list("VEPO_VIZ_AUTH")
+    files = args.auth_file if args.auth_file is not None else _env_list("VEPO_VIZ_AUTH_FILE")
+    credentials = Credentials.parse(entries, files)
+    models = args.models if args.models is not None else _env_list("VEPO_VIZ_MODELS")
+    allow_train = args.allow_train
+    if allow_train is None and os.environ.get("VEPO_VIZ_ALLOW_TRAIN"):
+        allow_train = os.environ["VEPO_VIZ_ALLOW_TRAIN"].strip().lower() in ("1", "true", "yes")
+    if runs_root is None:
+        from vepo_viz.train.jobs import DEFAULT_RUNS_ROOT
+
+        runs_root = str(DEFAULT_RUNS_ROOT)
+    policy = ServingPolicy.from_launch(
+        host=args.host,
+        share=args.share,
+        model=args.model,
+        models=[m for entry in models for m in entry.split(",")],
+        allow_train=allow_train,
+        login=bool(credentials),
+        runs_root=runs_root,
+    )
+    return policy, credentials
+
+
+def auth_kwargs(credentials: Credentials) -> dict:
+    """The login arguments of demo.launch() ({} without users: no login page)."""
+    if not credentials:
+        return {}
+    return {"auth": credentials.check, "auth_message": "vepo-viz: log in to use this server"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from vepo_viz.errors import VepoInputError
     from vepo_viz.ui.app import build_app, launch_kwargs
     from vepo_viz.ui.backend import ModelBackend, model_key
 
+    try:
+        policy, credentials = serving_from_args(args)
+    except VepoInputError as error:
+        print(f"app.py: {error}", file=sys.stderr)
+        return 2
+    if policy.warning:
+        log.warning("WARNING: %s", policy.warning)
     backend = ModelBackend(device=args.device, dtype=args.dtype)
     if args.preload:
         backend.model(model_key(args.model))
-    demo = build_app(backend, default_model=args.model)
+    demo = build_app(backend, default_model=args.model, policy=policy)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        **auth_kwargs(credentials),
+        **launch_kwargs(),
+    )
     return 0

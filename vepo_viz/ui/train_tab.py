@@ -34,6 +34,8 @@ from vepo_viz.train.jobs import (
     stop_run,
 )
 from vepo_viz.train.rules import RULES, vepo_score_type
+from vepo_viz.ui.errors import user_errors
+from vepo_viz.ui.policy import REFUSED_TRAIN, ServingPolicy
 
 POLL_S = 3.0
 """Seconds between refreshes of the curves and the run table (only while a run shown in
@@ -92,8 +94,11 @@ def form_config(
     families: list[str],
     difficulty: float,
     extra: str,
+    *,
+    policy: ServingPolicy | None = None,
 ) -> TrainConfig:
-    """The TrainConfig of the form (extra: TOML lines that override any field)."""
+    """The TrainConfig of the form (extra: TOML lines that override any field). `policy`
+    refuses a run it does not allow before the config (which checks paths) is built."""
     from vepo_viz.train.config import _tomllib
 
     name = (name or "").strip()
@@ -127,12 +132,20 @@ def form_config(
         "difficulty": float(difficulty),
         **overrides,
     }
+    if policy is not None:
+        data = [str(values.get(k, "")) for k in ("data", "eval_data")]
+        data_paths = [d for d in data if d not in ("", "suite")]
+        policy.check_train_run(str(values["model"]), str(values["out"]), runs_root, data_paths)
     return TrainConfig.from_dict(values)
 
 
-def start_from_form(runs_root: str | Path, *form) -> tuple[str, list[str]]:
+def start_from_form(
+    runs_root: str | Path, *form, policy: ServingPolicy | None = None
+) -> tuple[str, list[str]]:
     """Validate the form, write config.toml and start the run. (message, runs to select)."""
-    cfg = form_config(runs_root, *form)
+    if policy is not None:
+        policy.check_train()  # before the form is even read
+    cfg = form_config(runs_root, *form, policy=policy)
     paths = RunPaths(Path(cfg.out))
     status = read_status(paths.root)
     if status.get("state") in ("starting", "running"):
@@ -294,12 +307,16 @@ def build_train_tab(
     model_box: gr.Textbox | None = None,
     tabs: gr.Tabs | None = None,
     runs_root: str | Path = DEFAULT_RUNS_ROOT,
+    policy: ServingPolicy | None = None,
 ) -> TrainTab:
     """Create the Train tab's components inside the enclosing Blocks/Tab and wire them.
 
     model_box / tabs: the Analyze tab's model textbox and the app's gr.Tabs; when given,
     "Open in Analyze" writes the run's model folder into the box and switches tabs.
+    policy: what the server allows (default: this machine's, training allowed); without
+    allow_train, Start and Stop are refused (the runs stay visible).
     """
+    policy = policy or ServingPolicy()
     runs_root = Path(runs_root)
     gr.Markdown(
         "Train a model with GRPO that updates only the selected tokens, in a background "
@@ -316,9 +333,14 @@ def build_train_tab(
     # only while a run is live.
     timer = gr.Timer(POLL_S, active=True)
 
+    if not policy.allow_train:
+        gr.Markdown(f"**{REFUSED_TRAIN}.**", elem_id="vv-train-off")
+        start.interactive = False
+
+    @user_errors
     def on_start(*values):
         try:
-            text, chosen = start_from_form(runs_root, *values)
+            text, chosen = start_from_form(runs_root, *values, policy=policy)
         except VepoError as error:
             return f"**not started:** {error}", gr.update()
         return text, gr.update(choices=run_names(runs_root), value=chosen)
@@ -345,7 +367,13 @@ def build_train_tab(
         on_refresh, inputs=[runs], outputs=outputs
     )
     timer.tick(on_refresh, inputs=[runs], outputs=outputs, show_progress="hidden")
-    stop.click(lambda s: stop_selected(runs_root, s), inputs=[runs], outputs=[message])
+
+    def stop_checked(selected):
+        policy.check_train()
+        return stop_selected(runs_root, selected)
+
+    # (a lambda: the event's API name stays "lambda")
+    stop.click(user_errors(lambda s: stop_checked(s)), inputs=[runs], outputs=[message])
 
     def on_open(selected):
         folder, text = analyze_target(runs_root, selected)
