@@ -180,6 +180,8 @@ class VEPOGRPOTrainer(GRPOTrainer):
     def _signals(self, out: dict[str, Any], inputs: list[dict], step: int) -> TokenSignals:
         """Per-token signals of the rollout policy over the batch's completions."""
         model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "get_base_model"):  # peft: the transformers model, LoRA injected
+            model = model.get_base_model()
         mask = out["completion_mask"].bool()
         if "tool_mask" in out:
             mask = mask & out["tool_mask"].bool()
