@@ -1,0 +1,316 @@
+"""`train` on TRL (vepo_viz.train.trl_train): the TrainConfig mapping, the verifier reward,
+and whole runs of the embedded tiny model into a run folder: metrics, status, held-out
+accuracy, checkpoints, kill -9 and resume, stop by SIGTERM, LoRA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from vepo_viz.tiny import DEFAULT_MODEL  # noqa: E402
+from vepo_viz.train.config import TrainConfig  # noqa: E402
+from vepo_viz.train.jobs import RunPaths, read_metrics, read_status  # noqa: E402
+from vepo_viz.train.trl_data import correct, verifier_reward, well_formed  # noqa: E402
+from vepo_viz.train.trl_train import latest_checkpoint, train, trl_args  # noqa: E402
+
+needs_embedded = pytest.mark.skipif(
+    not (Path(DEFAULT_MODEL) / "config.json").is_file(),
+    reason="the embedded tiny model is not built (vepo_viz/tiny/model)",
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(out, **kw) -> TrainConfig:
+    # Difficulty 1 and temperature 1: the embedded model gets some answers wrong, so
+    # rewards vary within a group and the updates are not zero.
+    base = dict(
+        model="tiny",
+        out=str(out),
+        steps=4,
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=32,
+        difficulty=1.0,
+        temperature=1.0,
+        families=("read", "count"),
+        n_eval=1,
+        eval_every=2,
+        ckpt_every=2,
+        lr=1e-3,
+        threads=1,
+        seed=0,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def hard_prompts(tmp_path_factory) -> str:
+    """A JSONL of the first four number-reading questions (difficulty 1) the embedded
+    model answers wrong greedily: sampled at temperature 1 it gets them right only
+    sometimes, so rewards vary within a group (see tests/test_train_learning.py)."""
+    from tests.test_train_learning import (
+        DIFFICULTY,
+        FAMILY,
+        N_CANDIDATES,
+        N_PROMPTS,
+        greedy_failures,
+    )
+    from vepo_viz.tasks import export_jsonl
+
+    path = export_jsonl(
+        tmp_path_factory.mktemp("hard") / "data.jsonl",
+        split="train",
+        n_per_family=N_CANDIDATES,
+        families=[FAMILY],
+        difficulty=DIFFICULTY,
+    )
+    assert greedy_failures(path, N_PROMPTS) >= N_PROMPTS
+    return str(path)
+
+
+def _steps(run_dir) -> list[dict]:
+    df = read_metrics(run_dir)
+    return df[df["reward"].notna()].to_dict("records")
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+# ---- fast ------------------------------------------------------------------------------
+
+
+def test_trl_args_maps_the_train_config(tmp_path):
+    cfg = TrainConfig(
+        prompts_per_step=3,
+        group_size=4,
+        steps=7,
+        lr=2e-5,
+        kl_beta=0.05,
+        selection="vppo",
+        ratio=0.3,
+        scope="batch",
+        alpha=0.5,
+        sigma=1.5,
+        loss_mode="weight",
+        weight_lambda=2.0,
+        max_new_tokens=20,
+        temperature=0.7,
+        seed=3,
+        ckpt_every=5,
+        keep_checkpoints=3,
+        adv_norm="none",
+    )
+    args = trl_args(cfg, tmp_path, use_cpu=True)
+    assert args.per_device_train_batch_size == 12 and args.num_generations == 4
+    assert args.max_steps == 7 and args.learning_rate == 2e-5 and args.beta == 0.05
+    assert (args.selection, args.ratio, args.scope, args.alpha) == ("vppo", 0.3, "batch", 0.5)
+    assert (args.sigma, args.loss_mode, args.weight_lambda) == (1.5, "weight", 2.0)
+    assert args.max_completion_length == 20 and args.temperature == 0.7
+    assert args.seed == 3 and args.perturb_seed == 3
+    assert args.save_steps == 5 and args.save_total_limit == 3
+    assert args.scale_rewards == "none" and args.shuffle_dataset is False
+    assert args.output_dir == str(tmp_path)
+    assert trl_args(cfg, tmp_path, use_cpu=True, report_to=["tensorboard"]).report_to == [
+        "tensorboard"
+    ]
+    # TRL's own entropy quantile, for comparison with the per-response top-k.
+    q = trl_args(cfg.replace(selection="entropy", scope="quantile"), tmp_path, use_cpu=True)
+    assert q.selection == "all" and q.top_entropy_quantile == 0.3
+
+
+def test_verifier_reward_is_the_suites():
+    completions = [
+        [{"role": "assistant", "content": "the answer is 7."}],
+        [{"role": "assistant", "content": "the answer is 3."}],
+        [{"role": "assistant", "content": "no idea"}],
+    ]
+    kw = dict(answer=["7", "7", "7"], answer_space=[[], [], []])
+    assert verifier_reward(completions, **kw) == [1.0, 0.1, 0.0]
+    assert correct(completions, **kw) == [1.0, 0.0, 0.0]
+    assert well_formed(completions, **kw) == [1.0, 1.0, 0.0]
+
+
+# ---- runs of the embedded model --------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_run_writes_metrics_status_checkpoints_and_a_final_model(tmp_path):
+    cfg = _cfg(tmp_path / "run", steps=2, ckpt_every=1, keep_checkpoints=1)
+    result = train(cfg, progress=False)
+    paths = RunPaths(tmp_path / "run")
+    assert result.final_dir == paths.final and result.steps_done == 2
+    status = read_status(paths.root)
+    assert status["state"] == "finished" and status["final"] == str(paths.final)
+    assert status["model_info"]["finetune"] == "full"
+    rows = _steps(paths.root)
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        for key in ("reward", "accuracy", "well_formed", "loss", "grad_norm", "clip_fraction"):
+            assert key in r, key
+        assert 0 < r["selected_fraction"] < 0.5
+        assert r["vis_selected"] >= r["vis_all"] - 1e-9 and r["jsd_all"] > 0
+        assert r["step_s"] > 0
+    evals = read_metrics(paths.root).dropna(subset=["heldout_acc"])["step"].tolist()
+    assert evals == [0, 2]  # before the first step and after the last (eval_every=2)
+    assert [p.name for p in paths.checkpoints.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert TrainConfig.load_run(paths.root) == cfg
+
+    from vepo_viz.models import load_model
+
+    vlm = load_model(str(paths.final), device="cpu")
+    assert vlm.model.config.model_type == "qwen2_vl"
+    assert json.loads((paths.final / "vepo_train.json").read_text())["steps"] == 2
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.trl_train import train
+train(TrainConfig.from_toml(sys.argv[1]), progress=False, stop_at=3)
+os.kill(os.getpid(), signal.SIGKILL)  # kill -9 right after step 3 was logged
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT)
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_kill_9_and_resume_gives_the_same_next_step(tmp_path):
+    whole = _cfg(tmp_path / "whole")
+    train(whole, progress=False)
+    killed = whole.replace(out=str(tmp_path / "killed"))
+    config = tmp_path / "killed.toml"
+    config.write_text(killed.to_toml())
+    process = _python(_KILLED_RUN, str(config))
+    assert process.wait(timeout=300) == -signal.SIGKILL
+    paths = RunPaths(tmp_path / "killed")
+    assert read_status(paths.root)["state"] == "stopped"  # the process is gone
+    assert latest_checkpoint(paths).name == "checkpoint-2"
+    assert [r["step"] for r in _steps(paths.root)] == [1, 2, 3]
+
+    train(killed, progress=False)  # resumes from checkpoint-2
+    a, b = _steps(whole.out), _steps(killed.out)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]  # the dangling step 3 was replaced
+    assert any(r["grad_norm"] > 0 for r in a)  # there was something to reproduce
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("reward", "accuracy", "loss", "grad_norm", "entropy_selected", "vis_all"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-6, abs=1e-9), (ra["step"], key)
+    wa, wb = _weights(RunPaths(Path(whole.out)).final), _weights(paths.final)
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-6, atol=1e-7)
+
+
+_LONG_RUN = """
+import sys
+from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.trl_train import train
+train(TrainConfig.from_toml(sys.argv[1]), progress=False)
+"""
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path):
+    cfg = _cfg(tmp_path / "run", steps=50, ckpt_every=0, n_eval=0)
+    config = tmp_path / "run.toml"
+    config.write_text(cfg.to_toml())
+    process = _python(_LONG_RUN, str(config))
+    paths = RunPaths(tmp_path / "run")
+    deadline = time.time() + 240
+    while time.time() < deadline and not _steps_logged(paths):
+        time.sleep(0.5)
+    assert _steps_logged(paths), "no step was logged"
+    process.send_signal(signal.SIGTERM)  # what jobs.stop_run sends
+    assert process.wait(timeout=240) == 0
+    status = read_status(paths.root)
+    assert status["state"] == "stopped" and status["message"] == "stopped by request"
+    done = status["step"]
+    assert 1 <= done < 50
+    assert latest_checkpoint(paths).name == f"checkpoint-{done}"
+    assert not paths.final.exists()
+
+
+def _steps_logged(paths: RunPaths) -> bool:
+    return paths.metrics.exists() and '"reward"' in paths.metrics.read_text()
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_lora_with_gradient_checkpointing_and_kl(tmp_path, hard_prompts):
+    cfg = _cfg(
+        tmp_path / "lora",
+        data=hard_prompts,
+        families=(),
+        prompts_per_step=4,
+        group_size=8,
+        steps=2,
+        finetune="lora",
+        lora_r=4,
+        gradient_checkpointing=True,
+        kl_beta=0.1,
+        ckpt_every=1,
+        selection="vppo",
+        lr=5e-2,
+        n_eval=0,
+    )
+    result = train(cfg, progress=False)
+    ckpt = RunPaths(Path(cfg.out)).checkpoints / "checkpoint-1"
+    assert (ckpt / "adapter_config.json").exists()
+    info = read_status(cfg.out)["model_info"]
+    assert info["finetune"] == "lora" and info["trainable_params"] < info["total_params"] / 2
+    rows = _steps(cfg.out)
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["kl"] > 0  # moved off the base
+
+    from vepo_viz.models import load_model
+
+    merged = load_model(str(result.final_dir), device="cpu")
+    base = load_model(None, device="cpu")
+    changed = [
+        name
+        for (name, p), (_, q) in zip(
+            merged.model.named_parameters(), base.model.named_parameters(), strict=True
+        )
+        if not torch.equal(p, q)
+    ]
+    assert changed and all("visual" not in n for n in changed)
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_grpo_on_trl_improves_the_tiny_models_reward(tmp_path, hard_prompts):
+    """The learning test of tests/test_train_learning.py, on the TRL trainer: four prompts
+    the model gets wrong greedily, G = 8, VEPO selection; the sampled accuracy rises."""
+    cfg = _cfg(
+        tmp_path / "learn",
+        data=hard_prompts,
+        families=(),
+        prompts_per_step=4,
+        group_size=8,
+        steps=8,
+        lr=3e-4,
+        max_new_tokens=48,
+        selection="vepo",
+        n_eval=0,
+        ckpt_every=0,
+    )
+    train(cfg, progress=False)
+    accuracy = [r["accuracy"] for r in _steps(cfg.out)]
+    first, last = sum(accuracy[:2]) / 2, sum(accuracy[-2:]) / 2
+    assert last >= first + 0.15, f"sampled accuracy per step: {accuracy}"

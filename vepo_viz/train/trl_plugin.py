@@ -1,0 +1,423 @@
+"""VEPO token selection as a plug-in of Hugging Face TRL's `GRPOTrainer`.
+
+    trainer = VEPOGRPOTrainer(model=..., reward_funcs=..., args=VEPOGRPOConfig(...), ...)
+
+TRL samples G completions per prompt and scores them; then, once per generation batch,
+with the rollout (old) policy and no gradient, this plug-in:
+
+1. runs the clean teacher-forced pass and, for rules that need it, one counterfactual
+   pass per draw, each row on a fresh view of its own image (seed `view_seed(step, row)`,
+   never one noise tensor stacked over the G completions of an image);
+2. turns the hidden states into `scoring.token_stats` chunk by chunk through the output
+   head (no (B, C, V) tensor of the whole batch);
+3. selects with the rule of `train.rules.RULES` (the same `score_tokens` /
+   `select_tokens` as the app), scope per response or per batch (gathered across
+   processes, as TRL gathers its entropy threshold);
+4. hands the selection to TRL's loss through the batch dict:
+   - "mask": `tool_mask` (TRL multiplies it into the loss mask), so every loss type that
+     normalises by a token count (grpo, bnpo, dapo, ...) averages over the selected
+     tokens only, and unselected tokens get exactly zero gradient;
+   - "weight": (B, C) advantages A * (1 + lambda * selected), which TRL accepts;
+   - VPPO's per-response advantage scale multiplies the advantages.
+
+The hook is `_generate_and_score_completions` (TRL maintainers' suggested extension
+point): the plug-in calls TRL's own method and edits its output dict, and never copies
+`_compute_loss`. The keys it reads and writes (prompt_ids, completion_ids,
+completion_mask, advantages, tool_mask, num_items_in_batch, pixel_values, ...) are
+tested against the pinned trl version (requirements.txt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from vepo_viz import scoring
+from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
+from vepo_viz.scoring import SCORE_TYPES, ScoringConfig, TokenStats
+from vepo_viz.train.rules import RULES, Selection, TokenSignals
+
+LOSS_MODES = ("mask", "weight")
+
+_MM_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "pixel_attention_mask",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+)
+"""Multimodal keys of TRL's batch dict that the model's forward takes."""
+
+_PER_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids")
+"""Of those, the ones laid out per (prompt + completion) token."""
+
+VIEW_STRIDE = 1_000_003
+"""view_seed(step, row) = (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row."""
+
+
+@dataclass
+class VEPOGRPOConfig(GRPOConfig):
+    """TRL's GRPOConfig plus vepo-viz's token selection (defaults: the VEPO reference)."""
+
+    selection: str = field(
+        default="vepo",
+        metadata={"help": "Token-selection rule (train.rules.RULES).", "registry": RULES},
+    )
+    score_type: str = field(
+        default="D",
+        metadata={"help": "Score of the vepo rule (scoring.SCORE_TYPES).", "registry": SCORE_TYPES},
+    )
+    alpha: float = field(default=0.7, metadata={"help": "JSD vs |dH| weight of the noisy-OR."})
+    ratio: float = field(default=0.2, metadata={"help": "Share of tokens selected, in (0, 1]."})
+    scope: str = field(
+        default="response",
+        metadata={"help": "response (reference) or batch (one cut over all processes)."},
+    )
+    perturb: str = field(
+        default="",
+        metadata={"help": "Counterfactual mode (perturb.MODES); empty = the rule's reference."},
+    )
+    sigma: float = field(default=2.0, metadata={"help": "Noise std of the counterfactual."})
+    n_draws: int = field(default=1, metadata={"help": "Counterfactual views averaged (K)."})
+    perturb_seed: int = field(default=0, metadata={"help": "Seed of the counterfactual views."})
+    loss_mode: str = field(
+        default="mask", metadata={"help": "mask: loss over selected tokens; weight: 1 + lambda."}
+    )
+    weight_lambda: float = field(default=1.0, metadata={"help": "lambda of loss_mode=weight."})
+    vppo_rescale: bool = field(default=True, metadata={"help": "VPPO's advantage rescaling."})
+    head_chunk_rows: int = field(
+        default=0, metadata={"help": "Rows per output-head chunk (0: from the vocabulary size)."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        RULES.check(self.selection)
+        if self.scope not in ("response", "batch"):
+            raise ValueError(f"scope={self.scope!r}: choose response or batch")
+        if self.loss_mode not in LOSS_MODES:
+            raise ValueError(f"loss_mode={self.loss_mode!r}: choose one of {LOSS_MODES}")
+        if self.weight_lambda < 0:
+            raise ValueError(f"weight_lambda={self.weight_lambda} must be >= 0")
+        self.scoring_config  # noqa: B018 - validates score_type, alpha, ratio
+        self.perturb_config  # noqa: B018 - validates the counterfactual settings
+
+    @property
+    def rule(self):
+        return RULES[self.selection]
+
+    @property
+    def scoring_config(self) -> ScoringConfig:
+        return ScoringConfig(
+            score_type=self.score_type, alpha=self.alpha, ratio=self.ratio, scope=self.scope
+        )
+
+    @property
+    def perturb_config(self) -> PerturbConfig:
+        return PerturbConfig(
+            mode=self.perturb or self.rule.perturb,
+            sigma=self.sigma,
+            n_draws=self.n_draws,
+            seed=self.perturb_seed,
+        )
+
+
+def view_seed(perturb_seed: int, step: int, row: int) -> int:
+    """Seed of the counterfactual views of global batch row `row` at generation `step`."""
+    return (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row
+
+
+class VEPOGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that trains only on the tokens a vepo-viz rule selects."""
+
+    args: VEPOGRPOConfig
+
+    def __init__(self, *args, **kwargs) -> None:
+        # TRL left-pads prompt ids itself but takes per-token fields (mm_token_type_ids,
+        # token_type_ids) from the processor's own padding: with right padding those fall
+        # out of step with the ids of every shorter prompt, and Qwen-VL then places the
+        # image tokens wrongly (TRL sets "left" only for processors it loads itself).
+        processor = kwargs.get("processing_class")
+        tokenizer = getattr(processor, "tokenizer", processor)
+        if tokenizer is not None and getattr(tokenizer, "padding_side", "left") != "left":
+            tokenizer.padding_side = "left"
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, VEPOGRPOConfig):
+            raise TypeError("VEPOGRPOTrainer needs args=VEPOGRPOConfig(...)")
+        self._generation_step = 0
+        self.last_selection: dict[str, Any] | None = None
+        """The latest batch's selection (tensors on CPU), for traces and tests."""
+
+    # ---- the hook ------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        out = super()._generate_and_score_completions(inputs)
+        step, self._generation_step = self._generation_step, self._generation_step + 1
+        if self.args.selection == "all":
+            self.last_selection = None
+            return out
+        signals = self._signals(out, inputs, step)
+        selection = self._select(signals, step)
+        self._apply(out, selection)
+        self._log_selection(signals, selection)
+        self.last_selection = {
+            "step": step,
+            "selected": selection.selected.cpu(),
+            "scores": None if selection.scores is None else selection.scores.cpu(),
+            "mask": signals.mask.cpu(),
+            "entropy": signals.entropy.cpu(),
+            "stats": None if signals.stats is None else signals.stats.to("cpu"),
+        }
+        return out
+
+    # ---- signals ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _signals(self, out: dict[str, Any], inputs: list[dict], step: int) -> TokenSignals:
+        """Per-token signals of the rollout policy over the batch's completions."""
+        model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "get_base_model"):  # peft: the transformers model, LoRA injected
+            model = model.get_base_model()
+        mask = out["completion_mask"].bool()
+        if "tool_mask" in out:
+            mask = mask & out["tool_mask"].bool()
+        ids = out["completion_ids"]  # (B, C)
+        mm = {k: out[k] for k in _MM_KEYS if k in out}
+        hidden_clean = self._hidden(model, out, mm)  # (B, C, D)
+        need_cf = self.args.rule.needs_counterfactual(self.args)
+        views: list[torch.Tensor] = []
+        if need_cf:
+            cfg = self.args.perturb_config
+            for draw in range(cfg.n_draws):
+                views.append(self._hidden(model, out, self._view(out, inputs, mm, step, draw)))
+        stats_list, logp_clean, logp_noisy = _stats_from_hidden(
+            _head(model), hidden_clean, views, ids, self.temperature, self.args.head_chunk_rows
+        )
+        stats = scoring.average_stats(stats_list) if stats_list else None
+        entropy = (
+            stats.entropy
+            if stats is not None
+            else _entropy(_head(model), hidden_clean, self.temperature, self.args.head_chunk_rows)
+        )
+        return TokenSignals(
+            mask=mask,
+            logp_old=logp_clean,
+            entropy=entropy,
+            stats=stats,
+            logp_noisy=logp_noisy,
+        )
+
+    def _hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, C, D) last hidden states that predict each completion token."""
+        prompt_ids, completion_ids = out["prompt_ids"], out["completion_ids"]
+        P, C = prompt_ids.shape[1], completion_ids.shape[1]
+        kwargs = dict(mm)
+        result = model.model(
+            input_ids=torch.cat([prompt_ids, completion_ids], dim=1),  # (B, P+C)
+            attention_mask=torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1),
+            use_cache=False,
+            **kwargs,
+        )
+        return result.last_hidden_state[:, P - 1 : P + C - 1]  # (B, P+C, D) -> (B, C, D)
+
+    def _view(self, out, inputs, mm, step: int, draw: int) -> dict[str, torch.Tensor]:
+        """Image inputs of counterfactual view `draw`, every row from its own generator."""
+        from vepo_viz.models.families import family_of
+
+        cfg = self.args.perturb_config
+        rows = out["completion_ids"].shape[0]
+        offset = self.accelerator.process_index * rows
+        seeds = [view_seed(cfg.seed, step, offset + b) for b in range(rows)]
+        if MODES[cfg.mode].space == "normalized":
+            family = family_of(self.accelerator.unwrap_model(self.model).config.model_type)
+            pieces = _split_images(mm, rows)
+            viewed = [
+                family.view(
+                    piece,
+                    cfg.mode,
+                    sigma=cfg.sigma,
+                    generator=make_generator(seed, draw, piece.device),
+                )
+                for piece, seed in zip(pieces, seeds, strict=True)
+            ]
+            return {**mm, "pixel_values": torch.cat(viewed, dim=0)}
+        images = [_image_of(x) for x in inputs]
+        viewed = [
+            image_view(im, PerturbConfig(**{**_perturb_fields(cfg), "seed": s}), draw)
+            for im, s in zip(images, seeds, strict=True)
+        ]
+        processed = self.processing_class.image_processor(images=viewed, return_tensors="pt")
+        new = {k: v.to(mm["pixel_values"].device) for k, v in processed.items() if k in mm}
+        return {**mm, **new}
+
+    # ---- selection -------------------------------------------------------------------
+
+    def _select(self, signals: TokenSignals, step: int) -> Selection:
+        rule, cfg = self.args.rule, self.args.scoring_config
+        generator = torch.Generator().manual_seed(view_seed(self.args.seed, step, 0))
+        if cfg.scope != "batch" or self.accelerator.num_processes == 1:
+            return rule.select(_rule_config(self.args), signals, generator)
+        # One cut over the whole batch of every process: score locally, gather, cut.
+        local = rule.select(
+            _rule_config(self.args, scope="response", ratio=1.0), signals, generator
+        )
+        scores = local.scores if local.scores is not None else signals.mask.float()
+        gathered_scores = self._gather_rows(scores, 0.0)
+        gathered_mask = self._gather_rows(signals.mask, False)
+        selected_all = scoring.select_tokens(gathered_scores, gathered_mask, cfg.ratio, "batch")
+        rows = signals.mask.shape[0]
+        start = self.accelerator.process_index * rows
+        selected = selected_all[start : start + rows, : signals.mask.shape[1]]
+        return Selection(
+            selected=selected, scores=local.scores, advantage_scale=local.advantage_scale
+        )
+
+    def _gather_rows(self, x: torch.Tensor, pad: Any) -> torch.Tensor:
+        x = self.accelerator.pad_across_processes(x, dim=1, pad_index=pad)
+        return self.accelerator.gather(x)
+
+    def _apply(self, out: dict[str, Any], selection: Selection) -> None:
+        """Write the selection into TRL's batch dict (see the module docstring)."""
+        selected = selection.selected
+        advantages = out["advantages"]
+        if selection.advantage_scale is not None:
+            advantages = advantages * selection.advantage_scale.to(advantages.dtype)
+        if self.args.loss_mode == "mask":
+            tool_mask = out.get("tool_mask")
+            keep = selected.to(out["completion_mask"].dtype)
+            out["tool_mask"] = keep if tool_mask is None else tool_mask * keep
+            loss_mask = out["completion_mask"] * out["tool_mask"]
+            out["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        else:
+            weight = 1.0 + self.args.weight_lambda * selected.to(advantages.dtype)  # (B, C)
+            advantages = (advantages[:, None] if advantages.dim() == 1 else advantages) * weight
+        out["advantages"] = advantages
+
+    def _log_selection(self, signals: TokenSignals, selection: Selection) -> None:
+        mode = "train" if self.model.training else "eval"
+        mask, selected = signals.mask, selection.selected
+
+        def mean(x: torch.Tensor, where: torch.Tensor) -> float:
+            total = self.accelerator.gather(torch.stack([(x * where).sum(), where.sum()]).float())
+            total = total.view(-1, 2).sum(0)
+            return float(total[0] / total[1]) if float(total[1]) > 0 else float("nan")
+
+        metrics = self._metrics[mode]
+        metrics["vepo/selected_fraction"].append(mean(selected.float(), mask.float()))
+        metrics["vepo/entropy_selected"].append(mean(signals.entropy, selected.float()))
+        metrics["vepo/entropy_all"].append(mean(signals.entropy, mask.float()))
+        if signals.stats is not None:
+            vis = scoring.visual_sensitivity(signals.stats, mask, self.args.alpha)
+            metrics["vepo/jsd_selected"].append(mean(signals.stats.jsd, selected.float()))
+            metrics["vepo/jsd_all"].append(mean(signals.stats.jsd, mask.float()))
+            metrics["vepo/vis_selected"].append(mean(vis, selected.float()))
+            metrics["vepo/vis_all"].append(mean(vis, mask.float()))
+
+
+def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
+    """The fields a selection rule reads (ratio, scope, alpha, score_type, vppo_rescale)."""
+    fields = ("ratio", "scope", "alpha", "score_type", "vppo_rescale")
+    return SimpleNamespace(**{**{f: getattr(args, f) for f in fields}, **overrides})
+
+
+def _perturb_fields(cfg: PerturbConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _image_of(example: dict[str, Any]):
+    if example.get("image") is not None:
+        return example["image"]
+    images = example.get("images") or []
+    if len(images) != 1:
+        raise ValueError("pixel-space counterfactual views need exactly one image per example")
+    return images[0]
+
+
+def _split_images(mm: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor]:
+    """pixel_values cut into one piece per batch row (one image per row)."""
+    pixel_values = mm["pixel_values"]
+    grid = mm.get("image_grid_thw")
+    if grid is not None:  # flat patches: each image holds prod(t, h, w) rows
+        if grid.shape[0] != rows:
+            raise ValueError("counterfactual views need exactly one image per completion")
+        return list(torch.split(pixel_values, grid.prod(-1).tolist(), dim=0))
+    if pixel_values.shape[0] != rows:
+        raise ValueError("counterfactual views need exactly one image per completion")
+    return list(torch.split(pixel_values, 1, dim=0))
+
+
+def _head(model):
+    head = model.get_output_embeddings()
+    softcap = getattr(
+        getattr(model.config, "text_config", model.config), "final_logit_softcapping", None
+    )
+    if not softcap:
+        return head
+    return lambda h: torch.tanh(head(h) / softcap) * softcap
+
+
+def _chunks(n: int, rows: int, vocab: int) -> tuple[range, int]:
+    """(chunk starts, rows per chunk): `rows`, or ~CHUNK_ELEMENTS_CPU logits per chunk."""
+    step = rows or max(1, scoring.CHUNK_ELEMENTS_CPU // max(1, vocab))
+    return range(0, n, step), step
+
+
+@torch.no_grad()
+def _stats_from_hidden(
+    head,
+    hidden_clean: torch.Tensor,
+    views: list[torch.Tensor],
+    ids: torch.Tensor,
+    tau: float,
+    rows: int,
+) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None]:
+    """TokenStats per view, and the sampled tokens' clean / noisy (mean over views) log-probs.
+
+    hidden_clean, views: (B, C, D); ids: (B, C). Positions are walked in chunks of rows
+    through the head, so at most (chunk, V) logits exist at once per pass.
+    """
+    B, C, D = hidden_clean.shape
+    flat_clean = hidden_clean.reshape(B * C, D)  # (N, D)
+    flat_ids = ids.reshape(B * C, 1)  # (N, 1)
+    vocab = head(flat_clean[:1]).shape[-1]
+    starts, step = _chunks(B * C, rows, vocab)
+    fields = ("entropy", "entropy_noisy", "jsd", "kl")
+    per_view = [{f: torch.empty(B * C) for f in fields} for _ in views]
+    logp_clean = torch.empty(B * C)
+    logp_noisy = torch.zeros(B * C) if views else None
+    for start in starts:
+        stop = min(start + step, B * C)
+        z = head(flat_clean[start:stop])  # (n, V)
+        logp = torch.log_softmax(z.float() / tau, dim=-1)  # (n, V)
+        logp_clean[start:stop] = logp.gather(-1, flat_ids[start:stop])[:, 0].cpu()
+        for k, view in enumerate(views):
+            zq = head(view.reshape(B * C, D)[start:stop])  # (n, V)
+            s = scoring.token_stats(z[None], zq[None], temperature=tau)  # (1, n) each
+            for f in fields:
+                per_view[k][f][start:stop] = getattr(s, f)[0].cpu()
+            logq = torch.log_softmax(zq.float() / tau, dim=-1)  # (n, V)
+            logp_noisy[start:stop] += logq.gather(-1, flat_ids[start:stop])[:, 0].cpu() / len(views)
+    device = hidden_clean.device
+    stats = [TokenStats(**{f: v[f].view(B, C).to(device) for f in fields}) for v in per_view]
+    noisy = None if logp_noisy is None else logp_noisy.view(B, C).to(device)
+    return stats, logp_clean.view(B, C).to(device), noisy
+
+
+@torch.no_grad()
+def _entropy(head, hidden: torch.Tensor, tau: float, rows: int) -> torch.Tensor:
+    """(B, C) entropy of the clean next-token distributions (no counterfactual pass)."""
+    B, C, D = hidden.shape
+    flat = hidden.reshape(B * C, D)
+    vocab = head(flat[:1]).shape[-1]
+    starts, step = _chunks(B * C, rows, vocab)
+    out = torch.empty(B * C)
+    for start in starts:
+        z = head(flat[start : start + step])  # (n, V)
+        out[start : start + step] = (
+            scoring.token_stats(z[None], z[None], temperature=tau).entropy[0].cpu()
+        )
+    return out.view(B, C).to(hidden.device)

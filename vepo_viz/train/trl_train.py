@@ -1,0 +1,418 @@
+"""`vepo-viz train` on TRL: a TrainConfig run through VEPOGRPOTrainer, into a run folder.
+
+    result = train(TrainConfig(selection="vepo", steps=40, out="runs/train/a"))
+
+The run folder is the one jobs.py, curves.py and the Train tab read (see jobs.RunPaths):
+config.toml, status.json (starting / running / stopped / finished / failed), metrics.jsonl
+(one line per step with today's metric names where TRL has the equivalent, one line per
+held-out evaluation), checkpoints/checkpoint-N/ (TRL/HF checkpoints: model or adapter,
+optimizer, scheduler, RNG state) and final/ (a plain model folder; LoRA merged).
+
+Prompts are the same PromptSource as the hand-written loop (step s trains on
+step_prompts(s), TRL's shuffling off); the reward is the suite's verifier (1.0 correct,
+0.1 well-formed, 0.0 malformed). A run folder with a checkpoint resumes from the newest
+one, and SIGTERM (jobs.stop_run) stops after the current step with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl.trainer.callbacks import TrainerCallback  # transformers', as TRL's callbacks use it
+
+from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
+from vepo_viz.train.data import PromptSource
+from vepo_viz.train.jobs import RunPaths, write_status
+from vepo_viz.train.trl_data import REWARD_FUNCS, build_dataset, evaluate
+from vepo_viz.train.trl_plugin import VEPOGRPOConfig, VEPOGRPOTrainer
+
+_PRINTERS = ("PrinterCallback", "ProgressCallback")
+"""transformers' callbacks that print TRL's raw log dicts (replaced by one line per step)."""
+
+EMBEDDED_NAMES = ("tiny", "embedded")
+"""Values of `model` meaning the embedded tiny model."""
+
+METRIC_NAMES = {
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "rewards/correct/mean": "accuracy",
+    "rewards/well_formed/mean": "well_formed",
+    "completions/mean_length": "response_len",
+    "frac_reward_zero_std": "zero_adv_groups",
+    "loss": "loss",
+    "grad_norm": "grad_norm",
+    "learning_rate": "lr",
+    "kl": "kl",
+    "clip_ratio/region_mean": "clip_fraction",
+    "entropy": "entropy_policy",
+    "vepo/selected_fraction": "selected_fraction",
+    "vepo/entropy_selected": "entropy_selected",
+    "vepo/entropy_all": "entropy_all",
+    "vepo/jsd_selected": "jsd_selected",
+    "vepo/jsd_all": "jsd_all",
+    "vepo/vis_selected": "vis_selected",
+    "vepo/vis_all": "vis_all",
+}
+"""TRL log key -> metrics.jsonl column (the hand-written loop's names); other TRL keys are
+written as TRL names them."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) call of `train` leaves behind."""
+
+    run_dir: Path
+    steps_done: int
+    final_dir: Path | None
+    """save_pretrained folder of the final model (None if the run stopped early)."""
+    last_metrics: dict
+    heldout_acc: float | None
+
+
+# ---- settings ------------------------------------------------------------------------
+
+
+def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPOGRPOConfig:
+    """The VEPOGRPOConfig of `cfg` (the one place TrainConfig names meet TRL's).
+
+    One generation batch per optimizer step: prompts_per_step x group_size completions;
+    ppo_epochs optimizer steps reuse it (TRL's num_iterations). `overrides` (e.g.
+    report_to, use_cpu) win over the mapping.
+    """
+    selection, quantile = cfg.selection, 1.0
+    if cfg.scope == "quantile":  # TRL's own entropy quantile, for comparison
+        if cfg.selection != "entropy":
+            raise ValueError('scope="quantile" is TRL\'s entropy quantile: use selection="entropy"')
+        selection, quantile = "all", cfg.ratio
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    ckpt_every = cfg.ckpt_every or cfg.steps
+    values = dict(
+        output_dir=str(output_dir),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=cpu,
+        bf16=cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and not cpu),
+        report_to=[],
+        disable_tqdm=True,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=ckpt_every,
+        save_total_limit=cfg.keep_checkpoints,
+        max_steps=cfg.steps * cfg.ppo_epochs,
+        per_device_train_batch_size=cfg.rollout_size,
+        gradient_accumulation_steps=1,
+        num_generations=cfg.group_size,
+        num_iterations=cfg.ppo_epochs,
+        shuffle_dataset=False,
+        max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="constant_with_warmup" if cfg.warmup_steps else "constant",
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        beta=cfg.kl_beta,
+        epsilon=cfg.clip_eps,
+        epsilon_high=cfg.clip_eps_high,
+        scale_rewards="group" if cfg.adv_norm == "std" else "none",
+        loss_type="dapo",
+        top_entropy_quantile=quantile,
+        reward_weights=[1.0, 0.0, 0.0],  # verifier_reward; correct and well_formed: logged only
+        selection=selection,
+        score_type=cfg.score_type,
+        alpha=cfg.alpha,
+        ratio=cfg.ratio,
+        scope="response" if cfg.scope == "quantile" else cfg.scope,
+        perturb=cfg.perturb,
+        sigma=cfg.sigma,
+        n_draws=cfg.n_draws,
+        perturb_seed=cfg.seed,
+        loss_mode=cfg.loss_mode,
+        weight_lambda=cfg.weight_lambda,
+        vppo_rescale=cfg.vppo_rescale,
+    )
+    # transformers >= 5.x names it activation checkpointing (the old names still work).
+    name = "activation" if "activation_checkpointing" in _field_names() else "gradient"
+    values[f"{name}_checkpointing"] = cfg.gradient_checkpointing
+    values[f"{name}_checkpointing_kwargs"] = {"use_reentrant": False}
+    return VEPOGRPOConfig(**{**values, **overrides})
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(VEPOGRPOConfig)}
+
+
+# ---- the callback ----------------------------------------------------------------------
+
+
+class RunFolderCallback(TrainerCallback):
+    """metrics.jsonl, status.json, held-out evaluation and stop requests of one run."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        paths: RunPaths,
+        evaluate_fn,
+        *,
+        progress: bool,
+        stop_at: int | None,
+        fresh: bool,
+        elapsed: float = 0.0,
+    ) -> None:
+        self.cfg, self.paths, self.evaluate_fn = cfg, paths, evaluate_fn
+        self.progress, self.stop_at, self.fresh = progress, stop_at, fresh
+        self.trainer: VEPOGRPOTrainer | None = None
+        self.stop_requested = False
+        self.cut = False
+        self.last: dict = {}
+        self.heldout_acc: float | None = None
+        self._t_start = time.perf_counter() - elapsed
+        self._t_step = 0.0
+        self._step_s = 0.0
+        self._synced = False
+        self._previous: dict = {}
+
+    # ---- signals (jobs.stop_run sends SIGTERM) ----
+
+    def install_signals(self) -> None:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: no handlers
+            self._previous = {}
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_requested:
+            raise SystemExit(128 + signum)
+        self.stop_requested = True
+
+    # ---- files ----
+
+    def emit(self, record: dict) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        with self.paths.metrics.open("a") as log:
+            log.write(json.dumps(clean) + "\n")
+
+    def run_eval(self, model, step: int) -> None:
+        t = time.perf_counter()
+        ev = self.evaluate_fn(model)
+        if not ev:
+            return
+        self.emit({"step": step, **ev, "eval_s": time.perf_counter() - t})
+        self.heldout_acc = ev.get("heldout_acc")
+        if self.progress:
+            print(f"step {step}: held-out accuracy {self.heldout_acc:.3f}", flush=True)
+
+    # ---- TrainerCallback hooks ----
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.fresh:
+            self.run_eval(model, 0)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not self._synced and self.trainer is not None:
+            # A resumed run continues the counterfactual seeds of the uninterrupted one.
+            self.trainer._generation_step = state.global_step // max(1, args.num_iterations)
+            self._synced = True
+        self._t_step = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._step_s = time.perf_counter() - self._t_step
+        if self.stop_requested and state.global_step < state.max_steps:
+            control.should_save = True
+            control.should_training_stop = True
+        if self.stop_at is not None and state.global_step >= self.stop_at:
+            control.should_training_stop = True
+            self.cut = True
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        logs = logs or {}
+        if "reward" not in logs:  # the end-of-training summary
+            return
+        done = state.global_step
+        record = {"step": done, **{METRIC_NAMES.get(k, k): v for k, v in logs.items()}}
+        if self.cfg.selection == "all":
+            record.setdefault("selected_fraction", 1.0)
+        record.update(
+            step_s=self._step_s,
+            elapsed_s=time.perf_counter() - self._t_start,
+            process_cpu_s=time.process_time(),
+        )
+        self.emit(record)
+        self.last = record
+        if self.progress:
+            print(_progress_line(record, state.max_steps), flush=True)
+        every = self.cfg.eval_every
+        if not self.cut and (done == state.max_steps or (every and done % every == 0)):
+            self.run_eval(model, done)
+        write_status(self.paths, state="running", step=done, elapsed_s=record["elapsed_s"])
+
+
+def _progress_line(r: dict, steps: int) -> str:
+    def f(key: str) -> str:
+        v = r.get(key)
+        return "-" if v is None else f"{v:.3f}"
+
+    return (
+        f"step {r['step']}/{steps} reward {f('reward')} acc {f('accuracy')} "
+        f"sel {f('selected_fraction')} H sel/all {f('entropy_selected')}/{f('entropy_all')} "
+        f"loss {f('loss')} {r['step_s']:.1f}s"
+    )
+
+
+# ---- checkpoints -----------------------------------------------------------------------
+
+
+def latest_checkpoint(paths: RunPaths) -> Path | None:
+    """The newest complete TRL checkpoint (checkpoint-N with trainer_state.json)."""
+    found = [p.parent for p in paths.checkpoints.glob("checkpoint-*/trainer_state.json")]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past `step` (written by a run killed after its last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+    path.write_text("".join(k + "\n" for k in kept))
+
+
+# ---- the entry point -------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    stop_at: int | None = None,
+    **trl_overrides: Any,
+) -> TrainResult:
+    """Run (or resume) the GRPO run `cfg` describes on TRL, writing everything under cfg.out.
+
+    Args:
+        progress: print one line per step.
+        stop_at: return right after this many optimizer steps, without a final model, as
+            if the process had been killed there (tests of resume).
+        trl_overrides: GRPOConfig fields that win over `trl_args` (e.g. report_to).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    paths = RunPaths(Path(cfg.out))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(cfg.to_toml())
+    write_status(paths, state="starting", pid=os.getpid(), steps=cfg.steps, step=0, message="")
+    try:
+        return _train(cfg, paths, progress, stop_at, trl_overrides)
+    except BaseException as error:
+        state = "stopped" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+        write_status(paths, state=state, message=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _load(cfg: TrainConfig):
+    """(vlm, peft_config or None, finetune name) for cfg.model."""
+    from vepo_viz.models import load_model
+    from vepo_viz.models.lora import lora_config
+
+    name = None if cfg.model in EMBEDDED_NAMES else cfg.model
+    dtype = None if cfg.dtype == "auto" else cfg.dtype
+    vlm = load_model(name, device=cfg.device, dtype=dtype, cache=False)
+    n_params = sum(p.numel() for p in vlm.model.parameters())
+    lora = cfg.finetune == "lora" or (cfg.finetune == "auto" and n_params > AUTO_LORA_PARAMS)
+    if not lora:
+        return vlm, None, "full"
+    peft = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, vlm.family)
+    return vlm, peft, "lora"
+
+
+def _train(cfg, paths: RunPaths, progress: bool, stop_at, overrides: dict) -> TrainResult:
+    ckpt = latest_checkpoint(paths) if cfg.resume else None
+    elapsed = 0.0
+    if ckpt is not None:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        _truncate_metrics(paths.metrics, int(state["global_step"]))
+        elapsed = float(json.loads(paths.status.read_text()).get("elapsed_s", 0.0) or 0.0)
+        if progress:
+            print(f"resumed from {ckpt} at step {state['global_step']}", flush=True)
+    elif paths.metrics.exists():
+        paths.metrics.unlink()  # a fresh run: no stale curves
+
+    vlm, peft, finetune = _load(cfg)
+    source = PromptSource(cfg)
+    heldout = source.heldout()
+    max_pixels = vlm.max_image_pixels
+    callback = RunFolderCallback(
+        cfg,
+        paths,
+        lambda model: evaluate(model, vlm.processor, heldout, cfg, max_pixels),
+        progress=progress,
+        stop_at=stop_at,
+        fresh=ckpt is None,
+        elapsed=elapsed,
+    )
+    trainer = VEPOGRPOTrainer(
+        model=vlm.model,
+        processing_class=vlm.processor,
+        reward_funcs=REWARD_FUNCS,
+        args=trl_args(cfg, paths.checkpoints, **overrides),
+        train_dataset=build_dataset(cfg, source, max_pixels),
+        peft_config=peft,
+        callbacks=[callback],
+    )
+    callback.trainer = trainer
+    for printer in [c for c in trainer.callback_handler.callbacks if type(c).__name__ in _PRINTERS]:
+        trainer.remove_callback(printer)  # the callback prints one line per step instead
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    info = {"finetune": finetune, "trainable_params": trainable, "total_params": total}
+    write_status(paths, state="running", step=0, model_info=info, trainer="trl")
+    callback.install_signals()
+    try:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    finally:
+        callback.restore_signals()
+    done = trainer.state.global_step
+    write_status(paths, elapsed_s=time.perf_counter() - callback._t_start)
+    if callback.cut:
+        return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
+    if callback.stop_requested and done < trainer.state.max_steps:
+        write_status(paths, state="stopped", step=done, message="stopped by request")
+        return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
+    final = _save_final(trainer, vlm.processor, paths.final)
+    summary = {"config": cfg.to_dict(), "steps": done, "heldout_acc": callback.heldout_acc}
+    summary.update(info, wall_s=time.perf_counter() - callback._t_start, trainer="trl")
+    (final / "vepo_train.json").write_text(json.dumps(summary, indent=2))
+    write_status(paths, state="finished", step=done, final=str(final))
+    return TrainResult(paths.root, done, final, callback.last, callback.heldout_acc)
+
+
+def _save_final(trainer: VEPOGRPOTrainer, processor, folder: Path) -> Path:
+    """final/: a plain model folder (a LoRA adapter merged into its base)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
