@@ -193,6 +193,19 @@ def standing_in(registry: Registry, entry) -> Iterator:
     assert registry.names() == names
 
 
+def _about_text() -> str:
+    """The Markdown of the About tab of an app built now."""
+    import gradio as gr
+
+    from tests.ui_fixtures import FakeBackend
+    from vepo_viz.ui.app import build_app
+
+    demo = build_app(FakeBackend())
+    return "\n".join(
+        b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.value
+    )
+
+
 def test_family_entry_is_what_loading_and_analysis_use(tiny_model_dir, scene):
     """A Family entry for the model_type of a tiny random model (here standing in for the
     built-in qwen2_vl one) is all that loading and analysis read about the family: its
@@ -210,6 +223,8 @@ def test_family_entry_is_what_loading_and_analysis_use(tiny_model_dir, scene):
     folder = tiny_model_dir("qwen2_vl")
     with standing_in(FAMILIES, entry):
         assert "throwaway: a family entry under test" in FAMILIES.markdown()  # the docs
+        assert "Throwaway-VL" in command_help("analyze").split("--model", 1)[1]  # CLI help
+        assert "throwaway: a family entry under test" in _about_text()  # the app
         vlm = load_model(folder, device="cpu", cache=False)
         assert vlm.family is entry
         assert isinstance(vlm.processor, marked)

@@ -9,11 +9,14 @@ from vepo_viz import settings
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    from vepo_viz.models.families import FAMILIES
+
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
         default=None,
-        help="hub id or local folder of a vision-language model (default: the embedded tiny model)",
+        help="hub id or local folder of a vision-language model (default: the embedded tiny "
+        f"model); families: {', '.join(f.label for f in FAMILIES.entries())}",
     )
     group.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     group.add_argument(

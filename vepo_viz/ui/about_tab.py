@@ -33,6 +33,21 @@ candidates under the clean and the perturbed image.
 """
 
 
+def models_markdown() -> str:
+    """The VLM families the app knows (models.families.FAMILIES), as the About tab shows."""
+    from vepo_viz.models.families import FAMILIES
+
+    rows = "\n".join(
+        f"| {f.label} | `{f.name}` | {f.layout or 'inferred'} | {f.description} |"
+        for f in FAMILIES.entries()
+    )
+    return (
+        "### Models\n\nAny transformers vision-language model loads; these families are "
+        "known (others get the pixel layout their processor's output implies):\n\n"
+        "| family | model_type | pixel layout | |\n|---|---|---|---|\n" + rows
+    )
+
+
 def build_about_tab(policy: ServingPolicy | None = None) -> None:
     """Lay out the About tab (inside the enclosing gr.Tab)."""
     legend_html = "".join(
@@ -41,4 +56,5 @@ def build_about_tab(policy: ServingPolicy | None = None) -> None:
     )
     gr.HTML(f'<p class="vv-legend">{legend_html}</p>')
     gr.Markdown(ABOUT)
+    gr.Markdown(models_markdown(), elem_id="vv-families")
     gr.Markdown((policy or ServingPolicy()).describe(), elem_id="vv-policy")
