@@ -132,7 +132,7 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         alpha=cfg.alpha,
         ratio=cfg.ratio,
         scope="response" if cfg.scope == "quantile" else cfg.scope,
-        perturb=cfg.perturb,
+        perturb=cfg.perturb_mode,
         sigma=cfg.sigma,
         n_draws=cfg.n_draws,
         perturb_seed=cfg.seed,
