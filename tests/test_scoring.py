@@ -20,7 +20,6 @@ from vepo_viz.scoring import (
     _quantile,
     average_stats,
     normalize_per_response,
-    policy_loss,
     sampled_token_logprobs,
     score_and_select,
     score_tokens,
@@ -489,70 +488,3 @@ def test_vppo_advantage_scale():
     # row means 2 and 1 (row 2 empty) -> batch mean 1.5
     torch.testing.assert_close(vppo_advantage_scale(dep, mask), torch.tensor([4 / 3, 2 / 3, 1.0]))
     torch.testing.assert_close(vppo_advantage_scale(torch.zeros(2, 3), mask[:2]), torch.ones(2))
-
-
-# ------------------------------------------------------------------ loss
-
-LOGP_OLD = torch.zeros(1, 3)
-RATIOS = torch.tensor([[1.5, 0.5, 1.1]])
-
-
-@pytest.mark.parametrize(
-    ("advantage", "mode", "want_loss", "want_grad"),
-    [
-        # l = max(-A r, -A clip(r, 0.8, 1.2)) = [-1.2 (clipped), -0.5, -1.1]
-        (1.0, "mask", (-1.2 - 1.1) / 2, [0.0, 0.0, -1.1 / 2]),
-        # weights [2, 1, 2] over 3 valid tokens; token 1's r = 0.5 is unclipped for A > 0
-        (1.0, "weight", (2 * -1.2 - 0.5 + 2 * -1.1) / 3, [0.0, -0.5 / 3, 2 * -1.1 / 3]),
-        # A = -1: l = max(r, clip(r)) = [1.5, 0.8 (clipped), 1.1]
-        (-1.0, "mask", (1.5 + 1.1) / 2, [1.5 / 2, 0.0, 1.1 / 2]),
-    ],
-)
-def test_policy_loss_hand_computed(advantage, mode, want_loss, want_grad):
-    logp_new = torch.log(RATIOS).requires_grad_()
-    mask = torch.tensor([[True, True, True]])
-    selected = torch.tensor([[True, False, True]])
-    loss, metrics = policy_loss(
-        logp_new, LOGP_OLD, torch.tensor([advantage]), mask, selected, mode=mode
-    )
-    assert float(loss.detach()) == pytest.approx(want_loss, abs=1e-6)
-    loss.backward()
-    np.testing.assert_allclose(logp_new.grad[0].numpy(), want_grad, atol=1e-6)
-    assert metrics["n_selected"] == 2 and metrics["n_valid"] == 3
-
-
-def test_policy_loss_masked_tokens_get_exactly_zero_gradient():
-    logp_new = torch.tensor([[-1.0, math.inf, -2.0, math.nan, -0.5]], requires_grad=True)
-    logp_old = torch.tensor([[-1.1, -1.0, -2.0, -1.0, math.nan]])
-    mask = torch.tensor([[True, True, True, False, False]])
-    selected = torch.tensor([[True, False, True, True, True]])
-    adv = torch.tensor([[1.0, 2.0, -1.0, 1.0, 1.0]])
-    loss, metrics = policy_loss(logp_new, logp_old, adv, mask, selected)
-    loss.backward()
-    assert bool(torch.isfinite(loss))
-    assert logp_new.grad[0, 1:2].tolist() == [0.0] and logp_new.grad[0, 3:].tolist() == [0.0, 0.0]
-    assert float(logp_new.grad[0, 0]) != 0.0
-    assert metrics["n_active"] == 2
-
-
-def test_policy_loss_nothing_selected_and_errors():
-    logp = torch.zeros(2, 3, requires_grad=True)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    loss, _ = policy_loss(logp, torch.zeros(2, 3), torch.ones(2), mask, torch.zeros_like(mask))
-    loss.backward()
-    assert float(loss.detach()) == 0.0 and float(logp.grad.abs().sum()) == 0.0
-    with pytest.raises(ValueError, match="mode"):
-        policy_loss(logp, torch.zeros(2, 3), torch.ones(2), mask, mask, mode="sum")
-    with pytest.raises(ValueError, match="advantages"):
-        policy_loss(logp, torch.zeros(2, 3), torch.ones(3), mask, mask)
-
-
-def test_policy_loss_clip_higher():
-    logp_new = torch.log(torch.tensor([[1.25]]))
-    mask = torch.ones(1, 1, dtype=torch.bool)
-    loss, metrics = policy_loss(
-        logp_new, torch.zeros(1, 1), torch.ones(1), mask, mask, clip_eps_high=0.28
-    )
-    assert float(loss) == pytest.approx(-1.25) and metrics["clip_fraction"] == 0.0
-    loss, metrics = policy_loss(logp_new, torch.zeros(1, 1), torch.ones(1), mask, mask)
-    assert float(loss) == pytest.approx(-1.2) and metrics["clip_fraction"] == 1.0

@@ -159,12 +159,12 @@ def test_background_run_stop_resume_and_open(tmp_path):
             os.kill(pid, signal.SIGKILL)
     status = read_status(paths.root)
     step = status["step"]
-    assert (paths.checkpoints / f"step_{step:06d}").is_dir()  # saved on stop
+    assert (paths.checkpoints / f"checkpoint-{step}").is_dir()  # saved on stop
     folder, text = tt.analyze_target(runs, ["r1"])
-    assert folder == str(paths.checkpoints / f"step_{step:06d}") and "Analyze" in text
+    assert folder == str(paths.checkpoints / f"checkpoint-{step}") and "Analyze" in text
 
     # Running the same config again resumes from that checkpoint and finishes.
-    from vepo_viz.train.trainer import train
+    from vepo_viz.train.trl_train import train
 
     cfg = TrainConfig.load_run(paths.root).replace(steps=step + 1)
     result = train(cfg, progress=False)

@@ -1,4 +1,4 @@
-"""VEPO token scoring: per-token statistics, score types, top-k selection and the masked loss.
+"""VEPO token scoring: per-token statistics, score types, top-k selection, VPPO weights.
 
 Everything here is pure tensor math (tensors and a config in, tensors out): no model, no
 processor, no I/O. The UI, the CLI, dataset scoring and training all call these same
@@ -57,9 +57,6 @@ V = 151,936), about 320 MB in all; large chunks keep kernel launches few."""
 
 SCOPES: tuple[str, ...] = ("response", "batch", "quantile")
 """Accepted `scope` values of `select_tokens`."""
-
-LOSS_MODES: tuple[str, ...] = ("mask", "weight")
-"""Accepted `mode` values of `policy_loss`."""
 
 
 # --------------------------------------------------------------------------------------
@@ -755,103 +752,3 @@ def vppo_advantage_scale(dependency: FloatBT, mask: BoolBT) -> FloatB:
         return torch.ones(dependency.shape[0], dtype=torch.float32, device=dependency.device)
     scale = torch.where(has_valid, row_mean / batch_mean, 1.0)
     return scale.float()
-
-
-# --------------------------------------------------------------------------------------
-# Loss
-# --------------------------------------------------------------------------------------
-
-
-def policy_loss(
-    logp_new: FloatBT,
-    logp_old: FloatBT,
-    advantages: torch.Tensor,
-    mask: BoolBT,
-    selected: BoolBT,
-    mode: str = "mask",
-    weight_lambda: float = 1.0,
-    clip_eps: float = 0.2,
-    clip_eps_high: float | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO/GRPO clipped per-token loss restricted to (or up-weighted on) selected tokens.
-
-    Per token: l_t = max(-A r_t, -A clip(r_t, 1 - clip_eps, 1 + clip_eps_high)) with
-    r_t = exp(logp_new - logp_old) (clip_eps_high=None means clip_eps; set it higher for
-    DAPO's clip-higher).
-
-    - "mask" (reference): mean of l_t over selected & valid tokens of the whole batch
-      (token-level mean); 0 with zero gradient if nothing is selected.
-    - "weight": w_t = 1 + weight_lambda on selected tokens, 1 on other valid tokens;
-      loss = sum(w l) / n_valid.
-
-    Args:
-        logp_new: (B, T) log-probs of the sampled tokens under the policy being updated.
-        logp_old: (B, T) the same under the rollout policy (no gradient taken).
-        advantages: (B,) per response or (B, T) per token.
-        mask: (B, T) valid response tokens; selected: (B, T) output of `select_tokens`.
-
-    Inactive tokens (padding; unselected ones in "mask" mode) get exactly zero gradient,
-    even if their log-probs are inf/NaN: the log-ratio is masked before exp.
-
-    Returns:
-        (loss, metrics): scalar loss and floats clip_fraction, ratio_mean, approx_kl
-        (mean of k3 of the ratio over active tokens), n_valid, n_selected, n_active,
-        selected_fraction.
-    """
-    if mode not in LOSS_MODES:
-        raise ValueError(f"unknown loss mode {mode!r}; choose one of {LOSS_MODES}")
-    if logp_new.dim() != 2 or logp_old.shape != logp_new.shape:
-        raise ValueError(
-            f"logp_new {tuple(logp_new.shape)} and logp_old {tuple(logp_old.shape)} must both "
-            "be (B, T)"
-        )
-    shape = logp_new.shape
-    mask = _as_mask(mask, shape)
-    selected = _as_mask(selected, shape, "selected") & mask
-    if advantages.dim() == 1 and advantages.shape[0] == shape[0]:
-        advantages = advantages[:, None]  # (B, 1)
-    elif advantages.shape != shape:
-        raise ValueError(
-            f"advantages must be (B,) = ({shape[0]},) or (B, T) = {tuple(shape)}, "
-            f"got {tuple(advantages.shape)}"
-        )
-    if not (clip_eps >= 0):
-        raise ValueError(f"clip_eps must be >= 0, got {clip_eps}")
-    clip_high = clip_eps if clip_eps_high is None else clip_eps_high
-    if not (clip_high >= 0):
-        raise ValueError(f"clip_eps_high must be >= 0, got {clip_eps_high}")
-    if mode == "weight" and not (weight_lambda >= 0):
-        raise ValueError(f"weight_lambda must be >= 0, got {weight_lambda}")
-
-    if mode == "mask":
-        active = selected
-        weights = selected.to(logp_new.dtype)
-        denom = selected.sum().clamp_min(1)
-    else:
-        active = mask
-        weights = mask.to(logp_new.dtype) + weight_lambda * selected.to(logp_new.dtype)
-        denom = mask.sum().clamp_min(1)
-
-    # Mask before exp: inactive tokens contribute neither value nor gradient (no 0 * inf).
-    log_ratio = torch.where(active, logp_new - logp_old.detach(), 0.0)  # (B, T)
-    ratio = torch.exp(log_ratio)
-    loss_unclipped = -advantages * ratio  # (B, T)
-    loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_high)
-    per_token = torch.maximum(loss_unclipped, loss_clipped)  # (B, T)
-    per_token = torch.where(active, per_token, 0.0)
-    loss = (weights * per_token).sum() / denom
-
-    with torch.no_grad():
-        n_active = max(int(active.sum()), 1)
-        clipped = (loss_clipped > loss_unclipped) & active
-        lr = log_ratio.detach()
-        metrics = {
-            "clip_fraction": float(clipped.sum()) / n_active,
-            "ratio_mean": float(torch.where(active, ratio.detach(), 0.0).sum()) / n_active,
-            "approx_kl": float(torch.where(active, torch.expm1(lr) - lr, 0.0).sum()) / n_active,
-            "n_valid": float(mask.sum()),
-            "n_selected": float(selected.sum()),
-            "n_active": float(active.sum()),
-            "selected_fraction": float(selected.sum()) / max(int(mask.sum()), 1),
-        }
-    return loss, metrics

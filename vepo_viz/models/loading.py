@@ -106,13 +106,25 @@ def load_model(
             )
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
-    source, local_only = _locate(str(name_or_path))
+    base, adapter = _adapter_of(str(name_or_path))  # a LoRA checkpoint: base + adapter
+    source, local_only = _locate(base or str(name_or_path))
+    args = (source, str(name_or_path), local_only, resolved_device, resolved_dtype, adapter)
     if not cache:
-        return _load(source, str(name_or_path), local_only, resolved_device, resolved_dtype)
-    key = (source, str(resolved_device), str(resolved_dtype))
+        return _load(*args)
+    key = (adapter or source, str(resolved_device), str(resolved_dtype))
     if key not in _CACHE:
-        _CACHE[key] = _load(source, str(name_or_path), local_only, resolved_device, resolved_dtype)
+        _CACHE[key] = _load(*args)
     return _CACHE[key]
+
+
+def _adapter_of(name: str) -> tuple[str | None, str | None]:
+    """(base model, adapter folder) when `name` is a folder holding only a LoRA adapter,
+    else (None, None)."""
+    from vepo_viz.models.lora import adapter_base
+
+    folder = Path(name).expanduser()
+    base = adapter_base(folder) if folder.is_dir() else None
+    return (None, None) if base is None else (base, str(folder.resolve()))
 
 
 def _looks_like_path(name: str) -> bool:
@@ -175,7 +187,12 @@ def _hub_reachable(endpoint: str) -> bool:
 
 
 def _load(
-    source: str, model_id: str, local_only: bool, device: torch.device, dtype: torch.dtype
+    source: str,
+    model_id: str,
+    local_only: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    adapter: str | None = None,
 ) -> VLM:
     from transformers import AutoConfig, AutoModelForImageTextToText
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
@@ -199,6 +216,10 @@ def _load(
         )
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(f"cannot load the weights of {model_id!r}: {_short(error)}") from error
+    if adapter is not None:
+        from vepo_viz.models.lora import merge_adapter
+
+        model = merge_adapter(model, adapter)
     model.to(device).eval()
     return VLM(model=model, processor=processor, model_id=model_id, device=device, dtype=dtype)
 

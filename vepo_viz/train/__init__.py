@@ -1,14 +1,16 @@
-"""GRPO training that updates only the selected tokens (VEPO, entropy 80/20, VPPO, random, all).
+"""GRPO training that updates only the selected tokens (VEPO, entropy 80/20, VPPO, random,
+all): TRL's GRPOTrainer with vepo-viz's token selection as a plug-in.
 
     from vepo_viz.train import TrainConfig, train
     result = train(TrainConfig(selection="vepo", steps=40, out="runs/train/vepo"))
 
-The same runs start from the command line (`vepo-viz train --config run.toml`) and from
-the app's Train tab (a background process each). Layout: config.py (settings), data.py
-(prompts), policy.py (the training state around the models.VLM adapter), rollout.py
-(rollout / score pass / update), selection.py and grpo.py (pure math), trainer.py (the
-loop), jobs.py (run folders and processes), curves.py (plots), repro.py (the
-mini-reproduction).
+The same runs start from the command line (`vepo-viz train --config run.toml`, or
+`accelerate launch -m vepo_viz train ...`) and from the app's Train tab (a background
+process each). Layout: config.py (settings), rules.py (the RULES registry) and
+selection.py (pure selection math and its metrics), trl_plugin.py (VEPOGRPOTrainer /
+VEPOGRPOConfig), trl_data.py and data.py (prompts, rewards, held-out evaluation),
+trl_train.py (a TrainConfig run into a run folder), jobs.py (run folders and
+processes), curves.py (plots), repro.py (the mini-reproduction).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "train",
-    "evaluate",
-    "group_advantages",
-    "grpo_loss",
+    "VEPOGRPOTrainer",
+    "VEPOGRPOConfig",
+    "RULES",
     "select_for_step",
     "start_run",
     "stop_run",
@@ -32,11 +34,11 @@ __all__ = [
 
 _LAZY = {
     "TrainConfig": "vepo_viz.train.config",
-    "TrainResult": "vepo_viz.train.trainer",
-    "train": "vepo_viz.train.trainer",
-    "evaluate": "vepo_viz.train.trainer",
-    "group_advantages": "vepo_viz.train.grpo",
-    "grpo_loss": "vepo_viz.train.grpo",
+    "TrainResult": "vepo_viz.train.trl_train",
+    "train": "vepo_viz.train.trl_train",
+    "VEPOGRPOTrainer": "vepo_viz.train.trl_plugin",
+    "VEPOGRPOConfig": "vepo_viz.train.trl_plugin",
+    "RULES": "vepo_viz.train.rules",
     "select_for_step": "vepo_viz.train.selection",
     "start_run": "vepo_viz.train.jobs",
     "stop_run": "vepo_viz.train.jobs",
@@ -46,10 +48,11 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from vepo_viz.train.config import TrainConfig
-    from vepo_viz.train.grpo import group_advantages, grpo_loss
     from vepo_viz.train.jobs import list_runs, read_metrics, start_run, stop_run
+    from vepo_viz.train.rules import RULES
     from vepo_viz.train.selection import select_for_step
-    from vepo_viz.train.trainer import TrainResult, evaluate, train
+    from vepo_viz.train.trl_plugin import VEPOGRPOConfig, VEPOGRPOTrainer
+    from vepo_viz.train.trl_train import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""`vepo-viz train`: start or resume a GRPO run from a TOML file and/or flags.
+"""`vepo-viz train`: start or resume a GRPO run (TRL's GRPOTrainer with vepo-viz's token
+selection, train.trl_train) from a TOML file and/or flags.
 
     vepo-viz train --config run.toml
     vepo-viz train --selection entropy --steps 40 --out runs/train/entropy
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if args.print_config:
             print(cfg.to_toml(), end="")
             return 0
-        from vepo_viz.train.trainer import train
+        from vepo_viz.train.trl_train import train
 
         result = train(cfg)
     except VepoError as error:

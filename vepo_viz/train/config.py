@@ -64,6 +64,9 @@ class TrainConfig:
     """Seeds the data order, the sampling, the counterfactual noise and random selection."""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)."""
+    report_to: str = "none"
+    """Where TRL also logs, comma-separated: tensorboard, trackio, wandb, all; "none" =
+    only the run folder's metrics.jsonl (passed through as GRPOConfig.report_to)."""
 
     # ---- data -------------------------------------------------------------------
     data: str = "suite"
@@ -103,8 +106,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0 = off)."""
     micro_batch_size: int = 16
-    """Sequences per forward/backward; gradients are accumulated over the rollout batch,
-    so this changes memory and speed, not the update."""
+    """Sequences per forward/backward (at most; the largest divisor of prompts_per_step x
+    group_size that fits): TRL accumulates gradients over the generation batch, so this
+    changes memory and speed, not the update."""
     ppo_epochs: int = 1
     """Optimizer steps on each rollout batch (1: ratio = 1, clipping inactive)."""
     clip_eps: float = 0.2
@@ -235,6 +239,13 @@ class TrainConfig:
     def rollout_size(self) -> int:
         """Sequences per step: prompts_per_step x group_size."""
         return self.prompts_per_step * self.group_size
+
+    @property
+    def micro_batch(self) -> int:
+        """Sequences per forward/backward: the largest divisor of rollout_size that is at
+        most micro_batch_size (the generation batch splits into equal micro-batches)."""
+        cap = min(self.micro_batch_size, self.rollout_size)
+        return max(d for d in range(1, cap + 1) if self.rollout_size % d == 0)
 
     @property
     def out_path(self) -> Path:
@@ -456,7 +467,8 @@ def _validate(cfg: TrainConfig) -> list[str]:
 
 
 def _check_run(cfg: TrainConfig, c: _Checks) -> None:
-    for name in ("out", "model", "device", "data", "eval_data", "prompt_suffix", "lora_targets"):
+    names = ("out", "model", "device", "data", "eval_data", "prompt_suffix", "lora_targets")
+    for name in (*names, "report_to"):
         if not isinstance(getattr(cfg, name), str):
             c.errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
     if isinstance(cfg.out, str) and not cfg.out.strip():

@@ -7,8 +7,10 @@ A run folder (the config's `out`) holds:
     metrics.jsonl    one JSON line per step ({"step": s, "reward": ...}) and per
                      evaluation ({"step": s, "heldout_acc": ...})
     log.txt          stdout + stderr of a process started by `start_run`
-    checkpoints/     step_NNNNNN/ (model + processor + trainer_state.pt)
-    final/           the finished model (save_pretrained), openable in the Analyze tab
+    checkpoints/     checkpoint-N/ (TRL's: model, or a LoRA adapter, + processor,
+                     optimizer, scheduler, RNG state, trainer_state.json)
+    final/           the finished model (save_pretrained; LoRA merged), openable in the
+                     Analyze tab like any checkpoint
 
 The app and the command line use the same files, so a run started from a terminal shows
 up in the Train tab and vice versa.
@@ -156,15 +158,20 @@ def run_summary(run_dir: str | Path) -> dict:
 
 def openable_model(run_dir: str | Path) -> Path | None:
     """The folder to open in the Analyze tab: final/ when finished, else the newest
-    full-model checkpoint (None if there is none yet; LoRA checkpoints hold only an
-    adapter, so a LoRA run is openable once final/, the merged model, exists)."""
+    checkpoint-N (None if there is none yet). A LoRA checkpoint holds only an adapter;
+    `models.load_model` opens it as its base model with the adapter merged in."""
     paths = RunPaths(Path(run_dir))
     if (paths.final / "config.json").exists():
         return paths.final
-    for ckpt in sorted(paths.checkpoints.glob("step_*"), reverse=True):
-        if (ckpt / "config.json").exists():
+    for ckpt in sorted(paths.checkpoints.glob("checkpoint-*"), key=_step_of, reverse=True):
+        if (ckpt / "config.json").exists() or (ckpt / "adapter_config.json").exists():
             return ckpt
     return None
+
+
+def _step_of(checkpoint: Path) -> int:
+    tail = checkpoint.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def start_run(
@@ -197,8 +204,8 @@ def start_run(
 
 
 def stop_run(run_dir: str | Path) -> str:
-    """Ask a run's process to stop (SIGTERM: it saves a checkpoint after the current step
-    and exits). Returns a message for the user."""
+    """Ask a run's process to stop (SIGTERM: it saves a checkpoint-N after the current
+    step and exits). Returns a message for the user."""
     status = read_status(run_dir)
     pid = status.get("pid")
     if status.get("state") not in ("starting", "running") or not _alive(pid):

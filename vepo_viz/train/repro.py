@@ -8,7 +8,8 @@
 
 (docs/mini_reproduction.md has the exact command, data and results.)
 
-Each (rule, seed) is one `vepo-viz train` process (run folder OUT/RULE-sSEED); for a given
+Each (rule, seed) is one `vepo-viz train` process (TRL's GRPOTrainer with the vepo-viz
+plug-in; run folder OUT/RULE-sSEED); for a given
 seed every rule sees the same prompts in the same order and starts from the same weights.
 --jobs runs that many processes at once, one torch thread each. Finished runs are skipped
 when the script is run again (killed ones resume from their checkpoint). At the end it
@@ -35,6 +36,9 @@ import pandas as pd
 
 from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.jobs import RunPaths, read_metrics, read_status
+
+POLL_S = 5.0
+"""Seconds between checks of the grid's running processes."""
 
 RULE_COLORS = {"all": "#7f7f7f", "entropy": "#1f77b4", "vepo": "#d62728", "random": "#2ca02c"}
 
@@ -117,7 +121,7 @@ def run_grid(
             )
             log.close()
             print(f"started {run_dir.name}", flush=True)
-        time.sleep(5)
+        time.sleep(POLL_S)
         for item in list(running):
             run_dir, process = item
             if process.poll() is not None:
@@ -125,6 +129,14 @@ def run_grid(
                 state = read_status(run_dir).get("state")
                 print(f"{run_dir.name}: exit {process.returncode} ({state})", flush=True)
     return [out / f"{rule}-s{seed}" for seed in seeds for rule in rules]
+
+
+def _column_mean(frame: pd.DataFrame, key: str) -> float | None:
+    """Mean of a metrics column over steps; None where the run did not log it (TRL logs no
+    selected-vs-all statistics for selection="all": every token is selected)."""
+    if key not in frame or frame[key].isna().all():
+        return None
+    return float(frame[key].mean())
 
 
 def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
@@ -150,10 +162,10 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
                 "wall_s": float(tr["elapsed_s"].max()) if "elapsed_s" in tr else None,
                 "cpu_s": float(tr["process_cpu_s"].max()) if "process_cpu_s" in tr else None,
                 "step_cpu_s": float(tr["step_s"].median()) if "step_s" in tr else None,
-                "entropy_selected": float(tr["entropy_selected"].mean()),
-                "entropy_all": float(tr["entropy_all"].mean()),
-                "vis_selected": float(tr["vis_selected"].mean()) if "vis_selected" in tr else None,
-                "vis_all": float(tr["vis_all"].mean()) if "vis_all" in tr else None,
+                **{
+                    key: _column_mean(tr, key)
+                    for key in ("entropy_selected", "entropy_all", "vis_selected", "vis_all")
+                },
                 **{
                     key: float(tr[key].mean())
                     for key in ("share_visual", "share_free", "share_template", "recall_visual")
@@ -194,26 +206,39 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
     return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
 
 
+def _load(model: str, cfg: TrainConfig):
+    """A private copy of `model` (a folder, a hub id, or "tiny") as a models.VLM."""
+    from vepo_viz.models import load_model
+    from vepo_viz.train.trl_train import EMBEDDED_NAMES
+
+    name = None if model in EMBEDDED_NAMES else model
+    return load_model(
+        name, device=cfg.device, dtype=None if cfg.dtype == "auto" else cfg.dtype, cache=False
+    )
+
+
+def _accuracy(model: str, prompts, cfg: TrainConfig) -> float:
+    from vepo_viz.train.trl_data import evaluate
+
+    vlm = _load(model, cfg)
+    return evaluate(vlm.model, vlm.processor, prompts, cfg, vlm.max_image_pixels)["heldout_acc"]
+
+
 def extra_eval(
     init: str, out: Path, rules: list[str], seeds: list[int], name: str, jsonl: str, settings: dict
 ) -> dict:
     """Greedy accuracy of the initial model and of every run's final model on `jsonl`
     (e.g. the training pool: how well each rule fitted the prompts it was rewarded on)."""
     from vepo_viz.train.data import load_jsonl
-    from vepo_viz.train.policy import VLMPolicy
-    from vepo_viz.train.trainer import evaluate
 
     prompts = load_jsonl(jsonl)
     base = TrainConfig.from_dict({**settings, "model": init, "n_eval": 0, "threads": 1})
-    results = {"init": evaluate(VLMPolicy.load(base), prompts, base)["heldout_acc"]}
+    results = {"init": _accuracy(init, prompts, base)}
     for rule in rules:
         for seed in seeds:
             final = RunPaths(out / f"{rule}-s{seed}").final
             if (final / "config.json").exists():
-                cfg = base.replace(model=str(final))
-                results[f"{rule}-s{seed}"] = evaluate(VLMPolicy.load(cfg), prompts, cfg)[
-                    "heldout_acc"
-                ]
+                results[f"{rule}-s{seed}"] = _accuracy(str(final), prompts, base)
     by_rule = {}
     for rule in rules:
         values = [v for k, v in results.items() if k.startswith(f"{rule}-s")]
@@ -231,6 +256,49 @@ def extra_eval(
     return {"jsonl": jsonl, "runs": results, "rules": by_rule}
 
 
+def _token_kinds(vlm, prompt, token_ids: list[int]) -> tuple[str, ...] | None:
+    """Kind of each response token ("visual", "template", "free", "answer"; the end-of-turn
+    token is "template") when the prompt is a suite example and the response follows its
+    template, else None."""
+    from vepo_viz.tasks import token_kinds
+
+    if prompt.example is None or not token_ids:
+        return None
+    n_end = 1 if token_ids[-1] in vlm.eos_token_ids else 0
+    body = token_ids[: len(token_ids) - n_end]
+    text = vlm.decode(body)
+    spans = prompt.example.annotate(text)
+    if spans is None:
+        return None
+    kinds = token_kinds(vlm.token_spans(body, text), spans, text) if body else []
+    return tuple(kinds) + ("template",) * n_end
+
+
+def _sampled_signals(cfg: TrainConfig, prompts, vlm, folder: Path):
+    """(TokenSignals, completion ids, completion mask) of G sampled responses per prompt
+    from the TRL plug-in's own rollout and score pass (clean + counterfactual, no update)."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from vepo_viz.train.trl_data import REWARD_FUNCS, prompt_rows
+    from vepo_viz.train.trl_plugin import VEPOGRPOTrainer
+    from vepo_viz.train.trl_train import trl_args
+
+    rows = prompt_rows(prompts, cfg.prompt_suffix, vlm.max_image_pixels)
+    trainer = VEPOGRPOTrainer(
+        model=vlm.model,
+        processing_class=vlm.processor,
+        reward_funcs=REWARD_FUNCS,
+        args=trl_args(cfg, folder, save_strategy="no"),
+        train_dataset=Dataset.from_list(rows),
+    )
+    trainer.model.train()
+    inputs = [dict(row) for row in trainer.train_dataset for _ in range(cfg.group_size)]
+    out = GRPOTrainer._generate_and_score_completions(trainer, inputs)  # TRL's, no selection
+    signals = trainer._signals(out, inputs, step=0)
+    return signals, out["completion_ids"], out["completion_mask"].bool()
+
+
 def selection_profile(
     init: str,
     jsonl: str,
@@ -241,28 +309,41 @@ def selection_profile(
 ) -> dict:
     """What each rule would train on, on the SAME sampled responses of the initial model.
 
-    Samples G responses to the first n_prompts prompts of `jsonl`, runs the score pass once
-    (clean + counterfactual), applies every rule's selection to those signals and reports
-    entropy / visual sensitivity of the selected vs all tokens and, for suite prompts, the
-    kinds of the selected tokens (read off the image, template, free choice, answer).
+    Samples G responses to the first n_prompts prompts of `jsonl` through the TRL plug-in,
+    runs its score pass once (clean + the counterfactual view of `settings`, the VEPO
+    reference's when none is given), applies every rule of RULES to those signals and
+    reports entropy / visual sensitivity of the selected vs all tokens and, for suite
+    prompts, the kinds of the selected tokens (read off the image, template, free
+    choice, answer).
     """
+    import tempfile
+
     import torch
 
     from vepo_viz.train.data import load_jsonl
-    from vepo_viz.train.policy import VLMPolicy
-    from vepo_viz.train.rollout import RolloutBatch, rollout, score_pass
     from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
 
     prompts = load_jsonl(jsonl)[:n_prompts]
     cfg = TrainConfig.from_dict(
-        {**settings, "model": init, "seed": seed, "threads": 1, "prompts_per_step": len(prompts)}
+        {
+            **settings,
+            "model": init,
+            "seed": seed,
+            "threads": 1,
+            "prompts_per_step": len(prompts),
+            "selection": "vepo",  # the score pass with a counterfactual view
+        }
     )
-    policy = VLMPolicy.load(cfg)
-    episodes = rollout(policy, prompts, cfg, step=0)
-    batch = RolloutBatch.build(policy, episodes, cfg)
-    signals, _ = score_pass(policy, batch, cfg, step=0, counterfactual=True)
-    kinds = [e.kinds for e in episodes]
-    out = {"n_responses": len(episodes), "n_tokens": int(signals.mask.sum())}
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    vlm = _load(init, cfg)
+    with tempfile.TemporaryDirectory() as folder:
+        signals, ids, mask = _sampled_signals(cfg, prompts, vlm, Path(folder))
+    rows = [p for p in prompts for _ in range(cfg.group_size)]
+    kinds = [
+        _token_kinds(vlm, p, ids[i, : int(mask[i].sum())].tolist()) for i, p in enumerate(rows)
+    ]
+    out = {"n_responses": len(rows), "n_tokens": int(signals.mask.sum())}
     for rule in rules:
         rule_cfg = cfg.replace(selection=rule)
         selection = select_for_step(rule_cfg, signals, torch.Generator().manual_seed(seed))

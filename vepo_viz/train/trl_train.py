@@ -8,7 +8,7 @@ config.toml, status.json (starting / running / stopped / finished / failed), met
 held-out evaluation), checkpoints/checkpoint-N/ (TRL/HF checkpoints: model or adapter,
 optimizer, scheduler, RNG state) and final/ (a plain model folder; LoRA merged).
 
-Prompts are the same PromptSource as the hand-written loop (step s trains on
+Prompts come from PromptSource (step s trains on
 step_prompts(s), TRL's shuffling off); the reward is the suite's verifier (1.0 correct,
 0.1 well-formed, 0.0 malformed). A run folder with a checkpoint resumes from the newest
 one, and SIGTERM (jobs.stop_run) stops after the current step with a checkpoint.
@@ -62,7 +62,7 @@ METRIC_NAMES = {
     "vepo/vis_selected": "vis_selected",
     "vepo/vis_all": "vis_all",
 }
-"""TRL log key -> metrics.jsonl column (the hand-written loop's names); other TRL keys are
+"""TRL log key -> metrics.jsonl column (the names curves.py and the repro read); other TRL keys are
 written as TRL names them."""
 
 
@@ -84,7 +84,10 @@ class TrainResult:
 def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPOGRPOConfig:
     """The VEPOGRPOConfig of `cfg` (the one place TrainConfig names meet TRL's).
 
-    One generation batch per optimizer step: prompts_per_step x group_size completions;
+    One generation batch per optimizer step: prompts_per_step x group_size completions,
+    split into micro-batches of cfg.micro_batch sequences whose gradients TRL accumulates
+    (steps_per_generation = gradient_accumulation_steps; the "dapo" loss divides by the
+    token count of the whole generation batch, so the update equals the unsplit one);
     ppo_epochs optimizer steps reuse it (TRL's num_iterations). `overrides` (e.g.
     report_to, use_cpu) win over the mapping.
     """
@@ -101,15 +104,16 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         data_seed=cfg.seed,
         use_cpu=cpu,
         bf16=cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and not cpu),
-        report_to=[],
+        report_to=_report_to(cfg.report_to),
         disable_tqdm=True,
         logging_steps=1,
         save_strategy="steps",
         save_steps=ckpt_every,
         save_total_limit=cfg.keep_checkpoints,
         max_steps=cfg.steps * cfg.ppo_epochs,
-        per_device_train_batch_size=cfg.rollout_size,
-        gradient_accumulation_steps=1,
+        per_device_train_batch_size=cfg.micro_batch,
+        gradient_accumulation_steps=cfg.rollout_size // cfg.micro_batch,
+        steps_per_generation=cfg.rollout_size // cfg.micro_batch,
         num_generations=cfg.group_size,
         num_iterations=cfg.ppo_epochs,
         shuffle_dataset=False,
@@ -132,7 +136,7 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         alpha=cfg.alpha,
         ratio=cfg.ratio,
         scope="response" if cfg.scope == "quantile" else cfg.scope,
-        perturb=cfg.perturb_mode,
+        perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's
         sigma=cfg.sigma,
         n_draws=cfg.n_draws,
         perturb_seed=cfg.seed,
@@ -145,6 +149,14 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
     values[f"{name}_checkpointing"] = cfg.gradient_checkpointing
     values[f"{name}_checkpointing_kwargs"] = {"use_reentrant": False}
     return VEPOGRPOConfig(**{**values, **overrides})
+
+
+def _report_to(value: str) -> list[str] | str:
+    """TrainConfig.report_to ("none", "all", or "a,b") as GRPOConfig.report_to."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if names in ([], ["none"]):
+        return []
+    return "all" if names == ["all"] else names
 
 
 def _field_names() -> set[str]:

@@ -211,7 +211,7 @@ def analyze_target(runs_root: str | Path, selected: list[str] | None) -> tuple[s
         return None, "select a run first"
     folder = openable_model(Path(runs_root) / selected[0])
     if folder is None:
-        return None, f"{selected[0]} has no full-model checkpoint yet (LoRA runs: wait for final/)"
+        return None, f"{selected[0]} has no checkpoint yet"
     return str(folder), f"opened **{folder}** in the Analyze tab (press Analyze there)"
 
 
