@@ -314,3 +314,29 @@ def test_grpo_on_trl_improves_the_tiny_models_reward(tmp_path, hard_prompts):
     accuracy = [r["accuracy"] for r in _steps(cfg.out)]
     first, last = sum(accuracy[:2]) / 2, sum(accuracy[-2:]) / 2
     assert last >= first + 0.15, f"sampled accuracy per step: {accuracy}"
+
+
+def test_trl_table_passes_through_to_grpo_config(tmp_path):
+    from vepo_viz.errors import VepoInputError
+    from vepo_viz.train.trl_train import check_trl_table
+
+    cfg = TrainConfig(trl={"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.4,
+                           "learning_rate": 3e-6})  # fmt: skip
+    args = trl_args(cfg, tmp_path, use_cpu=True)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == (
+        True,
+        "colocate",
+        0.4,
+    )
+    assert args.learning_rate == 3e-6  # the table wins over the mapping
+    assert trl_args(cfg, tmp_path, use_cpu=True, vllm_mode="server").vllm_mode == "server"
+    for bad, message in [
+        ({"use_vlm": True}, "did you mean 'use_vllm'"),
+        ({"selection": "all"}, "is a VEPO setting"),
+        ({"output_dir": "/tmp/x"}, "cannot be set from"),
+        ({"push_to_hub": True}, "cannot be set from"),
+    ]:
+        with pytest.raises(VepoInputError, match=message):
+            check_trl_table(bad)
+    with pytest.raises(VepoInputError, match="use_vlm"):  # refused before a model loads
+        train(TrainConfig(out=str(tmp_path / "run"), trl={"use_vlm": True}), progress=False)
