@@ -192,7 +192,7 @@ def step_times(args) -> None:
         wall_ratio = median("vepo", "wall_s") / median(other, "wall_s")
         verdict = "PASS" if ratio <= RATIO_GOAL else "FAIL"
         print(
-            f"ratio vepo/{other} = {ratio:.2f} ({basis} per step; goal <= {RATIO_GOAL}: "
+            f"ratio vepo/{other} = {ratio:.3f} ({basis} per step; goal <= {RATIO_GOAL}: "
             f"{verdict}); wall-clock ratio {wall_ratio:.2f}"
         )
     print(f"{steps} timed steps each, {wall:.0f} s")
