@@ -93,25 +93,27 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_trl_args_maps_the_train_config(tmp_path):
-    cfg = TrainConfig(
-        prompts_per_step=3,
-        group_size=4,
-        steps=7,
-        lr=2e-5,
-        kl_beta=0.05,
-        selection="vppo",
-        ratio=0.3,
-        scope="batch",
-        alpha=0.5,
-        sigma=1.5,
-        loss_mode="weight",
-        weight_lambda=2.0,
-        max_new_tokens=20,
-        temperature=0.7,
-        seed=3,
-        ckpt_every=5,
-        keep_checkpoints=3,
-        adv_norm="none",
+    cfg = TrainConfig.from_dict(  # flat keys (ratio, sigma, ...) as in a TOML file
+        dict(
+            prompts_per_step=3,
+            group_size=4,
+            steps=7,
+            lr=2e-5,
+            kl_beta=0.05,
+            selection="vppo",
+            ratio=0.3,
+            scope="batch",
+            alpha=0.5,
+            sigma=1.5,
+            loss_mode="weight",
+            weight_lambda=2.0,
+            max_new_tokens=20,
+            temperature=0.7,
+            seed=3,
+            ckpt_every=5,
+            keep_checkpoints=3,
+            adv_norm="none",
+        )
     )
     args = trl_args(cfg, tmp_path, use_cpu=True)
     assert args.per_device_train_batch_size == 12 and args.num_generations == 4

@@ -136,7 +136,7 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         alpha=cfg.alpha,
         ratio=cfg.ratio,
         scope="response" if cfg.scope == "quantile" else cfg.scope,
-        perturb=cfg.perturb,
+        perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's reference
         sigma=cfg.sigma,
         n_draws=cfg.n_draws,
         perturb_seed=cfg.seed,
