@@ -168,3 +168,34 @@ def test_exported_suite_jsonl_keeps_its_examples(tmp_path):
     rows[0]["answer"] = "something else"  # edited row: no longer the suite example
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_jsonl(path)[0].example is None
+
+
+def test_trl_table_from_toml_flags_and_round_trip(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'steps = 3\n[trl]\nuse_vllm = true\nvllm_mode = "colocate"\n'
+        "vllm_gpu_memory_utilization = 0.3\n"
+    )
+    cfg = TrainConfig.from_toml(path)
+    assert cfg.steps == 3
+    assert cfg.trl == {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": 0.3,
+    }
+    (tmp_path / "again.toml").write_text(cfg.to_toml())
+    assert TrainConfig.from_toml(tmp_path / "again.toml") == cfg  # config.toml of a run
+    both = tmp_path / "both.toml"
+    both.write_text('[train]\nsteps = 4\n[trl]\nvllm_mode = "server"\n')
+    assert TrainConfig.from_toml(both).trl == {"vllm_mode": "server"}
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(path), "--trl", "use_vllm=false",
+                              "--trl", "vllm_mode=colocate", "--trl", "report_to=[\"wandb\"]"])  # fmt: skip
+    assert config_from_args(args).trl == {
+        "use_vllm": False,
+        "vllm_mode": "colocate",
+        "report_to": ["wandb"],
+    }  # the flag's table replaces the file's
+    with pytest.raises(VepoInputError, match="trl=.* must be a table"):
+        TrainConfig(trl="use_vllm=true")

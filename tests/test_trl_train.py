@@ -439,3 +439,29 @@ def test_other_families_train_with_pixel_space_views(family, tmp_path):
     cfg = cfg.replace(group_size=3, max_new_tokens=6, families=["color", "count"], ckpt_every=0)
     result = train(cfg, progress=False)
     assert result.last_metrics["jsd_all"] > 0 and result.last_metrics["selected_fraction"] > 0
+
+
+def test_trl_table_passes_through_to_grpo_config(tmp_path):
+    from vepo_viz.errors import VepoInputError
+    from vepo_viz.train.trl_train import check_trl_table
+
+    cfg = TrainConfig(trl={"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.4,
+                           "learning_rate": 3e-6})  # fmt: skip
+    args = trl_args(cfg, tmp_path, use_cpu=True)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == (
+        True,
+        "colocate",
+        0.4,
+    )
+    assert args.learning_rate == 3e-6  # the table wins over the mapping
+    assert trl_args(cfg, tmp_path, use_cpu=True, vllm_mode="server").vllm_mode == "server"
+    for bad, message in [
+        ({"use_vlm": True}, "did you mean 'use_vllm'"),
+        ({"selection": "all"}, "is a VEPO setting"),
+        ({"output_dir": "/tmp/x"}, "cannot be set from"),
+        ({"push_to_hub": True}, "cannot be set from"),
+    ]:
+        with pytest.raises(VepoInputError, match=message):
+            check_trl_table(bad)
+    with pytest.raises(VepoInputError, match="use_vlm"):  # refused before a model loads
+        train(TrainConfig(out=str(tmp_path / "run"), trl={"use_vlm": True}), progress=False)

@@ -92,6 +92,26 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _is_table(hint: Any) -> bool:
+    return hint is dict or typing.get_origin(hint) is dict
+
+
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE of a table flag; VALUE is read as a TOML value (true, 0.3, "x", [1, 2]),
+    else kept as the text itself."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        return key.strip(), raw
+    try:
+        return key.strip(), tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key.strip(), raw
+
+
 def _is_nested(cls: type, name: str) -> bool:
     hint = _scalar_type(cls, name)
     return isinstance(hint, type) and dataclasses.is_dataclass(hint)
@@ -137,6 +157,8 @@ def add_flags(
         kwargs: dict[str, Any] = {"default": None, "dest": dest, "help": help_text(cls, f)}
         if hint is bool:
             kwargs.update(type=parse_bool, metavar="BOOL")
+        elif _is_table(hint):
+            kwargs.update(type=parse_key_value, action="append", metavar="KEY=VALUE")
         elif typing.get_origin(hint) is tuple or hint is tuple:
             kwargs.update(nargs="*")
         elif hint in (int, float, str):
@@ -161,7 +183,9 @@ def given_values(
     out = {}
     for f in flag_fields(cls, skip):
         value = getattr(args, _dest(f.name, prefix, rename), None)
-        if value is not None:
+        if value is not None and _is_table(_scalar_type(cls, f.name)):
+            out[f.name] = dict(value)
+        elif value is not None:
             out[f.name] = tuple(value) if isinstance(value, list) else value
     return out
 

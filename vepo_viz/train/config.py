@@ -164,6 +164,12 @@ class TrainConfig:
     resume: bool = True
     """Continue from the newest checkpoint in `out` when there is one."""
 
+    # ---- TRL --------------------------------------------------------------------
+    trl: dict[str, Any] = field(default_factory=dict)
+    """Further fields of TRL's GRPOConfig, passed through as given (a [trl] table in TOML,
+    --trl KEY=VALUE on the command line), e.g. use_vllm = true, vllm_mode = "colocate";
+    they win over the values mapped from this config. Checked against the pinned trl."""
+
     _extra_errors: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -300,7 +306,8 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        """Read a TOML file (flat keys, or a [train] table), then apply `overrides`."""
+        """Read a TOML file (flat keys, or a [train] table; TRL's own fields in a [trl]
+        table), then apply `overrides`."""
         path = Path(path)
         if not path.is_file():
             raise VepoInputError(f"config file not found: {path}")
@@ -309,8 +316,8 @@ class TrainConfig:
             values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise VepoInputError(f"{path} is not valid TOML: {error}") from error
-        if set(values) == {"train"} and isinstance(values["train"], dict):
-            values = values["train"]
+        if isinstance(values.get("train"), dict) and set(values) <= {"train", "trl"}:
+            values = {**values.pop("train"), **values}  # [train] (and [trl]) tables
         return cls.from_dict({**values, **overrides})
 
     @classmethod
@@ -344,6 +351,9 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        items = (f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")  # pragma: no cover
 
 
@@ -481,6 +491,8 @@ def _check_run(cfg: TrainConfig, c: _Checks) -> None:
     c.need_int("ckpt_every", 0, " (0 = only at the end)")
     c.need_int("keep_checkpoints", 1)
     c.need_bool("resume")
+    if not isinstance(cfg.trl, dict) or not all(isinstance(k, str) for k in cfg.trl):
+        c.errors.append(f"trl={cfg.trl!r} must be a table of GRPOConfig fields, e.g. [trl]")
 
 
 def _check_data(cfg: TrainConfig, c: _Checks) -> None:

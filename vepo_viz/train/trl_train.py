@@ -17,6 +17,7 @@ one, and SIGTERM (jobs.stop_run) stops after the current step with a checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from trl import GRPOConfig
 from trl.trainer.callbacks import TrainerCallback  # transformers', as TRL's callbacks use it
 
+from vepo_viz.errors import VepoInputError
 from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
 from vepo_viz.train.data import PromptSource
 from vepo_viz.train.jobs import RunPaths, write_status
@@ -88,8 +91,9 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
     split into micro-batches of cfg.micro_batch sequences whose gradients TRL accumulates
     (steps_per_generation = gradient_accumulation_steps; the "dapo" loss divides by the
     token count of the whole generation batch, so the update equals the unsplit one);
-    ppo_epochs optimizer steps reuse it (TRL's num_iterations). `overrides` (e.g.
-    report_to, use_cpu) win over the mapping.
+    ppo_epochs optimizer steps reuse it (TRL's num_iterations). cfg.trl (the [trl] table:
+    any other GRPOConfig field, e.g. use_vllm) wins over the mapping, and `overrides`
+    (e.g. report_to, use_cpu) over both.
     """
     selection, quantile = cfg.selection, 1.0
     if cfg.scope == "quantile":  # TRL's own entropy quantile, for comparison
@@ -136,7 +140,7 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         alpha=cfg.alpha,
         ratio=cfg.ratio,
         scope="response" if cfg.scope == "quantile" else cfg.scope,
-        perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's
+        perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's reference
         sigma=cfg.sigma,
         n_draws=cfg.n_draws,
         perturb_seed=cfg.seed,
@@ -148,7 +152,34 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
     name = "activation" if "activation_checkpointing" in _field_names() else "gradient"
     values[f"{name}_checkpointing"] = cfg.gradient_checkpointing
     values[f"{name}_checkpointing_kwargs"] = {"use_reentrant": False}
-    return VEPOGRPOConfig(**{**values, **overrides})
+    check_trl_table(cfg.trl)
+    return VEPOGRPOConfig(**{**values, **cfg.trl, **overrides})
+
+
+RESERVED_TRL_KEYS = ("output_dir", "logging_dir", "push_to_hub", "hub_model_id", "hub_token",
+                     "hub_strategy", "hub_private_repo", "resume_from_checkpoint", "deepspeed",
+                     "fsdp", "fsdp_config")  # fmt: skip
+"""GRPOConfig fields a [trl] table may not set: the run folder is `out`, the hub is not
+ours to push to, and DeepSpeed / FSDP come from the accelerate config file."""
+
+
+def check_trl_table(table: dict[str, Any]) -> None:
+    """Refuse [trl] keys that are not GRPOConfig fields, that a TrainConfig field or the
+    plug-in's own settings own, or that are reserved (see RESERVED_TRL_KEYS)."""
+    grpo = {f.name for f in dataclasses.fields(GRPOConfig)}
+    ours = _field_names() - grpo
+    errors = []
+    for key in table:
+        if key in ours:
+            errors.append(f"{key!r} is a VEPO setting: set it outside the [trl] table")
+        elif key in RESERVED_TRL_KEYS:
+            errors.append(f"{key!r} cannot be set from [trl] (see trl_train.RESERVED_TRL_KEYS)")
+        elif key not in grpo:
+            close = difflib.get_close_matches(key, sorted(grpo), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{key!r} is not a field of trl's GRPOConfig{hint}")
+    if errors:
+        raise VepoInputError("invalid [trl] table: " + "; ".join(errors))
 
 
 def _report_to(value: str) -> list[str] | str:
@@ -327,8 +358,10 @@ def train(
         progress: print one line per step.
         stop_at: return right after this many optimizer steps, without a final model, as
             if the process had been killed there (tests of resume).
-        trl_overrides: GRPOConfig fields that win over `trl_args` (e.g. report_to).
+        trl_overrides: GRPOConfig fields that win over `trl_args` and cfg.trl (e.g.
+            report_to).
     """
+    check_trl_table(cfg.trl)  # before any model is loaded
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     paths = RunPaths(Path(cfg.out))
