@@ -22,6 +22,7 @@ from vepo_viz.ui.policy import (
     REFUSED_MODEL,
     REFUSED_TRAIN,
     REFUSED_TRAIN_PATHS,
+    REFUSED_TRAIN_TRL,
     PolicyBackend,
     ServingPolicy,
     is_loopback,
@@ -169,8 +170,6 @@ def test_policy_backend_refuses_before_the_backend_runs():
     guarded = PolicyBackend(fake, ServingPolicy.from_launch(host="0.0.0.0", models=["org/ok"]))
     with pytest.raises(UserFacingError, match=re.escape(REFUSED_MODEL)):
         guarded.analyze("/etc", None, "q", None, None)
-    with pytest.raises(UserFacingError, match=re.escape(REFUSED_MODEL)):
-        guarded.image_normalization("/etc")
     assert fake.calls == []
     guarded.analyze("org/ok", None, "q", "r", __import__("vepo_viz").AnalysisSettings())
     assert [c["model"] for c in fake.calls] == ["org/ok"] and guarded.calls is fake.calls
@@ -192,6 +191,9 @@ def test_train_form_refusals(tmp_path):
         with pytest.raises(UserFacingError) as info:
             tt.form_config(tmp_path, **{**FORM, "extra": extra}, policy=on)
         assert str(info.value) == REFUSED_TRAIN_PATHS
+    with pytest.raises(UserFacingError) as info:  # TRL options reach services and files
+        tt.form_config(tmp_path, **{**FORM, "extra": 'trl = { report_to = ["wandb"] }'}, policy=on)
+    assert str(info.value) == REFUSED_TRAIN_TRL
     local = tt.form_config(tmp_path, **{**FORM, "extra": 'out = "/tmp/elsewhere"'})
     assert local.out == "/tmp/elsewhere"  # this machine: as before
 

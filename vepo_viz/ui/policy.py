@@ -36,6 +36,11 @@ REFUSED_TRAIN_PATHS = (
     "(out, data and eval_data cannot be set)"
 )
 
+REFUSED_TRAIN_TRL = (
+    "on this server a run cannot set TRL options ([trl] table): they reach logging services, "
+    "vLLM servers and files the server does not vet"
+)
+
 TRAIN_ALIASES = ("tiny",)
 """Names the Train tab accepts for the embedded model (besides model_key's)."""
 
@@ -146,13 +151,21 @@ class ServingPolicy:
             raise UserFacingError(REFUSED_TRAIN)
 
     def check_train_run(
-        self, model: str, out: str, runs_root: str | Path, data_paths: Iterable[str] = ()
+        self,
+        model: str,
+        out: str,
+        runs_root: str | Path,
+        data_paths: Iterable[str] = (),
+        trl_table: dict | None = None,
     ) -> None:
-        """Raise unless a run of `model` writing to `out` and reading `data_paths` may start."""
+        """Raise unless a run of `model` writing to `out`, reading `data_paths` and setting
+        the TRL options `trl_table` may start."""
         self.check_train()
         self.check_model(EMBEDDED if model.strip().lower() in TRAIN_ALIASES else model)
         if self.models is not None and (not _inside(out, runs_root) or any(data_paths)):
             raise UserFacingError(REFUSED_TRAIN_PATHS)
+        if self.models is not None and trl_table:
+            raise UserFacingError(REFUSED_TRAIN_TRL)
 
     @property
     def warning(self) -> str | None:
@@ -196,10 +209,6 @@ class PolicyBackend:
     def analyze(self, model_name, image, question, response, settings, progress=None) -> Any:
         self.policy.check_model(model_name)
         return self.inner.analyze(model_name, image, question, response, settings, progress)
-
-    def image_normalization(self, model_name):
-        self.policy.check_model(model_name)
-        return self.inner.image_normalization(model_name)
 
     def __getattr__(self, name: str) -> Any:  # e.g. ModelBackend.model, FakeBackend.calls
         return getattr(self.inner, name)

@@ -135,7 +135,13 @@ def form_config(
     if policy is not None:
         data = [str(values.get(k, "")) for k in ("data", "eval_data")]
         data_paths = [d for d in data if d not in ("", "suite")]
-        policy.check_train_run(str(values["model"]), str(values["out"]), runs_root, data_paths)
+        policy.check_train_run(
+            str(values["model"]),
+            str(values["out"]),
+            runs_root,
+            data_paths,
+            trl_table=values.get("trl") or {},
+        )
     return TrainConfig.from_dict(values)
 
 
