@@ -160,6 +160,13 @@ class TrainConfig:
     resume: bool = True
     """Continue from the newest checkpoint in `out` when there is one."""
 
+    # ---- selection traces -------------------------------------------------------
+    trace_every: int = 0
+    """Save a selection trace every N steps (0 = never): a few completions with their
+    per-token scores and selections, as TokenAnalysis records in <out>/traces/."""
+    trace_samples: int = 4
+    """Completions saved per trace (the first rows of the generation batch)."""
+
     _extra_errors: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -469,6 +476,8 @@ def _check_run(cfg: TrainConfig, c: _Checks) -> None:
     c.need_int("ckpt_every", 0, " (0 = only at the end)")
     c.need_int("keep_checkpoints", 1)
     c.need_bool("resume")
+    c.need_int("trace_every", 0, " (0 = no traces)")
+    c.need_int("trace_samples", 1)
 
 
 def _check_data(cfg: TrainConfig, c: _Checks) -> None:
