@@ -121,3 +121,16 @@ def test_selection_all_traces_the_entropy_with_every_token_selected(runs):
     np.testing.assert_array_equal(record.scores, record.entropy)
     assert (record.settings.score_type, record.settings.ratio) == ("entropy", 1.0)
     assert 0 < record.selected_entropy.sum() < len(record)
+
+
+@pytest.mark.slow
+@needs_embedded
+def test_the_train_tab_panel_draws_the_real_runs_traces_side_by_side(runs):
+    from vepo_viz.ui import traces_panel as tp
+
+    assert sorted(tp.traced_runs(runs["root"])) == ["plain", "vepo"]
+    a, figs_a, b, figs_b = tp.side_by_side(runs["root"], "vepo", "plain", 2)
+    assert len(figs_a) == len(figs_b) == 2 and "rule **vepo**" in a and "rule **all**" in b
+    assert "no scores" in b
+    for figure in (*figs_a, *figs_b):
+        assert sum(len(t.text) for t in figure.data if t.type == "bar" and t.text) > 0
