@@ -134,3 +134,42 @@ def test_the_train_tab_panel_draws_the_real_runs_traces_side_by_side(runs):
     assert "no scores" in b
     for figure in (*figs_a, *figs_b):
         assert sum(len(t.text) for t in figure.data if t.type == "bar" and t.text) > 0
+
+
+@needs_embedded
+def test_build_records_keeps_every_token_of_a_long_completion(tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    from vepo_viz.perturb import PerturbConfig
+    from vepo_viz.scoring import ScoringConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    ids = tokenizer("seven " * 700, add_special_tokens=False)["input_ids"][:600]
+    B, C = 2, 640
+    completion = torch.full((B, C), tokenizer.pad_token_id or 0)
+    completion[:, :600] = torch.tensor(ids)
+    mask = torch.zeros(B, C, dtype=torch.bool)
+    mask[:, :600] = True
+    entropy = torch.rand(B, C, generator=torch.Generator().manual_seed(0))
+    batch = traces.TraceBatch(completion_ids=completion, mask=mask, entropy=entropy, selected=mask)
+    settings = traces.trace_settings("all", ScoringConfig(), PerturbConfig())
+    records = traces.build_records(
+        batch,
+        tokenizer=tokenizer,
+        questions=["q"],
+        rule="all",
+        settings=settings,
+        rows=4,
+        entropy_ratio=0.2,
+    )
+    assert len(records) == 2
+    meta, record = records[0]
+    assert len(record) == 600 and record.response == tokenizer.decode(ids)
+    assert record.selected_vepo.all() and record.selected_entropy.sum() == 120  # 20% of 600
+    assert "no scores" in meta["note"] and "no counterfactual" in meta["note"]
+    save_path = traces.save_traces(tmp_path, 7, records)
+    assert save_path.name == "step-000007.jsonl"
+    back = traces.load_traces(tmp_path)[7][0]
+    np.testing.assert_array_equal(back.entropy, record.entropy)
+    assert back.tokens == record.tokens and len(back) == 600

@@ -56,6 +56,7 @@ def test_one_run_at_a_step_gives_one_heatmap_per_completion(root):
     for b, figure in enumerate(figures):
         assert isinstance(figure, type(tp.rfig.token_heatmap(fake_analysis())))
         assert figure.layout.title.text.startswith(f"completion {b}, advantage")
+        assert figure.layout.title.text.endswith("selected")
         assert _heatmap_tokens(figure) > 0
     caption, figures = tp.trace_heatmaps(root, "vepo-run", "5")
     assert figures == [] and "no trace at step 5" in caption and "2, 4, 6" in caption

@@ -106,15 +106,10 @@ def _list(steps: list[int], most: int = 12) -> str:
 
 
 def _title(meta: dict, analysis) -> str:
-    parts = [f"completion {meta.get('row', '?')}"]
+    title = f"completion {meta.get('row', '?')}"
     if "advantage" in meta:
-        parts.append(f"advantage {meta['advantage']:+.2f}")
-    parts.append(
-        f"{meta.get('rule', '?')} selected {int(analysis.selected_vepo.sum())}/{len(analysis)}"
-    )
-    sc = analysis.settings.scoring
-    parts.append(f"score {sc.score_type}, top {sc.ratio:.0%} per {sc.scope}")
-    return ", ".join(parts)
+        title += f", advantage {meta['advantage']:+.2f}"
+    return title + f": {int(analysis.selected_vepo.sum())}/{len(analysis)} selected"
 
 
 def _caption(run: str, step: int, rows: list, slots: int) -> str:
@@ -122,10 +117,11 @@ def _caption(run: str, step: int, rows: list, slots: int) -> str:
         return f"**{run}**, step {step}: the trace is empty"
     meta, first = rows[0]
     shown = f"{min(slots, len(rows))} of {len(rows)}" if len(rows) > slots else f"{len(rows)}"
+    sc = first.settings.scoring
     text = (
-        f"**{run}**, step {step}: {shown} completions, rule **{meta.get('rule', '?')}** "
-        f"(top row per signal; the last rows: the rule's selection and entropy's top "
-        f"{first.settings.ratio:.0%})"
+        f"**{run}**, step {step}: {shown} completions, rule **{meta.get('rule', '?')}**, "
+        f"score {sc.score_type}, top {sc.ratio:.0%} per {sc.scope}. The selection row "
+        "compares the rule's tokens with entropy's top share."
     )
     if first.question:
         text += f"  \nquestion: {first.question}"
