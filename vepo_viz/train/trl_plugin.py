@@ -18,7 +18,10 @@ with the rollout (old) policy and no gradient, this plug-in:
      normalises by a token count (grpo, bnpo, dapo, ...) averages over the selected
      tokens only, and unselected tokens get exactly zero gradient;
    - "weight": (B, C) advantages A * (1 + lambda * selected), which TRL accepts;
-   - VPPO's per-response advantage scale multiplies the advantages.
+   - VPPO's per-response advantage scale multiplies the advantages;
+5. every `trace_every` optimizer steps (main process), saves the first `trace_samples`
+   completions with their per-token signals and selection as TokenAnalysis records
+   (train/traces.py; rule "all" too: its entropy, every token selected).
 
 The hook is `_generate_and_score_completions` (TRL maintainers' suggested extension
 point): the plug-in calls TRL's own method and edits its output dict, and never copies
