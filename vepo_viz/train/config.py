@@ -164,6 +164,13 @@ class TrainConfig:
     resume: bool = True
     """Continue from the newest checkpoint in `out` when there is one."""
 
+    # ---- selection traces -------------------------------------------------------
+    trace_every: int = 0
+    """Save a selection trace every N steps (0 = never): a few completions with their
+    per-token scores and selections, as TokenAnalysis records in <out>/traces/."""
+    trace_samples: int = 4
+    """Completions saved per trace (the first rows of the generation batch)."""
+
     # ---- TRL --------------------------------------------------------------------
     trl: dict[str, Any] = field(default_factory=dict)
     """Further fields of TRL's GRPOConfig, passed through as given (a [trl] table in TOML,
@@ -493,6 +500,8 @@ def _check_run(cfg: TrainConfig, c: _Checks) -> None:
     c.need_bool("resume")
     if not isinstance(cfg.trl, dict) or not all(isinstance(k, str) for k in cfg.trl):
         c.errors.append(f"trl={cfg.trl!r} must be a table of GRPOConfig fields, e.g. [trl]")
+    c.need_int("trace_every", 0, " (0 = no traces)")
+    c.need_int("trace_samples", 1)
 
 
 def _check_data(cfg: TrainConfig, c: _Checks) -> None:

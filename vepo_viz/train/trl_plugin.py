@@ -18,7 +18,10 @@ with the rollout (old) policy and no gradient, this plug-in:
      normalises by a token count (grpo, bnpo, dapo, ...) averages over the selected
      tokens only, and unselected tokens get exactly zero gradient;
    - "weight": (B, C) advantages A * (1 + lambda * selected), which TRL accepts;
-   - VPPO's per-response advantage scale multiplies the advantages.
+   - VPPO's per-response advantage scale multiplies the advantages;
+5. every `trace_every` optimizer steps (main process), saves the first `trace_samples`
+   completions with their per-token signals and selection as TokenAnalysis records
+   (train/traces.py; rule "all" too: its entropy, every token selected).
 
 The hook is `_generate_and_score_completions` (TRL maintainers' suggested extension
 point): the plug-in calls TRL's own method and edits its output dict, and never copies
@@ -39,6 +42,7 @@ from trl import GRPOConfig, GRPOTrainer
 from vepo_viz import scoring
 from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig, TokenStats
+from vepo_viz.train import traces
 from vepo_viz.train.rules import RULES, Selection, TokenSignals
 
 LOSS_MODES = ("mask", "weight")
@@ -93,6 +97,13 @@ class VEPOGRPOConfig(GRPOConfig):
     head_chunk_rows: int = field(
         default=0, metadata={"help": "Rows per output-head chunk (0: from the vocabulary size)."}
     )
+    trace_every: int = field(
+        default=0, metadata={"help": "Save a selection trace every N steps (0: never)."}
+    )
+    trace_samples: int = field(default=4, metadata={"help": "Completions per trace."})
+    trace_dir: str = field(
+        default="", metadata={"help": "Run folder whose traces/ gets them ('' = output_dir)."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -103,6 +114,8 @@ class VEPOGRPOConfig(GRPOConfig):
             raise ValueError(f"loss_mode={self.loss_mode!r}: choose one of {LOSS_MODES}")
         if self.weight_lambda < 0:
             raise ValueError(f"weight_lambda={self.weight_lambda} must be >= 0")
+        if self.trace_every < 0 or self.trace_samples < 1:
+            raise ValueError("trace_every must be >= 0 and trace_samples >= 1")
         self.scoring_config  # noqa: B018 - validates score_type, alpha, ratio
         self.perturb_config  # noqa: B018 - validates the counterfactual settings
 
@@ -157,8 +170,12 @@ class VEPOGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         out = super()._generate_and_score_completions(inputs)
         step, self._generation_step = self._generation_step, self._generation_step + 1
+        trace = self._trace_due()
         if self.args.selection == "all":
             self.last_selection = None
+            if trace:  # no scores: trace the entropy, every valid token selected
+                signals = self._signals(out, inputs, step)
+                self._trace(out, inputs, signals, Selection(signals.mask, None))
             return out
         signals = self._signals(out, inputs, step)
         selection = self._select(signals, step)
@@ -172,7 +189,59 @@ class VEPOGRPOTrainer(GRPOTrainer):
             "entropy": signals.entropy.cpu(),
             "stats": None if signals.stats is None else signals.stats.to("cpu"),
         }
+        if trace:
+            self._trace(out, inputs, signals, selection)
         return out
+
+    # ---- selection traces ------------------------------------------------------------
+
+    def _trace_step(self) -> int:
+        """The optimizer step (as metrics.jsonl counts, from 1) this batch trains."""
+        return int(self.state.global_step) + 1
+
+    def _trace_due(self) -> bool:
+        every = self.args.trace_every
+        return bool(every) and self.model.training and self._trace_step() % every == 0
+
+    def _trace(self, out, inputs, signals: TokenSignals, selection: Selection) -> None:
+        """Write this batch's first trace_samples rows (process 0's) as TokenAnalysis."""
+        if not self.accelerator.is_main_process:
+            return
+        args, step = self.args, self._trace_step()
+        batch = traces.TraceBatch(
+            completion_ids=out["completion_ids"].cpu(),
+            mask=signals.mask.cpu(),
+            entropy=signals.entropy.cpu(),
+            selected=selection.selected.cpu(),
+            stats=None if signals.stats is None else signals.stats.to("cpu"),
+            scores=_cpu(selection.scores),
+            logprob=_cpu(signals.logp_old),
+            logprob_noisy=_cpu(signals.logp_noisy),
+            advantages=_cpu(out.get("advantages")),
+        )
+        settings = traces.trace_settings(
+            args.selection,
+            args.scoring_config,
+            args.perturb_config,
+            max_new_tokens=max(1, int(args.max_completion_length or 1)),
+            temperature=float(self.temperature),
+            seed=int(args.seed),
+        )
+        model = self.accelerator.unwrap_model(self.model)
+        config = getattr(model, "config", None)
+        records = traces.build_records(
+            batch,
+            tokenizer=self.processing_class,
+            questions=[traces.question_of(x) for x in inputs],
+            rule=args.selection,
+            settings=settings,
+            model_id=str(getattr(config, "_name_or_path", "") or ""),
+            family=str(getattr(config, "model_type", "") or ""),
+            rows=args.trace_samples,
+            step=step,
+            entropy_ratio=args.ratio,
+        )
+        traces.save_traces(args.trace_dir or args.output_dir, step, records)
 
     # ---- signals ---------------------------------------------------------------------
 
@@ -322,6 +391,10 @@ def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
     """The fields a selection rule reads (ratio, scope, alpha, score_type, vppo_rescale)."""
     fields = ("ratio", "scope", "alpha", "score_type", "vppo_rescale")
     return SimpleNamespace(**{**{f: getattr(args, f) for f in fields}, **overrides})
+
+
+def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x.detach().cpu()
 
 
 def _perturb_fields(cfg: PerturbConfig) -> dict[str, Any]:

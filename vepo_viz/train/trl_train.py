@@ -6,7 +6,8 @@ The run folder is the one jobs.py, curves.py and the Train tab read (see jobs.Ru
 config.toml, status.json (starting / running / stopped / finished / failed), metrics.jsonl
 (one line per step with today's metric names where TRL has the equivalent, one line per
 held-out evaluation), checkpoints/checkpoint-N/ (TRL/HF checkpoints: model or adapter,
-optimizer, scheduler, RNG state) and final/ (a plain model folder; LoRA merged).
+optimizer, scheduler, RNG state), final/ (a plain model folder; LoRA merged) and, with
+trace_every, traces/step-N.jsonl (selection traces: train/traces.py).
 
 Prompts come from PromptSource (step s trains on
 step_prompts(s), TRL's shuffling off); the reward is the suite's verifier (1.0 correct,
@@ -147,6 +148,9 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         loss_mode=cfg.loss_mode,
         weight_lambda=cfg.weight_lambda,
         vppo_rescale=cfg.vppo_rescale,
+        trace_every=cfg.trace_every,
+        trace_samples=cfg.trace_samples,
+        trace_dir=str(cfg.out),
     )
     # transformers >= 5.x names it activation checkpointing (the old names still work).
     name = "activation" if "activation_checkpointing" in _field_names() else "gradient"

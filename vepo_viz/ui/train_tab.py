@@ -36,6 +36,7 @@ from vepo_viz.train.jobs import (
 from vepo_viz.train.rules import RULES, vepo_score_type
 from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.policy import REFUSED_TRAIN, ServingPolicy
+from vepo_viz.ui.traces_panel import build_traces_panel
 
 POLL_S = 3.0
 """Seconds between refreshes of the curves and the run table (only while a run shown in
@@ -335,10 +336,10 @@ def build_train_tab(
             form, start = _new_run_form()
         with gr.Column(scale=2, min_width=400):
             runs, refresh, table, stop, open_analyze, message, curves, log = _runs_column(runs_root)
+    build_traces_panel(runs_root)  # "Selection traces": what a step trained on
     # Active at first: its first tick after page load draws the curves, then it stays on
     # only while a run is live.
     timer = gr.Timer(POLL_S, active=True)
-
     if not policy.allow_train:
         gr.Markdown(f"**{REFUSED_TRAIN}.**", elem_id="vv-train-off")
         start.interactive = False
