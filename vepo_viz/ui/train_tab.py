@@ -33,7 +33,7 @@ from vepo_viz.train.rules import RULES, vepo_score_type
 from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.policy import REFUSED_TRAIN, ServingPolicy
 from vepo_viz.ui.traces_panel import build_traces_panel
-from vepo_viz.ui.train_form import start_from_form
+from vepo_viz.ui.train_form import form_config, start_from_form  # noqa: F401 - form_config re-exported
 
 POLL_S = 3.0
 """Seconds between refreshes of the curves and the run table (only while a run shown in
