@@ -16,7 +16,7 @@ from typing import Any
 from vepo_viz import scoring
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import PerturbConfig
-from vepo_viz.settings import LegacyMapping
+from vepo_viz.settings import LegacyMapping, build_config
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ class AnalysisSettings(LegacyMapping):
 
     def __post_init__(self) -> None:
         if isinstance(self.perturb, dict):
-            object.__setattr__(self, "perturb", _build(PerturbConfig, self.perturb, "perturb"))
+            object.__setattr__(
+                self, "perturb", build_config(PerturbConfig, self.perturb, "perturb")
+            )
         if not isinstance(self.perturb, PerturbConfig):
             raise VepoInputError("AnalysisSettings.perturb must be a PerturbConfig")
         _check_int("max_new_tokens", self.max_new_tokens, 1)
@@ -110,7 +112,7 @@ class AnalysisSettings(LegacyMapping):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisSettings:
-        return _build(cls, data, "AnalysisSettings")
+        return build_config(cls, data, "AnalysisSettings")
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> AnalysisSettings:
@@ -122,18 +124,6 @@ class AnalysisSettings(LegacyMapping):
             fields_ = PerturbConfig.__dataclass_fields__
             known["perturb"] = {k: v for k, v in perturb.items() if k in fields_}
         return cls.from_dict(known)
-
-
-def _build(cls, data: dict[str, Any], what: str):
-    unknown = set(data) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise VepoInputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
-    try:
-        return cls(**data)
-    except VepoInputError:
-        raise
-    except ValueError as error:
-        raise VepoInputError(str(error)) from error
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -219,3 +219,20 @@ class LegacyMapping:
 
     def keys(self) -> list[str]:
         return list(self.__dataclass_fields__)  # type: ignore[attr-defined]
+
+
+def build_config(cls: type, data: dict[str, Any], what: str | None = None):
+    """`cls(**data)` for a settings dataclass, every problem as a VepoInputError: unknown
+    keys (listed), and the dataclass's own validation (its message)."""
+    from vepo_viz.errors import VepoInputError
+
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        what = what or cls.__name__
+        raise VepoInputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}")
+    try:
+        return cls(**data)
+    except VepoInputError:
+        raise
+    except ValueError as error:
+        raise VepoInputError(str(error)) from error

@@ -361,10 +361,12 @@ def selection_profile(
     return out
 
 
-def markdown_profile_table(profile: dict) -> str:
-    def f(value) -> str:
-        return "n/a" if value is None or value != value else f"{value:.3f}"
+def _cell(value) -> str:
+    """A table cell: 3 decimals, "n/a" for a missing or NaN value."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
+
+def markdown_profile_table(profile: dict) -> str:
     lines = [
         "| rule | tokens trained on | mean entropy: selected / all | mean JSD: selected / all "
         "| visual sensitivity v: selected / all | selected tokens read off the image "
@@ -375,20 +377,17 @@ def markdown_profile_table(profile: dict) -> str:
         if not isinstance(r, dict):
             continue
         lines.append(
-            f"| {rule} | {f(r['selected_fraction'])} | {f(r['entropy_selected'])} / "
-            f"{f(r['entropy_all'])} | {f(r.get('jsd_selected'))} / {f(r.get('jsd_all'))} | "
-            f"{f(r.get('vis_selected'))} / {f(r.get('vis_all'))} | {f(r['share_visual'])} | "
-            f"{f(r['share_free'])} | {f(r['share_template'])} | {f(r['share_answer'])} | "
-            f"{f(r['recall_visual'])} |"
+            f"| {rule} | {_cell(r['selected_fraction'])} | {_cell(r['entropy_selected'])} / "
+            f"{_cell(r['entropy_all'])} | {_cell(r.get('jsd_selected'))} / {_cell(r.get('jsd_all'))} | "
+            f"{_cell(r.get('vis_selected'))} / {_cell(r.get('vis_all'))} | {_cell(r['share_visual'])} | "
+            f"{_cell(r['share_free'])} | {_cell(r['share_template'])} | {_cell(r['share_answer'])} | "
+            f"{_cell(r['recall_visual'])} |"
         )
     return "\n".join(lines)
 
 
 def markdown_selection_table(summary: dict) -> str:
     """What each rule trained on, averaged over steps and seeds."""
-
-    def f(value) -> str:
-        return "n/a" if value is None or value != value else f"{value:.3f}"
 
     lines = [
         "| rule | entropy: selected / all | visual sensitivity: selected / all "
@@ -398,9 +397,9 @@ def markdown_selection_table(summary: dict) -> str:
     ]
     for rule, r in summary["rules"].items():
         lines.append(
-            f"| {rule} | {f(r['entropy_selected'])} / {f(r['entropy_all'])} "
-            f"| {f(r['vis_selected'])} / {f(r['vis_all'])} | {f(r['share_visual'])} "
-            f"| {f(r['recall_visual'])} | {f(r['share_free'])} |"
+            f"| {rule} | {_cell(r['entropy_selected'])} / {_cell(r['entropy_all'])} "
+            f"| {_cell(r['vis_selected'])} / {_cell(r['vis_all'])} | {_cell(r['share_visual'])} "
+            f"| {_cell(r['recall_visual'])} | {_cell(r['share_free'])} |"
         )
     return "\n".join(lines)
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from vepo_viz.analysis import AnalysisSettings
-from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import MODES, PerturbConfig
 from vepo_viz.scoring import SCOPES, SCORE_TYPES, ScoringConfig
+from vepo_viz.settings import build_config
 from vepo_viz.ui.errors import UserFacingError
 
 DEFAULTS = AnalysisSettings()
@@ -63,12 +63,7 @@ def number(name: str, value: Any) -> float:
 
 def typed(cls: type, **values: Any) -> Any:
     """`cls(**values)`, its validation's ValueError as a VepoInputError (same message)."""
-    try:
-        return cls(**values)
-    except VepoInputError:
-        raise
-    except ValueError as error:
-        raise VepoInputError(str(error)) from error
+    return build_config(cls, values)
 
 
 def scoring_args(ratio: Any, alpha: Any, score_type: str, scope: str) -> dict[str, Any]:
