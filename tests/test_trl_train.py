@@ -124,6 +124,17 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 # ---- fast ------------------------------------------------------------------------------
 
 
+def test_trl_args_passes_every_counterfactual_setting(tmp_path):
+    """patch_size, patch_prob and blur_radius reach the plug-in's view (not just the mode)."""
+    cfg = TrainConfig.from_dict(
+        {"selection": "vppo", "perturb": "patch", "patch_size": 28, "patch_prob": 0.25}
+    )
+    view = trl_args(cfg, tmp_path, use_cpu=True).perturb_config
+    assert (view.mode, view.patch_size, view.patch_prob) == ("patch", 28, 0.25)
+    blur = TrainConfig.from_dict({"perturb": "blur", "blur_radius": 2.5})
+    assert trl_args(blur, tmp_path, use_cpu=True).perturb_config.blur_radius == 2.5
+
+
 def test_trl_args_maps_the_train_config(tmp_path):
     cfg = TrainConfig.from_dict(
         {

@@ -89,6 +89,11 @@ class VEPOGRPOConfig(GRPOConfig):
     sigma: float = field(default=2.0, metadata={"help": "Noise std of the counterfactual."})
     n_draws: int = field(default=1, metadata={"help": "Counterfactual views averaged (K)."})
     perturb_seed: int = field(default=0, metadata={"help": "Seed of the counterfactual views."})
+    patch_size: int = field(default=14, metadata={"help": 'Patch side in pixels ("patch").'})
+    patch_prob: float = field(
+        default=0.5, metadata={"help": 'Share of patches blackened ("patch").'}
+    )
+    blur_radius: float = field(default=6.0, metadata={"help": 'Blur radius in pixels ("blur").'})
     loss_mode: str = field(
         default="mask", metadata={"help": "mask: loss over selected tokens; weight: 1 + lambda."}
     )
@@ -136,6 +141,9 @@ class VEPOGRPOConfig(GRPOConfig):
             sigma=self.sigma,
             n_draws=self.n_draws,
             seed=self.perturb_seed,
+            patch_size=self.patch_size,
+            patch_prob=self.patch_prob,
+            blur_radius=self.blur_radius,
         )
 
 
