@@ -1,31 +1,24 @@
-"""The batched calls of `VLM` that training and the embedded model's evaluation make.
+"""The batched calls of `VLM` that the embedded model's evaluation makes.
 
     prompts = vlm.encode_prompts([(image, question), ...])    # left-padded, one processor call
     responses = vlm.generate_batch(prompts, max_new_tokens=32, temperature=1.0, seed=s)
-    batch = vlm.encode(pairs, responses, n_response=T)         # prompt + right-padded response
-    logits = vlm.response_logits(batch)                        # (n, T, V), grad when enabled
-    views = vlm.batch_view_inputs(batch, perturb, generator)   # counterfactual pixel inputs
-    peft_model = vlm.attach_lora(r=16, alpha=32.0, dropout=0.0)
+    views = vlm.batch_view_inputs(prompts, perturb, generator)  # counterfactual pixel inputs
 
 Prompt rendering, image fitting, the generation config and counterfactual views are the
 single-example code of `VLM` (adapter.py) applied to many rows; this module adds left
-padding, one generator for the views of a whole batch, seeded chunked sampling and LoRA.
+padding and one generator for the views of a whole batch. (Training batches are TRL's:
+the plug-in reads them from its batch dict.)
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
-from vepo_viz.errors import ModelLoadError
-from vepo_viz.models.sampling import SeededSampler, derive_seed
+from vepo_viz.models.sampling import SeededSampler
 from vepo_viz.perturb import PerturbConfig
-
-GENERATION_BATCH = 64
-"""Sequences generated per `model.generate` call (memory bound on real models)."""
 
 EXTEND_WITH_ONES = ("attention_mask",)
 EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
@@ -47,30 +40,6 @@ class PromptBatch:
     """Rendered prompt texts (image tokens unexpanded), for pixel-space views."""
     images: list[Image.Image]
     """Prompt images as processed (after `fit_image`), for pixel-space views."""
-
-
-@dataclass(eq=False)
-class SequenceBatch:
-    """Prompt + response sequences of one micro-batch (n rows), on the model's device."""
-
-    inputs: dict[str, torch.Tensor]
-    """Model inputs of the clean pass: input_ids (n, P + T), attention_mask, pixel inputs."""
-    response_ids: torch.Tensor
-    """(n, T) sampled token ids, 0 on padding."""
-    mask: torch.Tensor
-    """(n, T) bool, True on real response tokens."""
-    texts: list[str] = field(default_factory=list)
-    """Rendered prompt texts (image tokens unexpanded), for pixel-space views."""
-    images: list[Image.Image] = field(default_factory=list)
-    """Prompt images as processed, for pixel-space views."""
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.response_ids.shape[0])
-
-    @property
-    def n_response(self) -> int:
-        return int(self.response_ids.shape[1])
 
 
 def placeholder_token_ids(config) -> list[int]:
@@ -120,63 +89,8 @@ class BatchedCalls:
         images = [im for _, im in rendered]
         return PromptBatch(self._process_batch(texts, images), texts, images)
 
-    def encode(
-        self,
-        pairs: list[tuple[Image.Image, str]],
-        responses: list[list[int]],
-        n_response: int | None = None,
-    ) -> SequenceBatch:
-        """Prompts (left-padded) followed by their responses (right-padded to n_response)."""
-        if len(pairs) != len(responses):
-            raise ValueError(f"{len(pairs)} prompts but {len(responses)} responses")
-        T = n_response or max(1, max(len(r) for r in responses))
-        prompts = self.encode_prompts(pairs)
-        inputs = prompts.inputs
-        ids = torch.zeros(len(responses), T, dtype=torch.long)
-        mask = torch.zeros(len(responses), T, dtype=torch.bool)
-        for i, r in enumerate(responses):
-            ids[i, : len(r)] = torch.tensor(r[:T], dtype=torch.long)
-            mask[i, : len(r)] = True
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        filled = torch.where(mask, ids, self.pad_token_id)
-        inputs["input_ids"] = torch.cat([inputs["input_ids"], filled], dim=1)  # (n, P + T)
-        for key in EXTEND_WITH_ONES + EXTEND_WITH_ZEROS:
-            if key in inputs:
-                extra = (
-                    mask.to(inputs[key].dtype)
-                    if key in EXTEND_WITH_ONES
-                    else torch.zeros_like(ids, dtype=inputs[key].dtype)
-                )
-                inputs[key] = torch.cat([inputs[key], extra], dim=1)  # (n, P + T)
-        return SequenceBatch(inputs, ids, mask, prompts.texts, prompts.images)
-
-    # ---- forward passes ---------------------------------------------------------
-
-    def response_logits(
-        self,
-        batch: SequenceBatch,
-        images: dict[str, torch.Tensor] | None = None,
-        model: torch.nn.Module | None = None,
-    ) -> torch.Tensor:
-        """(n, T, V) logits predicting each response token (teacher-forced).
-
-        `images` replaces the pixel inputs (a counterfactual view); `model` another model
-        with the same inputs (a frozen reference). Gradients flow when called outside
-        torch.no_grad().
-        """
-        model = model or self.model
-        inputs = dict(batch.inputs)
-        if images:
-            inputs.update(images)
-        T = batch.n_response
-        if "logits_to_keep" in inspect.signature(model.forward).parameters:
-            logits = model(**inputs, use_cache=False, logits_to_keep=T + 1).logits  # (n, T+1, V)
-        else:  # pragma: no cover - every supported family has logits_to_keep
-            logits = model(**inputs, use_cache=False).logits[:, -(T + 1) :]
-        return logits[:, :-1]  # (n, T, V)
-
     def batch_view_inputs(
-        self, batch: PromptBatch | SequenceBatch, perturb: PerturbConfig, generator
+        self, batch: PromptBatch, perturb: PerturbConfig, generator
     ) -> dict[str, torch.Tensor]:
         """Pixel inputs of one counterfactual view of every image of `batch`.
 
@@ -239,64 +153,3 @@ class BatchedCalls:
                     break
             out.append(row[:cut])
         return out
-
-    def sample(
-        self,
-        pairs: list[tuple[Image.Image, str]],
-        *,
-        n_per_prompt: int,
-        max_new_tokens: int,
-        temperature: float,
-        seed: int,
-    ) -> list[list[int]]:
-        """n_per_prompt responses per (image, question), prompt-major, GENERATION_BATCH
-        sequences per generate call; chunk i samples with derive_seed(seed, i)."""
-        expanded = [p for p in pairs for _ in range(n_per_prompt)]
-        out: list[list[int]] = []
-        for chunk_index, start in enumerate(range(0, len(expanded), GENERATION_BATCH)):
-            prompts = self.encode_prompts(expanded[start : start + GENERATION_BATCH])
-            out += self.generate_batch(
-                prompts,
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                seed=derive_seed(seed, chunk_index),
-            )
-        return out
-
-    # ---- LoRA -------------------------------------------------------------------
-
-    def attach_lora(self, r: int, alpha: float, dropout: float, targets: str = ""):
-        """Inject LoRA adapters (peft) into `self.model` in place; returns the peft model.
-
-        `targets` is a peft target_modules regex; "" = the family's `lora_targets`.
-        """
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as error:  # pragma: no cover - peft is a dev/gpu dependency
-            raise ModelLoadError(
-                "LoRA needs peft: pip install 'vepo-viz[gpu]' (or set finetune = \"full\")"
-            ) from error
-        config = LoraConfig(
-            r=r,
-            lora_alpha=alpha,
-            lora_dropout=dropout,
-            target_modules=targets or self.family.lora_targets,
-            bias="none",
-        )
-        try:
-            return get_peft_model(self.model, config)
-        except ValueError as error:
-            raise ModelLoadError(
-                f"LoRA found no target modules in this model ({error}); set lora_targets to a "
-                "regex over its module names (print(model) lists them)"
-            ) from error
-
-    def load_lora_weights(self, peft_model, folder) -> None:
-        """Load adapter weights saved by `peft_model.save_pretrained(folder)` (resume)."""
-        from pathlib import Path
-
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        state = load_file(str(Path(folder) / "adapter_model.safetensors"))
-        set_peft_model_state_dict(peft_model, state)

@@ -9,7 +9,6 @@ token. Same seed, same model, same device: same response.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import torch
@@ -58,9 +57,3 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     keep_sorted = mass_before < top_p  # the first token is always kept
     keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)  # (B, V)
     return torch.where(keep, probs, 0.0)
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from any tuple of ints/strings (stable across runs and machines)."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
