@@ -217,7 +217,7 @@ def _memory_inputs(B: int, T: int, V: int, D: int, device: str, seed: int = 0):
 def plugin_stats(head, hidden, noisy, ids) -> dict:
     from vepo_viz.train.trl_plugin import _stats_from_hidden
 
-    stats, logp, logq = _stats_from_hidden(head, hidden, [noisy], ids, 1.0, 0)
+    stats, logp, logq, _ = _stats_from_hidden(head, hidden, [noisy], ids, 1.0, 0)
     out = {f: getattr(stats[0], f) for f in ("entropy", "entropy_noisy", "jsd", "kl")}
     return {**out, "logp": logp, "logq": logq}
 

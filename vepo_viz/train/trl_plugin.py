@@ -57,9 +57,6 @@ _MM_KEYS = (
 )
 """Multimodal keys of TRL's batch dict that the model's forward takes."""
 
-_PER_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids")
-"""Of those, the ones laid out per (prompt + completion) token."""
-
 VIEW_STRIDE = 1_000_003
 """view_seed(step, row) = (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row."""
 
@@ -271,15 +268,12 @@ class VEPOGRPOTrainer(GRPOTrainer):
             cfg = self.args.perturb_config
             for draw in range(cfg.n_draws):
                 views.append(self._hidden(model, out, self._view(out, inputs, mm, step, draw)))
-        stats_list, logp_clean, logp_noisy = _stats_from_hidden(
+        stats_list, logp_clean, logp_noisy, entropy = _stats_from_hidden(
             _head(model), hidden_clean, views, ids, self.temperature, self.args.head_chunk_rows
         )
         stats = scoring.average_stats(stats_list) if stats_list else None
-        entropy = (
-            stats.entropy
-            if stats is not None
-            else _entropy(_head(model), hidden_clean, self.temperature, self.args.head_chunk_rows)
-        )
+        if stats is not None:
+            entropy = stats.entropy  # the mean over draws, as analyze() reports it
         return TokenSignals(
             mask=mask,
             logp_old=logp_clean,
@@ -455,8 +449,9 @@ def _stats_from_hidden(
     ids: torch.Tensor,
     tau: float,
     rows: int,
-) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None]:
-    """TokenStats per view, and the sampled tokens' clean / noisy (mean over views) log-probs.
+) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """TokenStats per view, the sampled tokens' clean / noisy (mean over views) log-probs,
+    and the (B, C) clean entropy (from the same head pass, with or without views).
 
     hidden_clean, views: (B, C, D); ids: (B, C). Positions are walked in chunks of rows
     through the head, so at most (chunk, V) logits exist at once per pass.
@@ -470,11 +465,15 @@ def _stats_from_hidden(
     per_view = [{f: torch.empty(B * C) for f in fields} for _ in views]
     logp_clean = torch.empty(B * C)
     logp_noisy = torch.zeros(B * C) if views else None
+    entropy = torch.empty(B * C)
     for start in starts:
         stop = min(start + step, B * C)
         z = head(flat_clean[start:stop])  # (n, V)
         logp = torch.log_softmax(z.float() / tau, dim=-1)  # (n, V)
         logp_clean[start:stop] = logp.gather(-1, flat_ids[start:stop])[:, 0].cpu()
+        if not views:  # else view 0's stats carry it
+            clean = scoring.token_stats(z[None], z[None], temperature=tau)
+            entropy[start:stop] = clean.entropy[0].cpu()
         for k, view in enumerate(views):
             zq = head(view.reshape(B * C, D)[start:stop])  # (n, V)
             s = scoring.token_stats(z[None], zq[None], temperature=tau)  # (1, n) each
@@ -485,20 +484,6 @@ def _stats_from_hidden(
     device = hidden_clean.device
     stats = [TokenStats(**{f: v[f].view(B, C).to(device) for f in fields}) for v in per_view]
     noisy = None if logp_noisy is None else logp_noisy.view(B, C).to(device)
-    return stats, logp_clean.view(B, C).to(device), noisy
-
-
-@torch.no_grad()
-def _entropy(head, hidden: torch.Tensor, tau: float, rows: int) -> torch.Tensor:
-    """(B, C) entropy of the clean next-token distributions (no counterfactual pass)."""
-    B, C, D = hidden.shape
-    flat = hidden.reshape(B * C, D)
-    vocab = head(flat[:1]).shape[-1]
-    starts, step = _chunks(B * C, rows, vocab)
-    out = torch.empty(B * C)
-    for start in starts:
-        z = head(flat[start : start + step])  # (n, V)
-        out[start : start + step] = (
-            scoring.token_stats(z[None], z[None], temperature=tau).entropy[0].cpu()
-        )
-    return out.view(B, C).to(hidden.device)
+    if views:
+        entropy = per_view[0]["entropy"]
+    return stats, logp_clean.view(B, C).to(device), noisy, entropy.view(B, C).to(device)
