@@ -27,8 +27,6 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from vepo_viz.registry import Registry
-
 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
@@ -55,14 +53,6 @@ def field_docs(cls: type) -> dict[str, str]:
             ):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
-
-
-def field_registry(cls: type, name: str) -> Registry | None:
-    """The registry a field's values come from (`field(metadata={"registry": ...})`)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("registry")
-    raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
 def field_default(f: dataclasses.Field) -> Any:
