@@ -148,6 +148,11 @@ class FakeBackend:
             image_size=size,
         )
         result.generated = response is None
+        if image is not None:  # what a real analysis stores for the views
+            from vepo_viz.analysis import add_views
+            from vepo_viz.models.images import load_image
+
+            add_views(result, load_image(image))
         return result
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from vepo_viz.render import export as rexport
 from vepo_viz.render import figures as rfig
-from vepo_viz.render.images import processed_size
 from vepo_viz.ui.backend import Backend
 from vepo_viz.ui.controls import ControlValues, number, scoring_args, whole_number
 from vepo_viz.ui.errors import UserFacingError
@@ -74,11 +73,6 @@ def analyze(
     current = rescored(base, scoring)
     if progress:
         progress(0.9, "rendering")
-    if base.image is None:  # a backend whose results carry no image (the tests' fake)
-        from vepo_viz.analysis import add_views
-
-        add_views(base, processed_size(image, base))
-        current = rescored(base, scoring)
     new = Session(base=base, current=current, key=key, image=base.image)
     return new, render_view(current), image_views(current)
 
