@@ -10,7 +10,11 @@ Steps (shared/PAPER.md, "Definitions"):
 4. chunk by chunk over positions: logits through the output head for the clean and every
    noisy state, `scoring.token_stats`, top-k candidates; a chunk's (n, V) logits are freed
    before the next, so memory is O(chunk x V), never O(T x V);
-5. mean (and spread) over draws, then scores and selections (`results.score_arrays`).
+5. mean (and spread) over draws, then scores and selections (`results.score_arrays`);
+6. beside them (never changing them): the noise floor (for a generated response one more
+   teacher-forced pass with the clean image, compared like a draw: vepo_viz.floor), the
+   selection stability over draws, and, for the embedded model, warnings when the input
+   is unlike its training suite (vepo_viz.ood).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vepo_viz import scoring
+from vepo_viz import floor, ood, scoring
 from vepo_viz.analysis_settings import AnalysisSettings
 from vepo_viz.errors import NumericsError, VepoInputError
 from vepo_viz.models.images import image_digest, load_image
@@ -207,6 +211,10 @@ def analyze(
             vlm.hidden_states(prompt, token_ids, vlm.view_inputs(prompt, settings.perturb, k))
             for k in range(settings.perturb.n_draws)
         ]  # K x (T, D)
+    null_pass = response is None and settings.floor_pass
+    if null_pass:  # the clean image through the counterfactual's path: the noise floor
+        with _timed(timing, "floor_pass"):
+            hidden_noisy.append(vlm.hidden_states(prompt, token_ids))  # (T, D), last
     with _timed(timing, "stats"):
         try:
             stats = token_statistics(
@@ -228,8 +236,13 @@ def analyze(
                 ) from error
             raise
     with _timed(timing, "finish"):
-        result = _assemble(vlm, prompt, rgb, text, token_ids, stats, settings, truncated)
+        stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
+        result = _assemble(
+            vlm, prompt, rgb, text, token_ids, stats, settings, truncated, noise_floor
+        )
         result.generated = response is None
+        result.input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
+        result.patch_grid, result.patch_size = patch_grid(vlm, prompt)
     with _timed(timing, "preview"):
         add_views(result, prompt.image, vlm.image_normalization)
     timing["total"] = sum(timing.values())
@@ -237,7 +250,39 @@ def analyze(
     return result
 
 
-def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings, truncated):
+def split_null_pass(stats: PerTokenStats) -> tuple[PerTokenStats, floor.NoiseFloor]:
+    """(the K counterfactual draws' stats, the floor) from stats whose last "draw" is the
+    null pass (the clean image, teacher-forced: vepo_viz.floor)."""
+    jsd_null = stats.jsd[-1]  # (T,)
+    gap_null = stats.entropy_noisy[-1] - stats.entropy  # (T,)
+    draws = PerTokenStats(
+        entropy=stats.entropy,
+        logprob=stats.logprob,
+        top_ids=stats.top_ids,
+        top_probs=stats.top_probs,
+        entropy_noisy=stats.entropy_noisy[:-1],
+        jsd=stats.jsd[:-1],
+        kl=stats.kl[:-1],
+        logprob_noisy=stats.logprob_noisy[:-1],
+        top_probs_noisy=stats.top_probs_noisy[:-1],
+    )
+    return draws, floor.estimate_floor(jsd_null, gap_null)
+
+
+def patch_grid(vlm, prompt) -> tuple[tuple[int, int] | None, int]:
+    """((columns, rows) of the processor's patch grid, patch side in px), or (None, 0)
+    when the family does not report a grid (image_grid_thw: Qwen2-VL and kin)."""
+    grid = prompt.inputs.get("image_grid_thw")
+    size = getattr(getattr(vlm.processor, "image_processor", None), "patch_size", 0)
+    if grid is None or grid.numel() < 3:
+        return None, 0
+    _, rows, cols = (int(v) for v in grid.reshape(-1, 3)[0].tolist())
+    return (cols, rows), int(size) if isinstance(size, int) else 0
+
+
+def _assemble(
+    vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings, truncated, noise_floor
+):
     spans = vlm.token_spans(token_ids, text)
     mean = {
         "entropy_noisy": stats.entropy_noisy.mean(0),
@@ -255,6 +300,16 @@ def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings,
         ratio=settings.ratio,
         scope=settings.scope,
         seed=settings.seed,
+        exclude=(
+            floor.at_floor(mean["jsd"], mean["entropy_noisy"] - stats.entropy, noise_floor)
+            if settings.skip_floor
+            else None
+        ),
+        draws={
+            "entropy_noisy_draws": stats.entropy_noisy,
+            "jsd_draws": stats.jsd,
+            "kl_draws": stats.kl,
+        },
     )
     flat_top = stats.top_ids.reshape(-1).tolist()
     top_strings = vlm.tokenizer.batch_decode(
@@ -289,6 +344,10 @@ def _assemble(vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings,
         truncated=truncated,
         settings=settings,
         versions=package_versions(),
+        noise_floor=noise_floor,
+        entropy_noisy_draws=stats.entropy_noisy,
+        jsd_draws=stats.jsd,
+        kl_draws=stats.kl,
         **scored,
     )
 

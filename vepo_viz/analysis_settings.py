@@ -57,6 +57,13 @@ class AnalysisSettings(LegacyMapping):
     device). Any value gives the same numbers up to float rounding."""
     top_k: int = 5
     """Clean candidates kept per position (with their noisy probabilities)."""
+    floor_pass: bool = True
+    """Measure the noise floor with one extra teacher-forced pass on the clean image when
+    the response is generated (vepo_viz.floor); False = the float floor only, one pass
+    cheaper. Pasted responses need no extra pass. The scores do not depend on it."""
+    skip_floor: bool = False
+    """VEPO selection skips tokens at the noise floor (no visual signal beyond rounding);
+    False = the reference selection. Scores and the entropy baseline are unchanged."""
 
     def __post_init__(self) -> None:
         if isinstance(self.perturb, dict):
@@ -68,6 +75,9 @@ class AnalysisSettings(LegacyMapping):
         _check_int("max_new_tokens", self.max_new_tokens, 1)
         _check_int("seed", self.seed, 0)
         _check_int("top_k", self.top_k, 1)
+        for name in ("floor_pass", "skip_floor"):
+            if not isinstance(getattr(self, name), bool):
+                raise VepoInputError(f"AnalysisSettings.{name} must be True or False")
         if self.chunk_size is not None:
             _check_int("chunk_size", self.chunk_size, 1)
         t = _check_float("temperature", self.temperature)

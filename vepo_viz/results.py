@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vepo_viz.floor import NoiseFloor, at_floor, below_floor, verdict
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
@@ -49,6 +51,9 @@ FLOAT_ARRAYS = (
 
 BOOL_ARRAYS = ("selected_vepo", "selected_entropy")
 """(T,) bool fields."""
+
+DRAW_ARRAYS = ("entropy_noisy_draws", "jsd_draws", "kl_draws")
+"""(K, T) float32 per-draw fields (None when not stored: results saved before them)."""
 
 SCORING_KEYS = ("score_type", "alpha", "ratio", "scope")
 """Settings that `rescore` may change (everything else needs the model again)."""
@@ -149,6 +154,31 @@ class TokenAnalysis:
     modes, a pixel-space rendering for normalised-space ones: perturb.counterfactual_preview)."""
     counterfactual_caption: str = ""
     """What `counterfactual_image` is, in one sentence."""
+    noise_floor: NoiseFloor = field(default_factory=NoiseFloor)
+    """What JSD and |dH| look like when the image did not change (vepo_viz.floor); the
+    float floor alone for results made without a null pass (pasted, or saved before)."""
+    at_floor: np.ndarray | None = None
+    """(T,) bool: tokens whose JSD and |dH| are indistinguishable from `noise_floor` (no
+    visual signal); computed from the arrays and the floor when not given."""
+    entropy_noisy_draws: np.ndarray | None = None
+    """(K, T) H'_t of each counterfactual draw (None: not stored)."""
+    jsd_draws: np.ndarray | None = None
+    """(K, T) JSD of each draw."""
+    kl_draws: np.ndarray | None = None
+    """(K, T) KL of each draw."""
+    selection_share: np.ndarray | None = None
+    """(T,) share of the K draws whose own statistics select each token (VEPO selection,
+    same settings); None when K < 2: stability is unknown with one draw."""
+    draw_jaccard: float | None = None
+    """Mean Jaccard between the selections of pairs of draws (None when K < 2)."""
+    patch_grid: tuple[int, int] | None = None
+    """(columns, rows) of the image patch grid the processor made (None: not known)."""
+    patch_size: int = 0
+    """Side of one patch in pixels (0: not known); the model saw columns x patch_size by
+    rows x patch_size pixels."""
+    input_warnings: list[str] = field(default_factory=list)
+    """Why the input may be unlike what the model knows (vepo_viz.ood; the embedded
+    model only), said before the result."""
 
     def __post_init__(self) -> None:
         self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(-1)
@@ -174,6 +204,27 @@ class TokenAnalysis:
         if self.image_normalization is not None:
             mean, std = self.image_normalization
             self.image_normalization = (_triple(mean), _triple(std))
+        self._post_init_floor(n)
+
+    def _post_init_floor(self, n: int) -> None:
+        """Types of the floor, per-draw and stability fields (all optional in files)."""
+        self.noise_floor = NoiseFloor.from_dict(self.noise_floor)
+        if self.at_floor is None:
+            self.at_floor = at_floor(self.jsd, self.entropy_gap, self.noise_floor)
+        self.at_floor = np.asarray(self.at_floor, dtype=bool).reshape(n)
+        for name in DRAW_ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float32)
+                setattr(self, name, _float_array(value, name, (value.reshape(-1, n).shape[0], n)))
+        if self.selection_share is not None:
+            self.selection_share = _float_array(self.selection_share, "selection_share", (n,))
+        if self.draw_jaccard is not None:
+            self.draw_jaccard = float(self.draw_jaccard)
+        if self.patch_grid is not None:
+            self.patch_grid = (int(self.patch_grid[0]), int(self.patch_grid[1]))
+        self.patch_size = int(self.patch_size or 0)
+        self.input_warnings = [str(w) for w in self.input_warnings or []]
 
     # ---- basics -----------------------------------------------------------------
 
@@ -191,6 +242,35 @@ class TokenAnalysis:
     def abs_entropy_gap(self) -> np.ndarray:
         """(T,) |dH_t| (what the default score uses)."""
         return np.abs(self.entropy_gap)
+
+    @property
+    def below_floor(self) -> bool:
+        """True when every token is at the noise floor: the counterfactual did not change
+        the prediction, and v and s are normalised float noise."""
+        return below_floor(self.at_floor)
+
+    @property
+    def floor_verdict(self) -> str | None:
+        """floor.VERDICT when `below_floor`, else None."""
+        return verdict(self.at_floor)
+
+    @property
+    def n_draws(self) -> int:
+        """K, the counterfactual draws whose statistics are stored (0: not stored)."""
+        return 0 if self.jsd_draws is None else int(self.jsd_draws.shape[0])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the coloured tokens with hover titles (self-contained)."""
+        from vepo_viz.notebook import analysis_html
+
+        return analysis_html(self)
+
+    def show(self) -> str | None:
+        """Display the coloured tokens in a notebook (IPython.display); without IPython,
+        return the HTML instead."""
+        from vepo_viz.notebook import show
+
+        return show(self)
 
     # ---- summaries --------------------------------------------------------------
 
@@ -228,12 +308,16 @@ class TokenAnalysis:
         alpha: float | None = None,
         ratio: float | None = None,
         scope: str | None = None,
+        skip_floor: bool | None = None,
     ) -> TokenAnalysis:
         """A new TokenAnalysis with scores and selections recomputed from the stored
         per-token statistics (vepo_viz.scoring; no model). Unset arguments keep the
-        current settings."""
+        current settings (`skip_floor`: AnalysisSettings.skip_floor)."""
         given = zip(SCORING_KEYS, (score_type, alpha, ratio, scope), strict=True)
-        settings = replace(self.settings, **{k: v for k, v in given if v is not None})
+        changes = {k: v for k, v in given if v is not None}
+        if skip_floor is not None:
+            changes["skip_floor"] = bool(skip_floor)
+        settings = replace(self.settings, **changes)
         arrays = score_arrays(
             entropy=self.entropy,
             entropy_noisy=self.entropy_noisy,
@@ -244,8 +328,16 @@ class TokenAnalysis:
             ratio=settings.ratio,
             scope=settings.scope,
             seed=settings.seed,
+            exclude=self.at_floor if settings.skip_floor else None,
+            draws=self.draws(),
         )
         return replace(self, settings=settings, **arrays)
+
+    def draws(self) -> dict[str, np.ndarray] | None:
+        """The stored (K, T) per-draw statistics as `score_arrays` takes them, or None."""
+        if any(getattr(self, name) is None for name in DRAW_ARRAYS):
+            return None
+        return {name: getattr(self, name) for name in DRAW_ARRAYS}
 
     # ---- tables -----------------------------------------------------------------
 
@@ -266,6 +358,9 @@ class TokenAnalysis:
         data["abs_entropy_gap"] = self.abs_entropy_gap
         for name in BOOL_ARRAYS:
             data[name] = getattr(self, name)
+        data["at_floor"] = self.at_floor
+        if self.selection_share is not None:
+            data["selection_share"] = self.selection_share
         data["top_ids"] = [row.tolist() for row in self.top_ids]
         data["top_tokens"] = [list(row) for row in self.top_tokens]
         data["top_probs"] = [row.tolist() for row in self.top_probs]
@@ -285,7 +380,7 @@ class TokenAnalysis:
                 if include_image and value is not None:
                     out[f"{f.name}_png"] = _png_base64(value)
                 continue
-            if f.name == "settings":
+            if f.name in ("settings", "noise_floor"):
                 value = value.to_dict()
             elif isinstance(value, np.ndarray):
                 value = value.tolist()  # float32 -> Python float is exact
@@ -294,6 +389,8 @@ class TokenAnalysis:
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
+        out["below_floor"] = self.below_floor  # for readers of the file; derived on load
+        out["floor_verdict"] = self.floor_verdict
         return out
 
     @classmethod
@@ -399,11 +496,17 @@ def score_arrays(
     ratio: float = 0.2,
     scope: str = "response",
     seed: int = 0,
-) -> dict[str, np.ndarray]:
+    exclude: np.ndarray | None = None,
+    draws: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Scores, selections and visual sensitivity of one response from its (T,) statistics.
 
     The single place where analysis and `rescore` call vepo_viz.scoring, so a re-score
-    with the analysis' own settings reproduces it bit for bit.
+    with the analysis' own settings reproduces it bit for bit. `exclude` (T,) bool: tokens
+    the VEPO selection skips (AnalysisSettings.skip_floor; scores unchanged). `draws`:
+    the (K, T) per-draw "entropy_noisy_draws", "jsd_draws", "kl_draws"; with K >= 2 each
+    draw is scored and selected on its own, giving "selection_share" and "draw_jaccard"
+    (scoring.selection_stability), else both are None.
     """
     import torch
 
@@ -419,15 +522,35 @@ def score_arrays(
     config = scoring.ScoringConfig(
         score_type=score_type, alpha=float(alpha), ratio=float(ratio), scope=scope, seed=seed
     )
-    scores, selected = scoring.score_and_select(stats, mask, config)
+    skip = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=bool))[None]
+    scores, selected = scoring.score_and_select(stats, mask, config, exclude=skip)
     entropy_scores = scoring.score_tokens(stats, mask, "entropy")
     selected_entropy = scoring.select_tokens(entropy_scores, mask, config.ratio, config.scope)
     sensitivity = scoring.visual_sensitivity(stats, mask, config.alpha)
+    share, jaccard = None, None
+    if draws is not None and len(draws["jsd_draws"]) >= 2:
+        per_draw = [
+            scoring.score_and_select(
+                scoring.TokenStats(
+                    entropy=row(entropy), entropy_noisy=row(h), jsd=row(j), kl=row(k)
+                ),
+                mask,
+                config,
+                exclude=skip,
+            )[1][0]
+            for h, j, k in zip(
+                draws["entropy_noisy_draws"], draws["jsd_draws"], draws["kl_draws"], strict=True
+            )
+        ]  # K x (T,)
+        share_t, jaccard = scoring.selection_stability(torch.stack(per_draw))  # (T,), float
+        share = share_t.numpy()
     return {
         "scores": scores[0].numpy(),
         "selected_vepo": selected[0].numpy(),
         "selected_entropy": selected_entropy[0].numpy(),
         "visual_sensitivity": sensitivity[0].numpy(),
+        "selection_share": share,
+        "draw_jaccard": jaccard,
     }
 
 

@@ -700,12 +700,45 @@ class ScoringConfig:
 
 
 def score_and_select(
-    stats: TokenStats, mask: BoolBT, config: ScoringConfig | None = None
+    stats: TokenStats,
+    mask: BoolBT,
+    config: ScoringConfig | None = None,
+    exclude: BoolBT | None = None,
 ) -> tuple[FloatBT, BoolBT]:
-    """`score_tokens` then `select_tokens` with one config: (scores, selected), both (B, T)."""
+    """`score_tokens` then `select_tokens` with one config: (scores, selected), both (B, T).
+
+    `exclude` (B, T) bool marks tokens that may not be selected (e.g. those at the noise
+    floor, vepo_viz.floor): the scores and their normalisation still use `mask`, only
+    the top-k is taken over `mask & ~exclude` (k from that count; a row with nothing left
+    selects nothing). None = the reference selection.
+    """
     config = config or ScoringConfig()
     scores = score_tokens(stats, mask, config.score_type, config.alpha, generator=config.seed)
-    return scores, select_tokens(scores, mask, config.ratio, config.scope)
+    candidates = mask if exclude is None else mask & ~_as_mask(exclude, mask.shape, "exclude")
+    return scores, select_tokens(scores, candidates, config.ratio, config.scope)
+
+
+def selection_stability(selected_kt: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """How stable a selection is over K counterfactual draws, each scored on its own.
+
+    Args:
+        selected_kt: (K, T) bool, the selection made from each draw's statistics alone.
+
+    Returns:
+        share: (T,) float32, the share of draws in which each token is selected;
+        jaccard: mean Jaccard |a & b| / |a | b| over the K (K - 1) / 2 pairs of draws
+            (pairs that both select nothing are left out; nan when K < 2 or no pair is left).
+    """
+    if selected_kt.dim() != 2:
+        raise ValueError(f"selected_kt must be (K, T), got shape {tuple(selected_kt.shape)}")
+    sel = selected_kt.bool()
+    share = sel.float().mean(dim=0)  # (T,)
+    inter = (sel[:, None] & sel[None]).sum(-1)  # (K, K)
+    union = (sel[:, None] | sel[None]).sum(-1)  # (K, K)
+    pairs = torch.triu(torch.ones_like(union, dtype=torch.bool), diagonal=1) & (union > 0)
+    if not bool(pairs.any()):
+        return share, math.nan
+    return share, float((inter[pairs].double() / union[pairs].double()).mean())
 
 
 # --------------------------------------------------------------------------------------
