@@ -27,8 +27,7 @@ def one_over_f_noise(size: int = 112, seed: int = 0):
     radius = np.sqrt(f[:, None] ** 2 + f[None] ** 2)
     radius[0, 0] = 1.0
     channels = [
-        np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / radius))
-        for _ in range(3)
+        np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / radius)) for _ in range(3)
     ]
     img = np.stack(channels, -1)
     img = (img - img.min()) / (img.max() - img.min()) * 255
@@ -59,9 +58,7 @@ def test_at_floor_needs_both_signals_at_the_floor():
 def test_float_floor_covers_the_rounding_of_identical_logits():
     z = torch.randn(1, 16, 151_936) * 0.3  # near-uniform: the worst case measured
     stats = scoring.token_stats(z, z.clone())
-    mask = floor.at_floor(
-        stats.jsd[0].numpy(), stats.entropy_gap[0].numpy(), floor.NoiseFloor()
-    )
+    mask = floor.at_floor(stats.jsd[0].numpy(), stats.entropy_gap[0].numpy(), floor.NoiseFloor())
     assert mask.all()
 
 
@@ -155,17 +152,28 @@ def test_sigma_zero_is_below_the_floor_and_sigma_two_is_not(qwen, scene):
     from vepo_viz import AnalysisSettings, analyze
     from vepo_viz.perturb import PerturbConfig
 
-    null = analyze(qwen, scene, "What is red?", settings=AnalysisSettings(
-        max_new_tokens=8, perturb=PerturbConfig(sigma=0.0)
-    ))
+    null = analyze(
+        qwen,
+        scene,
+        "What is red?",
+        settings=AnalysisSettings(max_new_tokens=8, perturb=PerturbConfig(sigma=0.0)),
+    )
     assert null.noise_floor.method == "null_pass" and null.below_floor
-    pasted = analyze(qwen, scene, "What is red?", "the square is red", AnalysisSettings(
-        perturb=PerturbConfig(sigma=0.0)
-    ))
+    pasted = analyze(
+        qwen,
+        scene,
+        "What is red?",
+        "the square is red",
+        AnalysisSettings(perturb=PerturbConfig(sigma=0.0)),
+    )
     assert pasted.noise_floor.method == "float" and pasted.below_floor
-    real = analyze(qwen, scene, "What is red?", "the square is red", AnalysisSettings(
-        perturb=PerturbConfig(sigma=2.0, n_draws=3)
-    ))
+    real = analyze(
+        qwen,
+        scene,
+        "What is red?",
+        "the square is red",
+        AnalysisSettings(perturb=PerturbConfig(sigma=2.0, n_draws=3)),
+    )
     assert not real.below_floor and real.n_draws == 3
     assert real.selection_share is not None and real.draw_jaccard is not None
     assert real.patch_grid is not None and real.patch_size > 0
@@ -234,3 +242,75 @@ def test_show_displays_through_ipython_or_returns_html(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_ipython)
     assert result.show() == result._repr_html_()
+
+
+# ---- what the app and the CLI show ----------------------------------------------------
+
+
+def test_app_view_warns_above_a_null_result_and_tables_the_floor():
+    from vepo_viz.ui.views import render_view
+
+    view = render_view(null_result().rescore())
+    assert view.summary.startswith('<div class="vv-warning"') and floor.VERDICT in view.summary
+    assert "12 of 12 tokens at the floor" in view.summary
+    assert "stability: unknown with one counterfactual draw" in view.summary
+    assert view.table["at_floor"].all()
+    plain = render_view(synthetic_analysis(12))
+    assert "vv-warning" not in plain.summary
+
+
+def test_app_view_shows_stability_with_several_draws():
+    from vepo_viz.ui.views import render_view
+
+    base = synthetic_analysis(12)
+    rng = np.random.default_rng(4)
+    draws = {
+        "entropy_noisy_draws": base.entropy_noisy + rng.normal(0, 0.3, (4, 12)),
+        "jsd_draws": rng.uniform(0, 0.2, (4, 12)),
+        "kl_draws": rng.uniform(0, 0.4, (4, 12)),
+    }
+    result = TokenAnalysis(**{**base.__dict__, **draws}).rescore()
+    view = render_view(result)
+    assert "Selection stability over K=4 draws: Jaccard between draws" in view.summary
+    np.testing.assert_allclose(view.table["selection_share"], result.selection_share, atol=1e-4)
+
+
+def test_caption_says_what_the_model_saw():
+    from vepo_viz.ui.views import image_views
+
+    result = synthetic_analysis(4, patch_grid=(8, 6), patch_size=14)
+    from PIL import Image
+
+    result.image = Image.new("RGB", (112, 84), "white")
+    assert image_views(result)[2].endswith(
+        "The model saw 112x84 px as an 8x6 patch grid of 14 px patches."
+    )
+
+
+def test_cli_warns_first_and_prints_floor_and_stability(capsys, qwen, tmp_path):
+    from tests.fake import draw_scene
+    from vepo_viz.cli import main
+
+    image = tmp_path / "scene.png"
+    draw_scene().save(image)
+    rc = main(
+        [
+            "analyze",
+            "--model",
+            qwen.model_id,
+            "--image",
+            str(image),
+            "--question",
+            "Red?",
+            "--response",
+            "the square is red",
+            "--sigma",
+            "0",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith(f"WARNING: {floor.VERDICT}")
+    assert "tokens at the floor" in out and "stability: unknown" in out
+    assert json.loads((tmp_path / "r.json").read_text())["floor_verdict"] == floor.VERDICT

@@ -36,12 +36,15 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from vepo_viz.analysis import analyze
     from vepo_viz.models.images import load_image
+    from vepo_viz.render import notices
 
     settings = common.settings_from_args(args)
     image = load_image(args.image)  # before the (slow) model load: fail fast on a bad file
     model = common.load_model_from_args(args)
     result = analyze(model, image, args.question, response=args.response, settings=settings)
     source = "generated" if result.generated else "pasted"
+    for line in notices.warnings(result):  # before the result, where it cannot be missed
+        print(f"WARNING: {line}")
     print(f"model:    {result.model_id} ({model.family.label}, {model.device}, {model.dtype})")
     print(f"question: {result.question}")
     print(f"response ({source}, {len(result)} tokens): {result.response}")
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.overlap():.2f}; VEPO picks below median entropy: "
         f"{common.percent(result.low_entropy_share())}"
     )
+    print("\n".join(notices.text_lines(result)[len(notices.warnings(result)) :]))
     print(f"time: {result.timing.get('total', 0.0):.2f} s")
     if args.out:
         path = result.save(args.out)

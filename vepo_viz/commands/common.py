@@ -35,6 +35,7 @@ _GROUPS = (
         "scoring",
         ("score_type", "alpha", "ratio", "scope", "score_temperature", "top_k", "chunk_size"),
     ),
+    ("noise floor", ("floor_pass", "skip_floor")),
 )
 
 

@@ -94,6 +94,12 @@ def token_frame(analysis: Any) -> pd.DataFrame:
         }
     )
     frame["category"] = categories(frame["selected_vepo"], frame["selected_entropy"])
+    floor_mask = _array(analysis, "at_floor")
+    if floor_mask is not None and floor_mask.shape == (n_tokens,):
+        frame["at_floor"] = floor_mask.astype(bool)  # no visual signal beyond rounding
+    share = _array(analysis, "selection_share")
+    if share is not None and share.shape == (n_tokens,):
+        frame["selection_share"] = share.astype(np.float64)  # of the K draws
     for name in ("entropy_noisy", "jsd", "kl", "entropy_gap"):
         std = _array(analysis, f"{name}_std")
         if std is not None and std.shape == (n_tokens,):
@@ -165,6 +171,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "selected_vepo",
     "selected_entropy",
     "category",
+    "at_floor",
+    "selection_share",
 )
 
 

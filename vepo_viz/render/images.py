@@ -37,3 +37,18 @@ def processed_size(image: Image.Image, analysis: Any) -> Image.Image:
     if size[0] > 0 and size[1] > 0 and rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     return rgb
+
+
+def grid_caption(result: Any) -> str:
+    """What the model really saw, from the processor's patch grid where the result knows
+    it ("The model saw 112x112 px as an 8x8 patch grid of 14 px patches."), else ""."""
+    grid = getattr(result, "patch_grid", None)
+    size = int(getattr(result, "patch_size", 0) or 0)
+    if not grid or size <= 0:
+        return ""
+    cols, rows = grid
+    article = "an" if str(cols).startswith("8") or cols in (11, 18) else "a"
+    return (
+        f"The model saw {cols * size}x{rows * size} px as {article} {cols}x{rows} patch grid "
+        f"of {size} px patches."
+    )

@@ -7,6 +7,7 @@ import gradio as gr
 
 from vepo_viz.render.colors import CATEGORY_COLORS, CATEGORY_LABELS
 from vepo_viz.ui.policy import ServingPolicy
+from vepo_viz.ui.scope_banner import TRUST_NOTES, scope_banner
 
 ABOUT = """
 ### What you are looking at
@@ -55,6 +56,8 @@ def build_about_tab(policy: ServingPolicy | None = None) -> None:
         for c in CATEGORY_COLORS
     )
     gr.HTML(f'<p class="vv-legend">{legend_html}</p>')
+    scope_banner("vv-scope-about")
     gr.Markdown(ABOUT)
+    gr.Markdown(TRUST_NOTES, elem_id="vv-trust")
     gr.Markdown(models_markdown(), elem_id="vv-families")
     gr.Markdown((policy or ServingPolicy()).describe(), elem_id="vv-policy")

@@ -20,6 +20,7 @@ from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.events import MODEL_QUEUE, progress_adapter, view_updates
 from vepo_viz.ui.export_panel import ExportPanel, build_export_panel, wire_export_panel
 from vepo_viz.ui.samples import Sample
+from vepo_viz.ui.scope_banner import scope_banner
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def build_analyze_tab(
     backend: Backend, samples: list[Sample], default_model: str, session: gr.State
 ) -> AnalyzeTab:
     """Lay out the Analyze tab (inside the enclosing gr.Tab) and wire its events."""
+    scope_banner("vv-scope-analyze")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             inputs = _inputs_column(samples, default_model)

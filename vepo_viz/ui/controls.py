@@ -267,6 +267,7 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
             step=0.1,
             label="sigma",
             visible="sigma" in MODES[mode].parameters,
+            elem_id="vv-sigma",
         )
         n_draws = gr.Slider(1, 16, value=DEFAULTS.perturb.n_draws, step=1, label="draws K")
     controls = Controls(

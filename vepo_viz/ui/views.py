@@ -18,7 +18,8 @@ from PIL import Image
 
 from vepo_viz.render import data as rdata
 from vepo_viz.render import figures as rfig
-from vepo_viz.render.images import views_of
+from vepo_viz.render import notices
+from vepo_viz.render.images import grid_caption, views_of
 from vepo_viz.ui.backend import EMBEDDED
 
 
@@ -67,7 +68,10 @@ def render_view(analysis, token: int | None = None, chars_per_line: int = 72) ->
     if token is None or not (0 <= int(token) < n):
         token = default_token(analysis, frame)
     return View(
-        summary=_header(analysis) + rdata.summary_markdown(analysis, frame),
+        summary=notices.warnings_html(analysis)
+        + _header(analysis)
+        + rdata.summary_markdown(analysis, frame)
+        + f"  \n{notices.floor_line(analysis)}  \n{notices.stability_line(analysis)}",
         heatmap=rfig.token_heatmap(analysis, chars_per_line=chars_per_line, frame=frame),
         scatter=rfig.entropy_scatter(analysis, frame),
         table=rdata.table(analysis, frame=frame),
@@ -99,8 +103,11 @@ def _model_name(model_id: str) -> str:
 
 
 def image_views(analysis) -> tuple[Image.Image | None, Image.Image | None, str]:
-    """(clean image, counterfactual preview, caption), as the analysis stores them."""
-    return views_of(analysis)
+    """(clean image, counterfactual preview, caption), as the analysis stores them; the
+    caption ends with the resolution and patch grid the processor really used."""
+    clean, view, caption = views_of(analysis)
+    grid = grid_caption(analysis)
+    return clean, view, f"{caption} {grid}" if grid and clean is not None else caption
 
 
 def percent(x: float) -> str:

@@ -1,0 +1,57 @@
+"""A real browser on the sigma-0 case (issue 14): the counterfactual changes nothing, so
+the app warns above the result and marks every token as having no visual signal; the
+embedded model's scope banner and the patch-grid caption are on screen."""
+
+from __future__ import annotations
+
+import re
+
+from tests.test_browser import TIMEOUT_MS, app_url, page, pytestmark  # noqa: F401
+
+VERDICT = "the counterfactual did not change the prediction"
+
+
+def table_column(page, name: str) -> list[str]:  # noqa: F811
+    """The cells of one column of the per-token table, read from the DOM."""
+    return page.evaluate(
+        """(name) => {
+            const table = document.querySelector('#vv-table table');
+            const heads = [...table.querySelectorAll('thead th')].map(
+                (th) => th.innerText.trim());
+            const col = heads.findIndex((h) => h === name);
+            if (col < 0) return ['missing column: ' + heads.join('|')];
+            return [...table.querySelectorAll('tbody tr')].map(
+                (tr) => tr.querySelectorAll('td')[col].innerText.trim());
+        }""",
+        name,
+    )
+
+
+def test_sigma_zero_warns_and_marks_no_visual_signal(page):  # noqa: F811
+    assert page.locator("#vv-scope-analyze").is_visible()
+    assert "4.9M-parameter" in page.locator("#vv-scope-analyze").inner_text()
+    page.locator('#vv-samples [data-testid="dataset-cell-0-1"]').click()
+    page.wait_for_function("() => document.querySelector('#vv-question textarea').value.length > 0")
+    page.get_by_text("Counterfactual image").click()
+    sigma = page.locator('#vv-sigma input[data-testid="number-input"]')
+    sigma.fill("0")
+    sigma.press("Enter")
+    page.locator("#vv-analyze").click()
+    page.wait_for_function(
+        "() => document.querySelector('#vv-summary').innerText.includes('sigma 0')"
+    )
+    warning = page.locator("#vv-summary .vv-warning")
+    warning.wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert VERDICT in warning.inner_text()
+    summary = page.locator("#vv-summary").inner_text()
+    n_tokens = int(re.search(r"(\d+) tokens", summary).group(1))
+    assert f"{n_tokens} of {n_tokens} tokens at the floor" in summary
+    assert "stability: unknown" in summary
+    # no token is marked as having visual signal: the table's at_floor is true everywhere
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#vv-table tbody tr').length >= Math.min(n, 5)",
+        arg=n_tokens,
+    )
+    cells = table_column(page, "at_floor")
+    assert cells and all(c.lower() == "true" for c in cells), cells
+    assert "8x8 patch grid" in page.locator(".vv-caption").inner_text()
