@@ -32,6 +32,7 @@ tested against the pinned trl version (requirements.txt).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -106,6 +107,14 @@ class VEPOGRPOConfig(GRPOConfig):
     trace_dir: str = field(
         default="", metadata={"help": "Run folder whose traces/ gets them ('' = output_dir)."}
     )
+    clean_from_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Take the clean pass's hidden states from generation (the output head's "
+            "inputs while transformers generates) instead of a second forward; a forward "
+            "when generation ran elsewhere (vLLM, continuous batching, tool turns)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,13 +176,27 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if not isinstance(self.args, VEPOGRPOConfig):
             raise TypeError("VEPOGRPOTrainer needs args=VEPOGRPOConfig(...)")
         self._generation_step = 0
+        self._capture: _GenerationCapture | None = None  # recording during generation
+        self._captured: _GenerationCapture | None = None  # its record, while selecting
+        self.clean_pass_source: str = ""
+        """Where the latest batch's clean hidden states came from: generation or forward."""
         self.last_selection: dict[str, Any] | None = None
         """The latest batch's selection (tensors on CPU), for traces and tests."""
 
     # ---- the hook ------------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        out = super()._generate_and_score_completions(inputs)
+        self._capture = _GenerationCapture() if self.args.clean_from_generation else None
+        try:
+            out = super()._generate_and_score_completions(inputs)
+            self._captured, self._capture = self._capture, None
+            self._select_into(out, inputs)
+        finally:
+            self._capture = self._captured = None
+        return out
+
+    def _select_into(self, out: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
+        """Signals, selection and its hand-over to the loss for one generation batch."""
         step, self._generation_step = self._generation_step, self._generation_step + 1
         trace = self._trace_due()
         if self.args.selection == "all":
@@ -181,7 +204,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
             if trace:  # no scores: trace the entropy, every valid token selected
                 signals = self._signals(out, inputs, step)
                 self._trace(out, inputs, signals, Selection(signals.mask, None))
-            return out
+            return
         signals = self._signals(out, inputs, step)
         selection = self._select(signals, step)
         self._apply(out, selection)
@@ -196,7 +219,6 @@ class VEPOGRPOTrainer(GRPOTrainer):
         }
         if trace:
             self._trace(out, inputs, signals, selection)
-        return out
 
     # ---- selection traces ------------------------------------------------------------
 
@@ -261,7 +283,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
             mask = mask & out["tool_mask"].bool()
         ids = out["completion_ids"]  # (B, C)
         mm = {k: out[k] for k in _MM_KEYS if k in out}
-        hidden_clean = self._hidden(model, out, mm)  # (B, C, D)
+        hidden_clean = self._clean_hidden(model, out, mm)  # (B, C, D)
         need_cf = self.args.rule.needs_counterfactual(self.args)
         views: list[torch.Tensor] = []
         if need_cf:
@@ -281,6 +303,25 @@ class VEPOGRPOTrainer(GRPOTrainer):
             stats=stats,
             logp_noisy=logp_noisy,
         )
+
+    def _generate_single_turn(self, *args, **kwargs):
+        """TRL's generation, with the output head's inputs recorded (`clean_from_generation`)."""
+        capture = self._capture
+        if capture is None:
+            return super()._generate_single_turn(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        with capture.recording(model.get_output_embeddings()):
+            return super()._generate_single_turn(*args, **kwargs)
+
+    def _clean_hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]):
+        """(B, C, D) clean hidden states: recorded during generation, else one forward."""
+        capture = self._captured
+        ids = out["completion_ids"]
+        hidden = None
+        if capture is not None and "tool_mask" not in out:
+            hidden = capture.hidden(*ids.shape)
+        self.clean_pass_source = "forward" if hidden is None else "generation"
+        return self._hidden(model, out, mm) if hidden is None else hidden
 
     def _hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C, D) last hidden states that predict each completion token."""
@@ -387,6 +428,52 @@ class VEPOGRPOTrainer(GRPOTrainer):
             metrics["vepo/jsd_all"].append(mean(signals.stats.jsd, mask.float()))
             metrics["vepo/vis_selected"].append(mean(vis, selected.float()))
             metrics["vepo/vis_all"].append(mean(vis, mask.float()))
+
+
+class _GenerationCapture:
+    """The output head's inputs while transformers generates one batch.
+
+    In `generate`, the head sees (B, 1, D) per step: the last position's hidden state, the
+    one that predicts the next token (the prefill's is its last prompt position). Stacked,
+    they are the (B, C, D) states a teacher-forced clean pass recomputes, up to float
+    rounding (the cached attention sums in another order). Anything else (no call, more than
+    one generation, another batch layout) leaves `hidden` None, and the caller recomputes.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+        self.generations = 0
+        self.valid = True
+
+    @contextmanager
+    def recording(self, head):
+        self.generations += 1
+        if head is None:
+            self.valid = False
+            yield
+            return
+
+        def hook(_module, args):
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                self.valid = False
+                return
+            self.steps.append(x[:, -1].detach())  # (B, D)
+
+        handle = head.register_forward_pre_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def hidden(self, rows: int, length: int) -> torch.Tensor | None:
+        """(rows, length, D) recorded states, or None when they do not fit that batch."""
+        ok = self.valid and self.generations == 1 and len(self.steps) >= length
+        if not ok or any(step.shape[0] != rows for step in self.steps[:length]):
+            return None
+        if length == 0:
+            return None
+        return torch.stack(self.steps[:length], dim=1)  # length x (B, D) -> (B, C, D)
 
 
 def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
