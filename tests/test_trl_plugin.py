@@ -260,3 +260,26 @@ def test_generation_capture_refuses_what_does_not_fit():
     assert flat.hidden(7, 1) is None
     head(torch.zeros(2, 1, 4))  # outside recording: nothing recorded
     assert len(capture.steps) == 3
+
+
+def test_head_calls_are_padded_to_the_most_chunks_of_any_process():
+    # ZeRO-3 gathers the head's weights in a collective on each call: every process must
+    # call it equally often, whatever its completion lengths.
+    from vepo_viz.train.trl_plugin import _stats_from_hidden
+
+    head = torch.nn.Linear(8, 5)
+    calls = []
+    head.register_forward_hook(lambda *a: calls.append(1))
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 3, 8, generator=g)  # (B, C, D)
+    view = hidden + 0.1 * torch.randn(2, 3, 8, generator=g)
+    ids = torch.randint(0, 5, (2, 3), generator=g)
+    base = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2)
+    n_plain = len(calls)
+    assert n_plain == 1 + 3 * 2  # V, then 3 chunks x (clean, view)
+    calls.clear()
+    padded = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2, min_chunks=5)
+    assert len(calls) == 1 + 5 * 2
+    for a, b in zip(base[0][0].__dict__.values(), padded[0][0].__dict__.values(), strict=True):
+        assert torch.equal(a, b)  # the padding calls change no number
+    assert torch.equal(base[1], padded[1])

@@ -290,9 +290,11 @@ class VEPOGRPOTrainer(GRPOTrainer):
             cfg = self.args.perturb_config
             for draw in range(cfg.n_draws):
                 views.append(self._hidden(model, out, self._view(out, inputs, mm, step, draw)))
+        head, rows = _head(model), self.args.head_chunk_rows
         stats_list, logp_clean, logp_noisy, entropy = _stats_from_hidden(
-            _head(model), hidden_clean, views, ids, self.temperature, self.args.head_chunk_rows
-        )
+            head, hidden_clean, views, ids, self.temperature, rows,
+            min_chunks=self._max_chunks(head, hidden_clean, rows),
+        )  # fmt: skip
         stats = scoring.average_stats(stats_list) if stats_list else None
         if stats is not None:
             entropy = stats.entropy  # the mean over draws, as analyze() reports it
@@ -322,6 +324,16 @@ class VEPOGRPOTrainer(GRPOTrainer):
             hidden = capture.hidden(*ids.shape)
         self.clean_pass_source = "forward" if hidden is None else "generation"
         return self._hidden(model, out, mm) if hidden is None else hidden
+
+    def _max_chunks(self, head, hidden: torch.Tensor, rows: int) -> int:
+        """The most head chunks any process walks: ZeRO-3 gathers the head's weights in a
+        collective on every call, so every process makes the same number of calls."""
+        if self.accelerator.num_processes == 1:
+            return 0
+        B, C, _ = hidden.shape
+        vocab = _vocab_size(head, hidden)
+        n = torch.tensor([len(_chunks(B * C, rows, vocab)[0])], device=hidden.device)
+        return int(self.accelerator.gather(n).max())
 
     def _hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C, D) last hidden states that predict each completion token."""
@@ -522,6 +534,11 @@ def _head(model):
     return lambda h: torch.tanh(head(h) / softcap) * softcap
 
 
+def _vocab_size(head, hidden: torch.Tensor) -> int:
+    """V of the output head, from one row (one head call on every process alike)."""
+    return int(head(hidden.reshape(-1, hidden.shape[-1])[:1]).shape[-1])
+
+
 def _chunks(n: int, rows: int, vocab: int) -> tuple[range, int]:
     """(chunk starts, rows per chunk): `rows`, or ~CHUNK_ELEMENTS_CPU logits per chunk."""
     step = rows or max(1, scoring.CHUNK_ELEMENTS_CPU // max(1, vocab))
@@ -536,18 +553,23 @@ def _stats_from_hidden(
     ids: torch.Tensor,
     tau: float,
     rows: int,
+    min_chunks: int = 0,
 ) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """TokenStats per view, the sampled tokens' clean / noisy (mean over views) log-probs,
     and the (B, C) clean entropy (from the same head pass, with or without views).
 
     hidden_clean, views: (B, C, D); ids: (B, C). Positions are walked in chunks of rows
-    through the head, so at most (chunk, V) logits exist at once per pass.
+    through the head, so at most (chunk, V) logits exist at once per pass. The head is
+    called `1 + len(views)` times per chunk, plus once to read V; with fewer than
+    `min_chunks` chunks, idle one-row calls make up the difference (ZeRO-3's collectives).
     """
     B, C, D = hidden_clean.shape
     flat_clean = hidden_clean.reshape(B * C, D)  # (N, D)
     flat_ids = ids.reshape(B * C, 1)  # (N, 1)
-    vocab = head(flat_clean[:1]).shape[-1]
+    vocab = _vocab_size(head, hidden_clean)
     starts, step = _chunks(B * C, rows, vocab)
+    for _ in range(max(0, min_chunks - len(starts)) * (1 + len(views))):
+        head(hidden_clean.reshape(-1, D)[:1])  # idle: only the call count matters
     fields = ("entropy", "entropy_noisy", "jsd", "kl")
     per_view = [{f: torch.empty(B * C) for f in fields} for _ in views]
     logp_clean = torch.empty(B * C)
