@@ -136,6 +136,18 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
+def selector_name(scoring: Any) -> str:
+    """Who picks the tokens, as the summary says it: "VEPO (D, alpha=0.20)" for the
+    reference, "VEPO ablation C (alpha=0.20)" for an ablation, "score `entropy`" for a
+    score type that is not VEPO (its picks are not VEPO's, and alpha plays no part)."""
+    name = scoring.score_type
+    if name == "D":
+        return f"VEPO (D, alpha={scoring.alpha:.2f})"
+    if len(name) == 1 and name.isupper():
+        return f"VEPO ablation {name} (alpha={scoring.alpha:.2f})"
+    return f"score `{name}`"
+
+
 def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
     """The summary as a few Markdown lines for the app (`frame` is accepted for callers
     that hold one; the numbers come from `results.summary`)."""
@@ -143,7 +155,7 @@ def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
     sc = analysis.settings.scoring
     return (
         f"**{s.n_tokens} tokens** - top {sc.ratio:.0%} ({sc.scope}): "
-        f"VEPO ({sc.score_type}, alpha={sc.alpha:.2f}) picks **{s.n_vepo}**, "
+        f"{selector_name(sc)} picks **{s.n_vepo}**, "
         f"entropy picks **{s.n_entropy}**; both {s.n_both}, "
         f"**VEPO only {s.n_vepo_only}** (visual forking tokens), entropy only "
         f"{s.n_entropy_only}.  \n"

@@ -8,6 +8,7 @@ keeps text as text, so both stay editable and searchable.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from vepo_viz.render.export.panels import make_panel
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, check_color_scale
 
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
+
+FONT_LOGGER = "fontTools"
+"""matplotlib's PDF backend subsets fonts with fontTools, which logs dozens of INFO lines
+per export: `save_heatmap` raises this logger to WARNING."""
 
 FONT_CANDIDATES: tuple[str, ...] = (
     "DejaVu Sans",
@@ -305,6 +310,7 @@ def save_heatmap(analysis: Any, path: str | Path, options: FigureOptions | None 
     if fmt not in FIGURE_FORMATS:
         raise ValueError(f"figure format must be one of {FIGURE_FORMATS}, got {path.name!r}")
     options = options or FigureOptions()
+    logging.getLogger(FONT_LOGGER).setLevel(logging.WARNING)
     with rc_context(
         {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "font.family": "sans-serif"}
     ):
