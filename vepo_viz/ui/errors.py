@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 
 from vepo_viz.errors import VepoError
+from vepo_viz.ui.messages import hide_paths
 
 log = logging.getLogger("vepo_viz.ui")
 
@@ -29,13 +30,14 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as error:
+            error.message = hide_paths(str(error.message))
             raise
         except (UserFacingError, VepoError) as error:
-            raise gr.Error(str(error), print_exception=False) from error
+            raise gr.Error(hide_paths(str(error)), print_exception=False) from error
         except (ValueError, KeyError, OSError) as error:
             log.info("rejected input in %s: %s", fn.__name__, error)
-            raise gr.Error(f"{error}", print_exception=False) from error
+            raise gr.Error(hide_paths(f"{error}"), print_exception=False) from error
         except MemoryError as error:
             raise gr.Error(
                 "out of memory: try a shorter max new tokens, a smaller image or a smaller model",
@@ -44,8 +46,8 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as error:  # noqa: BLE001 - a user never sees a traceback
             log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
             raise gr.Error(
-                f"unexpected error ({type(error).__name__}: {error}). The app is still running; "
-                "the server log has the details.",
+                hide_paths(f"unexpected error ({type(error).__name__}: {error}). ")
+                + "The app is still running; the server log has the details.",
                 print_exception=False,
             ) from error
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.results import APP_KEY
 from vepo_viz.ui.backend import model_key
 from vepo_viz.ui.errors import UserFacingError
@@ -38,6 +39,8 @@ class Session:
     image: Image.Image | None = None
     """The clean image at the size the processor received (for the image views)."""
     history: list[str] = field(default_factory=list)
+    color_scale: str = DEFAULT_COLOR_SCALE
+    """How the heatmap and the exports colour values (render.scales; display only)."""
 
 
 def require(session: Session | None) -> Session:
@@ -83,7 +86,9 @@ def save_session(session: Session | None, include_image: bool = True) -> str:
     return str(path)
 
 
-def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
+def load_session(
+    file_path: str | None, color_scale: str = DEFAULT_COLOR_SCALE
+) -> tuple[Session, View, tuple]:
     """A saved analysis back into the app, exactly as saved (no model)."""
     from vepo_viz.results import TokenAnalysis
 
@@ -105,5 +110,14 @@ def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
         from vepo_viz.analysis import add_views  # a file saved before results held previews
 
         add_views(analysis)
-    session = Session(base=analysis, current=analysis, key=None, image=analysis.image)
-    return session, render_view(analysis), image_views(analysis)
+    session = Session(
+        base=analysis, current=analysis, key=None, image=analysis.image, color_scale=color_scale
+    )
+    return session, render_view(analysis, color_scale=color_scale), image_views(analysis)
+
+
+def restored_image(analysis) -> Image.Image | None:
+    """The image to put back in the Image input after Load: the clean image as the
+    processor received it (Analyze on it reproduces the analysis), None if not stored."""
+    image = getattr(analysis, "image", None)
+    return image.copy() if image is not None else None
