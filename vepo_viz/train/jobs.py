@@ -64,16 +64,20 @@ def io_problem(error: BaseException, folder: str | Path | None = None) -> str | 
     """A short description of the I/O failure behind `error` (its chain included), or None
     when it is not one. torch and safetensors report a failed write as RuntimeError or
     their own type: those count when their text says so."""
+    chain = []
     seen: BaseException | None = error
-    while seen is not None:
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for seen in chain:
         if isinstance(seen, OSError) and (seen.errno is not None or seen.strerror):
             what = _IO_PROBLEMS.get(seen.errno, seen.strerror or "I/O error")
             where = f" ({seen.filename})" if seen.filename else ""
             return f"{what}{where}"
+    for seen in chain:
         text = str(seen)
         if any(s in text for s in ("No space left", "file write failed", "IoError")):
             return "disk full" if _disk_full(folder) else f"write failed ({text[:200]})"
-        seen = seen.__cause__ or seen.__context__
     return None
 
 

@@ -68,7 +68,7 @@ def failure(error: BaseException, paths: RunPaths) -> tuple[str, bool]:
     if problem is None:
         return f"{type(error).__name__}: {error}", False
     ckpt = latest_checkpoint(paths)
-    since = f"checkpoint {ckpt.name}" if ckpt is not None else "the start"
+    since = ckpt.name if ckpt is not None else "the start (no checkpoint yet)"
     what = "writing the run folder"
     if isinstance(error, CheckpointError):
         what = f"saving checkpoint-{error.step}"
