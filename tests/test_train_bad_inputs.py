@@ -193,6 +193,19 @@ def test_threads_above_the_cpu_count_are_refused_before_the_model(tmp_path, caps
     rc, err = _cli(capsys, "--threads", str(cores + 1), "--out", str(tmp_path / "r"))
     assert rc == 2 and f"is more than this machine's {cores} CPU cores" in err
     assert not (tmp_path / "r").exists()
+    text = _on_start(tmp_path / "runs")(extra=f"threads = {cores + 1}")
+    assert f"not started:** threads={cores + 1} is more than" in text
+
+
+def test_a_run_refused_at_its_start_says_so_in_its_status(tmp_path):
+    """A run the app started (status.json names its pid) that refuses its config says
+    "failed" and why, not "the process is gone"."""
+    cfg = _checkpointed(tmp_path)
+    write_status(RunPaths(Path(cfg.out)), state="starting", pid=os.getpid())
+    with pytest.raises(VepoInputError):
+        trl_train.train(cfg.replace(seed=5), progress=False)
+    status = read_status(cfg.out)
+    assert status["state"] == "failed" and "  - seed: 0 -> 5" in status["message"]
 
 
 # ---- paths: confined for the app, free for the command line ---------------------------

@@ -25,6 +25,7 @@ from pathlib import Path
 from vepo_viz.errors import VepoInputError
 from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.jobs import RunPaths, read_status, start_run, stop_run
+from vepo_viz.train.run_guard import check_threads
 
 MAX_RUNS_LIMIT = 64
 """The largest max_runs accepted."""
@@ -105,6 +106,7 @@ class AppRuns:
         inside the runs folder, it is running already, or max_runs runs are live
         (VepoInputError, each with what to do)."""
         run_dir = confined_out(cfg.out, self.runs_root)
+        check_threads(cfg)  # the run would refuse it at once
         with self._lock:  # two clients pressing Start at once: one of them is refused
             live = live_runs(self.runs_root)
             if run_dir.name in live:

@@ -396,12 +396,17 @@ def train(
     while saving a checkpoint) raises RunFolderError; status.json then says "failed" and
     why, as for any exception the run dies of.
     """
-    check_trl_table(cfg.trl)  # before any model is loaded
-    check_threads(cfg)
     paths = RunPaths(Path(cfg.out))
-    ckpt = latest_checkpoint(paths) if cfg.resume else None
-    if ckpt is not None and not resume_changed:
-        check_resume(cfg, paths, ckpt)
+    try:  # before any model is loaded
+        check_trl_table(cfg.trl)
+        check_threads(cfg)
+        ckpt = latest_checkpoint(paths) if cfg.resume else None
+        if ckpt is not None and not resume_changed:
+            check_resume(cfg, paths, ckpt)
+    except VepoInputError as error:
+        if read_status(paths.root).get("pid") == os.getpid():  # started by jobs.start_run
+            write_status(paths, state="failed", message=str(error))
+        raise
     try:
         paths.root.mkdir(parents=True, exist_ok=True)
         paths.config.write_text(cfg.to_toml())
