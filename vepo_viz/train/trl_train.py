@@ -498,8 +498,8 @@ def _train(cfg, paths: RunPaths, ckpt, progress: bool, stop_at, overrides: dict)
     if callback.cut:
         return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
     if callback.stop_requested and done < trainer.state.max_steps:
-        why = "the app that started it exited" if callback.parent_gone else "by request"
-        write_status(paths, state="stopped", step=done, message=f"stopped {why}")
+        why = ": the app that started it exited" if callback.parent_gone else " by request"
+        write_status(paths, state="stopped", step=done, message=f"stopped{why}")
         return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
     final = _save_final(trainer, vlm.processor, paths.final)
     summary = {"config": cfg.to_dict(), "steps": done, "heldout_acc": callback.heldout_acc}
