@@ -71,7 +71,9 @@ CLICK_JS = """
 """
 
 
-def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy) -> None:
+def _train_tab(
+    model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy, run_limits: Any = None
+) -> None:
     """The training worker's tab, when it exists (vepo_viz.ui.train_tab)."""
     try:
         from vepo_viz.ui.train_tab import build_train_tab
@@ -89,6 +91,8 @@ def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy) -> N
     elif not policy.allow_train:
         gr.Markdown("Training from the app is switched off on this server.")
         return
+    if run_limits is not None:
+        kwargs["run_limits"] = run_limits
     build_train_tab(**kwargs)
 
 
@@ -97,9 +101,11 @@ def build_app(
     samples: list[Sample] | None = None,
     default_model: str = EMBEDDED,
     policy: ServingPolicy | None = None,
+    run_limits: Any = None,
 ) -> gr.Blocks:
     """The app as a gr.Blocks (not launched). `backend` defaults to the real models,
-    `policy` to this machine's (any model, training allowed)."""
+    `policy` to this machine's (any model, training allowed), `run_limits` (the Train
+    tab's train.app_runs.RunLimits) to its defaults."""
     policy = policy or ServingPolicy()
     backend = backend or ModelBackend()
     if policy.models is not None:
@@ -125,7 +131,7 @@ def build_app(
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(analyze, backend)
             with gr.Tab("Train", id="train"):
-                _train_tab(analyze.model, tabs, policy)
+                _train_tab(analyze.model, tabs, policy, run_limits)
             with gr.Tab("About", id="about"):
                 build_about_tab(policy)
     return demo

@@ -61,7 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--preload", action="store_true", help="load the model before serving (fail fast)"
     )
     _serving_flags(parser)
+    _run_flags(parser)
     return parser
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-runs and --keep-runs, from vepo_viz.train.app_runs.RunLimits (--keep-runs
+    alone means true)."""
+    from vepo_viz.settings import add_flags
+    from vepo_viz.train.app_runs import RunLimits
+
+    add_flags(parser.add_argument_group("training runs started from the app"), RunLimits)
+    keep = parser._option_string_actions["--keep-runs"]
+    keep.nargs, keep.const = "?", True
+
+
+def run_limits_from_args(args: argparse.Namespace):
+    """The RunLimits of parsed app.py flags."""
+    from vepo_viz.settings import build_config, given_values
+    from vepo_viz.train.app_runs import RunLimits
+
+    return build_config(RunLimits, given_values(args, RunLimits))
 
 
 def _serving_flags(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         policy, credentials = serving_from_args(args)
+        run_limits = run_limits_from_args(args)
     except VepoInputError as error:
         print(f"app.py: {error}", file=sys.stderr)
         return 2
@@ -152,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = ModelBackend(device=args.device, dtype=args.dtype)
     if args.preload:
         backend.model(model_key(args.model))
-    demo = build_app(backend, default_model=args.model, policy=policy)
+    demo = build_app(backend, default_model=args.model, policy=policy, run_limits=run_limits)
     demo.queue(default_concurrency_limit=4)
     demo.launch(
         server_name=args.host,
