@@ -164,3 +164,18 @@ def test_final_answer_and_registry():
     assert set(VERIFIERS) >= {"auto", "suite", "exact", "numeric", "multiple-choice"}
     with pytest.raises(VepoInputError, match="choose one of"):
         check_answer("bogus", "a", "a")
+
+
+def test_training_rewards_use_each_rows_verifier():
+    from vepo_viz.train.trl_data import correct, verifier_reward, well_formed
+
+    completions = ["The answer is 0.75.", "the answer is B", "So the answer is red."]
+    answers = ["\\frac{3}{4}", "(B)", "red"]
+    spaces = [[], [], ["red", "blue"]]
+    verifiers = ["auto", "multiple-choice", "suite"]
+    assert verifier_reward(completions, answers, spaces, verifier=verifiers) == [1.0, 1.0, 1.0]
+    assert correct(["3/4", "C", "red"], answers, spaces, verifier=verifiers) == [1.0, 0.0, 0.0]
+    assert well_formed(["3/4", "C", "red"], answers, spaces, verifier=verifiers) == [1.0, 1.0, 0.0]
+    # without a verifier column (old datasets), the suite's
+    assert verifier_reward(["The answer is 3."], ["3"], [[]]) == [1.0]
+    assert verifier_reward(["3"], ["3"], [[]]) == [0.0]
