@@ -58,6 +58,7 @@ NUMERIC = [
     ("The answer is 0", "0.00001", True),
     ("The answer is 0.001", "0", False),
     ("Answer: 3.14159", "3.1416", True),
+    ("The answer is 13.33333", "\\frac { 40 } { 3 }", True),
 ]
 
 OPTIONS = ("30°", "45°", "60°", "90°")
@@ -147,6 +148,7 @@ def test_math_verify_missing_says_how_to_install(monkeypatch):
         ("(C)", None, "multiple-choice"),
         ("0.75", None, "numeric"),
         ("\\frac{3}{4}", None, "numeric"),
+        ("\\frac { 40 } { 3 }", None, "numeric"),  # Geometry3K's spacing
         ("30°", None, "numeric"),
         ("1,000", None, "numeric"),
         ("45°", ("30°", "45°"), "multiple-choice"),

@@ -218,7 +218,7 @@ def auto_choice(answer: str, options: tuple[str, ...] | None = None) -> str:
     if re.fullmatch(r"\(?[A-J]\)?", stripped) or (options and choice_letter(stripped, options)):
         return "multiple-choice"
     if re.fullmatch(
-        r"[-+\d.,\s/%°]*\d[-+\d.,\s/%°]*|\\[dt]?frac\{[\d.\s-]+\}\{[\d.\s]+\}", stripped
+        r"[-+\d.,\s/%°]*\d[-+\d.,\s/%°]*|\\[dt]?frac\s*\{[\d.\s-]+\}\s*\{[\d.\s]+\}", stripped
     ):
         return "numeric"
     if "\\" in stripped and math_verify_installed():
