@@ -115,10 +115,22 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
         files,
         model_name,
         progress=gr.Progress(),  # noqa: B008
-        **inputs,
+        dataset_id=None,
+        split=None,
+        max_rows=None,
+        image_column=None,
+        question_column=None,
+        answer_column=None,
+        verifier=None,
+        group_by=None,
+        **settings,
     ):
+        # the data fields default to None (optional for API clients of before)
+        data = dict(dataset_id=dataset_id, split=split, max_rows=max_rows, group_by=group_by)
+        data.update(image_column=image_column, question_column=question_column)
+        data.update(answer_column=answer_column, verifier=verifier)
         return run_batch_tab(
-            backend, source, n_per_family, families, files, model_name, progress, **inputs
+            backend, source, n_per_family, families, files, model_name, progress, **data, **settings
         )
 
     button.click(
@@ -146,7 +158,8 @@ def run_batch_tab(
     data = {name: (inputs.pop(name, "") or "").strip() for name in DATA_FIELDS}
     columns = hbatch.DataColumns(**{**data, "verifier": data["verifier"] or "auto"})
     dataset_id = inputs.pop("dataset_id", "") or ""
-    max_rows = inputs.pop("max_rows", DEFAULT_MAX_ROWS)
+    max_rows = inputs.pop("max_rows", None)
+    max_rows = DEFAULT_MAX_ROWS if max_rows is None else max_rows
     group_by = (inputs.pop("group_by", "") or "family").strip()
     analysis_settings = ControlValues.from_api(inputs).settings()
     rows = batch_rows(
