@@ -158,3 +158,18 @@ def test_aggregate_accuracy_by_verifier_and_group():
     per_example = frame.groupby("example_id")["correct"].first()
     assert per_example.iloc[:3].tolist() == [True, False, False] and per_example.isna().iloc[3]
     assert "level" in frame and set(frame["question"]) == {"q"}
+
+
+def test_parquet_metadata_and_sidecar(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vepo_viz.batch import Row
+
+    finished = [(Row(0, "r0", None, "q", None, None, answer="3"), synthetic_analysis(5, seed=1))]
+    meta = batch.run_metadata(finished, model="m", settings=AnalysisSettings(), data="d")
+    out = tmp_path / "s.parquet"
+    batch.write_parquet(finished, out, meta)
+    stored = json.loads(pq.read_schema(out).metadata[b"vepo_viz"])
+    assert stored == json.loads(batch.meta_path(out).read_text()) == meta
+    assert stored["settings"] == AnalysisSettings().to_dict() and stored["data"] == "d"
+    assert {"model_id", "model_revision", "versions", "columns"} <= set(stored)
