@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from vepo_viz.data.readers import missing_data
+from vepo_viz.data.verifiers import VERIFIERS
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import MODES, PerturbConfig
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
@@ -115,14 +117,28 @@ class TrainConfig:
 
     # ---- data -------------------------------------------------------------------
     data: str = "suite"
-    """"suite" (the procedural task suite) or a JSONL of prompts with reference answers
+    """"suite" (the procedural task suite), or a dataset with reference answers: a
+    `datasets` folder, a Parquet file/folder/glob, a hub id in the local cache, or a JSONL
     (the suite's export format: image, question, answer, optional answer_space/family/id)."""
     families: tuple[str, ...] = ()
     """Suite families to train and evaluate on; empty = all of them."""
     difficulty: float = 0.5
     """Suite difficulty in [0, 1] (train and held-out)."""
     eval_data: str = ""
-    """Held-out JSONL for a user dataset; the suite uses its held-out split."""
+    """Held-out data for a user dataset (any form `data` takes); the suite uses its
+    held-out split."""
+    image_column: str = ""
+    """Image column of the dataset; "" = the first of images, image, image_path, img."""
+    question_column: str = ""
+    """Question column; "" = the first of problem, question, query, prompt."""
+    answer_column: str = ""
+    """Reference answer column; "" = the first of answer, solution, ground_truth, label."""
+    split: str = ""
+    """Split of a `datasets` folder or hub dataset ("" = train, else the first); eval_data
+    is read from the same split name when it is a folder with splits."""
+    verifier: str = field(default="auto", metadata={"registry": VERIFIERS})
+    """How rewards check an answer (an entry of data.VERIFIERS); "auto": the suite's
+    verifier on suite data, else by the look of each reference answer."""
     n_eval: int = 20
     """Held-out examples per family (suite) or in total (JSONL); 0 turns evaluation off."""
     eval_every: int = 10
@@ -563,13 +579,18 @@ def _check_run(cfg: TrainConfig, c: _Checks) -> None:
 def _check_data(cfg: TrainConfig, c: _Checks) -> None:
     from vepo_viz.tasks import FAMILIES
 
-    if isinstance(cfg.data, str) and cfg.data != "suite" and not Path(cfg.data).is_file():
+    if isinstance(cfg.data, str) and cfg.data != "suite" and missing_data(cfg.data):
         c.errors.append(
-            f'data={cfg.data!r}: no such file; use "suite" or a JSONL of prompts with '
-            "reference answers (see `vepo_viz.tasks.export_jsonl` for the format)"
+            f'data={cfg.data!r}: no such file or folder; use "suite", a JSONL of prompts with '
+            "reference answers (see `vepo_viz.tasks.export_jsonl` for the format), a "
+            "datasets folder, Parquet, or a hub id in the local cache"
         )
-    if isinstance(cfg.eval_data, str) and cfg.eval_data and not Path(cfg.eval_data).is_file():
+    if isinstance(cfg.eval_data, str) and cfg.eval_data and missing_data(cfg.eval_data):
         c.errors.append(f"eval_data={cfg.eval_data!r}: no such file")
+    for name in ("image_column", "question_column", "answer_column", "split"):
+        if not isinstance(getattr(cfg, name), str):
+            c.errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
+    c.need_choice("verifier", VERIFIERS)
     if not isinstance(cfg.families, tuple) or not all(isinstance(f, str) for f in cfg.families):
         c.errors.append(f"families={cfg.families!r} must be a list of family names")
     else:

@@ -1,8 +1,10 @@
-"""The Batch tab: score a JSONL (suite format) or the built-in suite, aggregate, Parquet.
+"""The Batch tab: score the built-in suite, an uploaded JSONL, uploaded Parquet or
+`datasets` folder files, or a hub dataset in the server's cache; aggregate; Parquet.
 
-The same data format, checks, Parquet schema and aggregates as `vepo-viz batch`
-(the batch library, vepo_viz.batch): uploads are gathered into one folder so the JSONL's relative
-image paths resolve, the built-in suite is exported as such a JSONL, and the rows are
+The same readers (vepo_viz.data), checks, Parquet schema and aggregates as `vepo-viz
+batch` (the batch library, vepo_viz.batch): a JSONL's uploads are gathered into one folder
+so its relative image paths resolve, Parquet shards and a `datasets` folder's files are
+linked into one (not copied), the built-in suite is exported as a JSONL, and the rows are
 analysed one by one through the app's Backend (so they queue with the other model work).
 """
 
@@ -17,11 +19,17 @@ from typing import Any
 import pandas as pd
 
 from vepo_viz.batch import Row, aggregate, read_rows, to_frame
+from vepo_viz.data import DataColumns, DataSource, iter_records, open_data, open_hub
 from vepo_viz.render.figures import batch_figures
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
 from vepo_viz.ui.policy import ModelRefused
 
-SOURCES: tuple[str, ...] = ("built-in suite", "uploaded JSONL")
+SOURCES: tuple[str, ...] = (
+    "built-in suite",
+    "uploaded JSONL",
+    "uploaded Parquet or datasets folder",
+    "hub dataset in the server's cache",
+)
 
 
 def _workdir() -> Path:
@@ -76,6 +84,45 @@ def jsonl_rows(paths: list[str]) -> list[Row]:
     return read_rows(target)
 
 
+def dataset_rows(
+    paths: list[str], columns: DataColumns, max_rows: int, group_by: str = "family"
+) -> list[Row]:
+    """Rows of uploaded Parquet shards, or of the files of a `datasets` folder
+    (save_to_disk: state.json, dataset_info.json and its .arrow files)."""
+    files = [Path(p) for p in paths]
+    names = {f.name for f in files}
+    if "state.json" in names:
+        chosen = files
+    else:
+        chosen = [f for f in files if f.suffix.lower() == ".parquet"]
+    if not chosen:
+        raise UserFacingError(
+            "upload Parquet file(s), or all the files of a datasets folder (Dataset."
+            "save_to_disk: state.json, dataset_info.json and the .arrow files)"
+        )
+    folder = _workdir()
+    for file in chosen:
+        (folder / file.name).symlink_to(file.resolve())  # a link: the upload is not copied
+    return _read(open_data(folder, columns.split), columns, max_rows, group_by)
+
+
+def hub_rows(
+    dataset_id: str, columns: DataColumns, max_rows: int, group_by: str = "family"
+) -> list[Row]:
+    """Rows of a hub dataset found in the server's local hub cache (never a path)."""
+    return _read(open_hub(dataset_id.strip(), columns.split), columns, max_rows, group_by)
+
+
+def _read(source: DataSource, columns: DataColumns, max_rows: int, group_by: str) -> list[Row]:
+    if not 1 <= max_rows <= MAX_BATCH_ROWS:
+        raise UserFacingError(
+            f"max rows must be between 1 and {MAX_BATCH_ROWS} in the app; use `vepo-viz "
+            "batch` on the command line for more"
+        )
+    extra = () if group_by in ("", "family") else (group_by,)
+    return list(iter_records(source, columns, max_rows=max_rows, extra=extra))
+
+
 def run_batch(
     backend,
     rows: list[Row],
@@ -95,9 +142,8 @@ def run_batch(
         if progress:
             progress(i / len(rows), f"example {i + 1}/{len(rows)}: {row.key}")
         try:
-            result = backend.analyze(
-                model, str(row.image), row.question, row.response, settings, None
-            )
+            image = str(row.image) if row.image_bytes is None else row.image_input()
+            result = backend.analyze(model, image, row.question, row.response, settings, None)
         except ModelRefused:
             raise  # the whole batch's model, not one row's problem
         except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
@@ -109,14 +155,17 @@ def run_batch(
     return finished, failures
 
 
-def summarize(finished) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(per-token frame as the CLI writes it, per-family table, aggregate figures)."""
+def summarize(
+    finished, group_by: str = "family"
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(per-token frame as the CLI writes it, per-group table, aggregate figures)."""
     if not finished:
         raise UserFacingError("no example could be analysed (see the messages above)")
     tokens = to_frame(finished)
-    agg = aggregate(finished)
-    rows = [{"family": fam, **stats} for fam, stats in agg["families"].items()]
-    rows.append({"family": "all", **agg["all"]})
+    agg = aggregate(finished, group_by or "family")
+    label = group_by or "family"
+    rows = [{label: str(value), **stats} for value, stats in agg["families"].items()]
+    rows.append({label: "all", **agg["all"]})
     table = pd.DataFrame(rows).rename(
         columns={
             "jaccard_mean": "Jaccard VEPO vs entropy",
@@ -127,11 +176,33 @@ def summarize(finished) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     )
     table = table.round(3)
     figure_input = tokens.rename(columns={"example_id": "example"})
+    if label != "family" and label in figure_input:
+        figure_input["family"] = figure_input[label].astype(str)
     figure_input["family"] = figure_input["family"].fillna("all")
     return tokens, table, batch_figures(figure_input)
 
 
-def write_parquet(tokens: pd.DataFrame) -> str:
+def accuracy_line(finished, group_by: str = "family") -> str:
+    """ "Accuracy (numeric verifier): 40.0% of 5." per verifier ("" without answers)."""
+    verifiers = aggregate(finished, group_by or "family")["verifiers"]
+    return " ".join(
+        f"Accuracy ({name} verifier): {100 * s['accuracy']:.1f}% of {s['examples']}."
+        for name, s in verifiers.items()
+    )
+
+
+def write_parquet(tokens: pd.DataFrame, metadata: dict[str, Any] | None = None) -> str:
+    """The per-token frame as a Parquet file to download (with the run's `metadata`,
+    see `batch.run_metadata`, in its schema metadata)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = _workdir() / "scores.parquet"
-    tokens.to_parquet(path, index=False)
+    table = pa.Table.from_pandas(tokens, preserve_index=False)
+    if metadata is not None:
+        extra = {b"vepo_viz": json.dumps(metadata)}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+    pq.write_table(table, path)
     return str(path)
