@@ -55,7 +55,13 @@ def read_rows(path: Path, response_field: str = "response") -> list[Row]:
         raise VepoInputError(f"dataset not found: {path}")
     rows: list[Row] = []
     seen: set[str] = set()
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise VepoInputError(
+            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); save the JSONL as UTF-8"
+        ) from None
     for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gradio as gr
 
 from vepo_viz.ui import batch as hbatch
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.analyze_tab import AnalyzeTab
 from vepo_viz.ui.backend import Backend
 from vepo_viz.ui.controls import ControlValues, whole_number
@@ -60,14 +61,16 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
         **settings,
     ):
         analysis_settings = ControlValues.from_api(settings).settings()
-        if source == "uploaded JSONL":
-            rows = hbatch.jsonl_rows([getattr(f, "name", f) for f in (files or [])])
-        else:
-            n = whole_number("examples per family", n_per_family, 1, 200)
-            rows = hbatch.suite_rows(n, list(families or []))
-        finished, failures = hbatch.run_batch(
-            backend, rows, model_name, analysis_settings, progress_adapter(progress)
-        )
+        with tempfiles.scratch("batch") as work:  # the rows' files: gone when it finishes
+            if source == "uploaded JSONL":
+                paths = [getattr(f, "name", f) for f in (files or [])]
+                rows = hbatch.jsonl_rows(paths, work)
+            else:
+                n = whole_number("examples per family", n_per_family, 1, 200)
+                rows = hbatch.suite_rows(n, list(families or []), work)
+            finished, failures = hbatch.run_batch(
+                backend, rows, model_name, analysis_settings, progress_adapter(progress)
+            )
         tokens, table_df, figs = hbatch.summarize(finished)
         return (
             batch_status(len(rows), finished, failures),

@@ -2,13 +2,17 @@
 
 `user_errors` wraps every handler: a problem the user can fix (VepoError, ValueError, bad
 files) becomes a gr.Error with its message, anything else a short "unexpected error"
-message; the traceback goes to the server log and the app keeps serving.
+message; the traceback goes to the server log and the app keeps serving. Messages never
+show the server's temporary paths (an upload's /tmp/gradio/<hash>/x.png reads "x.png").
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
+import tempfile
 import traceback
 from collections.abc import Callable
 
@@ -19,6 +23,27 @@ log = logging.getLogger("vepo_viz.ui")
 
 class UserFacingError(Exception):
     """Raised by handlers for messages shown as-is (converted to gr.Error by the wrapper)."""
+
+
+def _temp_roots() -> list[str]:
+    roots = {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR") or ""}
+    roots |= {os.path.realpath(r) for r in roots if r}
+    return sorted((r.rstrip("/") for r in roots if r.strip("/")), key=len, reverse=True)
+
+
+def scrub_paths(message: str) -> str:
+    """`message` with every path under a temporary folder (uploads, the app's own files)
+    cut to its file name: the server's layout is not the user's business."""
+    for root in _temp_roots():
+        pattern = re.escape(root) + r"/[^\s'\"(),;]*"
+        message = re.sub(pattern, lambda m: os.path.basename(m.group(0)) or "(file)", message)
+    return message
+
+
+def _error(message: str):
+    import gradio as gr
+
+    return gr.Error(scrub_paths(message), print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -32,21 +57,19 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except (UserFacingError, VepoError) as error:
-            raise gr.Error(str(error), print_exception=False) from error
+            raise _error(str(error)) from error
         except (ValueError, KeyError, OSError) as error:
             log.info("rejected input in %s: %s", fn.__name__, error)
-            raise gr.Error(f"{error}", print_exception=False) from error
+            raise _error(f"{error}") from error
         except MemoryError as error:
-            raise gr.Error(
-                "out of memory: try a shorter max new tokens, a smaller image or a smaller model",
-                print_exception=False,
+            raise _error(
+                "out of memory: try a shorter max new tokens, a smaller image or a smaller model"
             ) from error
         except Exception as error:  # noqa: BLE001 - a user never sees a traceback
             log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
-            raise gr.Error(
+            raise _error(
                 f"unexpected error ({type(error).__name__}: {error}). The app is still running; "
-                "the server log has the details.",
-                print_exception=False,
+                "the server log has the details."
             ) from error
 
     return wrapper
