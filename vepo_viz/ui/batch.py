@@ -28,7 +28,10 @@ SOURCES: tuple[str, ...] = ("built-in suite", "uploaded JSONL")
 
 def _workdir(folder: Path | None = None) -> Path:
     """`folder`, or a new one in the session's temporary folder (vepo_viz.ui.tempfiles)."""
-    return folder if folder is not None else tempfiles.new_dir("batch")
+    if folder is None:
+        return tempfiles.new_dir("batch")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -152,6 +155,6 @@ def summarize(finished) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
 
 
 def write_parquet(tokens: pd.DataFrame) -> str:
-    path = _workdir() / "scores.parquet"
+    path = tempfiles.new_dir("scores") / "scores.parquet"  # a download: the session's
     tokens.to_parquet(path, index=False)
     return str(path)
