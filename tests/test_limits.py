@@ -122,3 +122,54 @@ def test_seeds_past_max_seed_are_refused_clearly():
 def test_perturb_config_raises_the_projects_error(kwargs):
     with pytest.raises(VepoInputError, match="PerturbConfig"):
         PerturbConfig(**kwargs)
+
+
+SAMPLE = "sample_data/images/color-1.png"
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from tests.ui_fixtures import embedded_model_ready
+    from vepo_viz.models import load_model
+
+    if not embedded_model_ready():
+        pytest.skip("needs the embedded model")
+    return load_model(None, device="cpu")
+
+
+@pytest.mark.slow
+def test_analyze_checks_the_time_budget_between_passes(embedded):
+    from vepo_viz.analysis import analyze
+
+    settings = AnalysisSettings(perturb=PerturbConfig(n_draws=2))
+    with pytest.raises(VepoInputError, match=r"time budget of 1e-09 s .*counterfactual draw 1"):
+        analyze(
+            embedded, SAMPLE, "Color?", "Red.", settings, limits=RequestLimits(time_budget_s=1e-9)
+        )
+    with pytest.raises(VepoInputError, match=r"processed elements per view x 3 views"):
+        limited = RequestLimits(max_image_elements=1000)
+        analyze(embedded, SAMPLE, "Color?", "Red.", settings, limits=limited)
+    with pytest.raises(VepoInputError, match="limits must be a RequestLimits"):
+        analyze(embedded, SAMPLE, "Color?", "Red.", settings, limits={"max_draws": 1})
+
+
+@pytest.mark.slow
+def test_cli_limit_flags(capsys):
+    from vepo_viz import cli
+
+    argv = ["analyze", "--image", SAMPLE, "--question", "Color?", "--response", "Red."]
+    assert cli.main([*argv, "--device", "cpu", "--draws", "3", "--limit-max-draws", "2"]) == 2
+    assert "3 counterfactual draws K is more than the limit of 2" in capsys.readouterr().err
+    assert cli.main([*argv, "--device", "cpu", "--limit-max-draws", "0"]) == 2
+    assert "RequestLimits.max_draws=0 must be an int >= 1" in capsys.readouterr().err
+
+
+def test_app_limit_flags():
+    from vepo_viz.ui.launch import bounds_from_args, build_parser
+
+    args = build_parser().parse_args(["--limit-max-draws", "4", "--cache-max-models", "2"])
+    limits, cache = bounds_from_args(args)
+    assert limits.max_draws == 4 and limits.max_new_tokens == RequestLimits().max_new_tokens
+    assert cache == CacheSettings(max_models=2)
+    with pytest.raises(VepoInputError, match="--queue-size"):
+        bounds_from_args(build_parser().parse_args(["--queue-size", "0"]))

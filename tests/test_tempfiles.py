@@ -7,6 +7,7 @@ import json
 import os
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -62,7 +63,11 @@ def test_the_app_deletes_a_session_on_unload_and_ages_gradio_files():
     unload = [fn for fn in demo.fns.values() if any(t[1] == "unload" for t in fn.targets)]
     assert len(unload) == 1
     folder = tempfiles.new_dir("export", session="closing")
-    unload[0].fn(SimpleNamespace(session_hash="closing"))
+    from gradio.helpers import special_args
+
+    # gradio hands the closing session's request to the unload function
+    args, *_ = special_args(unload[0].fn, inputs=[], request=gr.Request(session_hash="closing"))
+    unload[0].fn(*args)
     assert not folder.exists()
 
 
