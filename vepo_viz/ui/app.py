@@ -5,7 +5,7 @@ train_tab, about_tab), each wiring its own events to plain handlers. Model work
 (Analyze, Compare, Batch) shares one queue slot (concurrency_id "model", limit 1), so
 one analysis runs at a time; re-scoring, token details and exports never touch the model
 and run beside it. Per-session data lives in a gr.State (a `Session`: analyses, no
-tensors). A `ServingPolicy` (vepo_viz.ui.policy) says which models a user may choose and
+tensors); its files are deleted when the session ends (vepo_viz.ui.tempfiles). A `ServingPolicy` (vepo_viz.ui.policy) says which models a user may choose and
 whether the Train tab may start processes; the default allows everything (this machine).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.about_tab import build_about_tab
 from vepo_viz.ui.analyze_tab import build_analyze_tab
 from vepo_viz.ui.backend import EMBEDDED, Backend, ModelBackend
@@ -96,6 +97,11 @@ def _train_tab(
     build_train_tab(**kwargs)
 
 
+def _end_session(request: gr.Request) -> None:
+    """A closed tab: delete the files made for its session (vepo_viz.ui.tempfiles)."""
+    tempfiles.end_session(getattr(request, "session_hash", None))
+
+
 def build_app(
     backend: Backend | None = None,
     samples: list[Sample] | None = None,
@@ -112,8 +118,11 @@ def build_app(
         backend = PolicyBackend(backend, policy)
     samples = load_samples() if samples is None else samples
 
-    with gr.Blocks(title="vepo-viz: which tokens look at the image?") as demo:
+    with gr.Blocks(
+        title="vepo-viz: which tokens look at the image?", delete_cache=tempfiles.CACHE_CLEANUP
+    ) as demo:
         session = gr.State(None)
+        demo.unload(_end_session)
         logo = (ASSETS / "logo.svg").read_text() if (ASSETS / "logo.svg").is_file() else ""
         gr.HTML(
             f'<div id="vv-header">{logo}<p>Which tokens of a VLM\'s answer look at the image, '

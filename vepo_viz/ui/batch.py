@@ -10,8 +10,8 @@ analysed one by one through the app's Backend (so they queue with the other mode
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ import pandas as pd
 from vepo_viz.batch import Row, aggregate, read_rows, to_frame
 from vepo_viz.data import DataColumns, DataSource, iter_records, open_data, open_hub
 from vepo_viz.render.figures import batch_figures
+from vepo_viz.ui import tempfiles
+from vepo_viz.ui.errors import scrub_paths
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
 from vepo_viz.ui.policy import ModelRefused
 
@@ -32,38 +34,58 @@ SOURCES: tuple[str, ...] = (
 )
 
 
-def _workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="vepo-viz-batch-"))
+def _workdir(folder: Path | None = None) -> Path:
+    """`folder`, or a new one in the session's temporary folder (vepo_viz.ui.tempfiles)."""
+    if folder is None:
+        return tempfiles.new_dir("batch")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def suite_rows(n_per_family: int, families: list[str] | None) -> list[Row]:
-    """Held-out examples of the procedural suite, exported as a JSONL with images."""
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` (no second copy of an upload), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy(source, target)
+
+
+def suite_rows(
+    n_per_family: int, families: list[str] | None, folder: Path | None = None
+) -> list[Row]:
+    """Held-out examples of the procedural suite, exported as a JSONL with images (into
+    `folder`; default a new session folder)."""
     from vepo_viz.tasks import FAMILIES, export_jsonl
 
     chosen = families or list(FAMILIES)
     unknown = sorted(set(chosen) - set(FAMILIES))
     if unknown:
         raise UserFacingError(f"unknown families {unknown}; choose from {sorted(FAMILIES)}")
-    path = export_jsonl(_workdir() / "suite.jsonl", "heldout", n_per_family, chosen)
+    path = export_jsonl(_workdir(folder) / "suite.jsonl", "heldout", n_per_family, chosen)
     return read_rows(path)
 
 
-def jsonl_rows(paths: list[str]) -> list[Row]:
+def jsonl_rows(paths: list[str], folder: Path | None = None) -> list[Row]:
     """Rows of an uploaded JSONL and its images (uploaded together; matched by file name,
-    so the JSONL's "image" paths may keep their folders, e.g. images/a.png)."""
+    so the JSONL's "image" paths may keep their folders, e.g. images/a.png), arranged in
+    `folder` (default a new session folder) as hard links where possible."""
     jsonl = [Path(p) for p in paths if str(p).lower().endswith(".jsonl")]
     if len(jsonl) != 1:
         raise UserFacingError(
             "upload exactly one .jsonl file (one JSON object per line: image, question, "
             "optional response, family, id), together with its images"
         )
-    folder = _workdir()
+    folder = _workdir(folder)
     images = {Path(p).name: Path(p) for p in paths if Path(p) != jsonl[0]}
     target = folder / "data.jsonl"
-    shutil.copy(jsonl[0], target)
+    _link_or_copy(jsonl[0], target)
     import json
 
-    for line_no, line in enumerate(target.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = target.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        return read_rows(target)  # which says what is wrong with the file
+    for line_no, line in enumerate(lines, start=1):
         try:
             record = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
@@ -80,12 +102,17 @@ def jsonl_rows(paths: list[str]) -> list[Row]:
                 "together with the JSONL)"
             )
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(images[relative.name], folder / relative)
+        if not (folder / relative).exists():
+            _link_or_copy(images[relative.name], folder / relative)
     return read_rows(target)
 
 
 def dataset_rows(
-    paths: list[str], columns: DataColumns, max_rows: int, group_by: str = "family"
+    paths: list[str],
+    columns: DataColumns,
+    max_rows: int,
+    group_by: str = "family",
+    folder: Path | None = None,
 ) -> list[Row]:
     """Rows of uploaded Parquet shards, or of the files of a `datasets` folder
     (save_to_disk: state.json, dataset_info.json and its .arrow files)."""
@@ -100,7 +127,7 @@ def dataset_rows(
             "upload Parquet file(s), or all the files of a datasets folder (Dataset."
             "save_to_disk: state.json, dataset_info.json and the .arrow files)"
         )
-    folder = _workdir()
+    folder = _workdir(folder)
     for file in chosen:
         (folder / file.name).symlink_to(file.resolve())  # a link: the upload is not copied
     return _read(open_data(folder, columns.split), columns, max_rows, group_by)
@@ -147,7 +174,7 @@ def run_batch(
         except ModelRefused:
             raise  # the whole batch's model, not one row's problem
         except Exception as error:  # noqa: BLE001 - one bad row must not stop the batch
-            failures.append((row.key, f"{type(error).__name__}: {error}"))
+            failures.append((row.key, scrub_paths(f"{type(error).__name__}: {error}")))
             continue
         finished.append((row, result))
     if progress:
@@ -199,7 +226,7 @@ def write_parquet(tokens: pd.DataFrame, metadata: dict[str, Any] | None = None) 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = _workdir() / "scores.parquet"
+    path = tempfiles.new_dir("scores") / "scores.parquet"  # a download: the session's
     table = pa.Table.from_pandas(tokens, preserve_index=False)
     if metadata is not None:
         extra = {b"vepo_viz": json.dumps(metadata)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gradio as gr
 
 from vepo_viz.ui import batch as hbatch
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.analyze_tab import AnalyzeTab
 from vepo_viz.ui.backend import Backend
 from vepo_viz.ui.controls import ControlValues, whole_number
@@ -42,19 +43,21 @@ def batch_rows(
     columns: hbatch.DataColumns | None = None,
     max_rows=DEFAULT_MAX_ROWS,
     group_by: str = "family",
+    folder=None,
 ) -> list:
-    """The rows the tab's inputs name (UserFacingError / VepoInputError when they are bad)."""
+    """The rows the tab's inputs name (UserFacingError / VepoInputError when they are bad),
+    their files arranged in `folder` (default: a new folder of the session)."""
     columns = columns or hbatch.DataColumns()
     paths = [getattr(f, "name", f) for f in (files or [])]
     if source == hbatch.SOURCES[1]:
-        return hbatch.jsonl_rows(paths)
+        return hbatch.jsonl_rows(paths, folder)
     if source in hbatch.SOURCES[2:]:
         n_rows = whole_number("max rows", max_rows, 1, MAX_BATCH_ROWS)
         if source == hbatch.SOURCES[2]:
-            return hbatch.dataset_rows(paths, columns, n_rows, group_by)
+            return hbatch.dataset_rows(paths, columns, n_rows, group_by, folder)
         return hbatch.hub_rows(dataset_id, columns, n_rows, group_by)
     n = whole_number("examples per family", n_per_family, 1, 200)
-    return hbatch.suite_rows(n, list(families or []))
+    return hbatch.suite_rows(n, list(families or []), folder)
 
 
 def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
@@ -162,19 +165,21 @@ def run_batch_tab(
     max_rows = DEFAULT_MAX_ROWS if max_rows is None else max_rows
     group_by = (inputs.pop("group_by", "") or "family").strip()
     analysis_settings = ControlValues.from_api(inputs).settings()
-    rows = batch_rows(
-        source,
-        n_per_family,
-        families,
-        files,
-        dataset_id=dataset_id,
-        columns=columns,
-        max_rows=max_rows,
-        group_by=group_by,
-    )
-    finished, failures = hbatch.run_batch(
-        backend, rows, model_name, analysis_settings, progress and progress_adapter(progress)
-    )
+    with tempfiles.scratch("batch") as work:  # the rows' files: gone when it finishes
+        rows = batch_rows(
+            source,
+            n_per_family,
+            families,
+            files,
+            dataset_id=dataset_id,
+            columns=columns,
+            max_rows=max_rows,
+            group_by=group_by,
+            folder=work,
+        )
+        finished, failures = hbatch.run_batch(
+            backend, rows, model_name, analysis_settings, progress and progress_adapter(progress)
+        )
     tokens, table_df, figs = hbatch.summarize(finished, group_by)
     meta = batch.run_metadata(
         finished, model=model_name, settings=analysis_settings, data=source, columns=columns

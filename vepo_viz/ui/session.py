@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from PIL import Image
 
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.results import APP_KEY
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.backend import model_key
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.views import View, image_views, render_view
@@ -66,8 +66,9 @@ def run_key(
 
 
 def out_dir() -> Path:
-    """A new temporary folder for a file the user downloads."""
-    return Path(tempfile.mkdtemp(prefix="vepo-viz-export-"))
+    """A new temporary folder for a file the user downloads (in the session's folder,
+    deleted when the session ends: vepo_viz.ui.tempfiles)."""
+    return tempfiles.new_dir("export")
 
 
 def file_stem(analysis) -> str:
