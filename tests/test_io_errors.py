@@ -104,3 +104,30 @@ def test_cli_max_rows_must_be_a_count(value, capsys):
         cli.main(["analyze", "--image", IMAGE, "--question", "q", "--max-rows", value])
     assert exit_.value.code == 2
     assert "--max-rows" in capsys.readouterr().err
+
+
+def test_cli_batch_checks_out_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    from vepo_viz.commands import common
+
+    def no_model(args):
+        raise AssertionError("the model must not be loaded for a bad --out")
+
+    monkeypatch.setattr(common, "load_model_from_args", no_model)
+    assert cli.main(["batch", "suite", "--max-rows", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give a file name such as" in err and "bug" not in err
+
+
+@pytest.mark.slow
+def test_cli_batch_disk_full_on_the_parquet_is_rc_2(tmp_path, monkeypatch, capsys):
+    from vepo_viz import batch
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "write_parquet", full)
+    out = tmp_path / "s.parquet"
+    argv = ["batch", "suite", "--max-rows", "1", "--max-new-tokens", "3", "--out", str(out)]
+    assert cli.main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: no space left on the device" in err and "bug" not in err

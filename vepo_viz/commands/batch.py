@@ -31,6 +31,7 @@ from vepo_viz import batch, settings
 from vepo_viz.commands import common
 from vepo_viz.data import DataColumns, iter_records, math_verify_installed, open_data
 from vepo_viz.errors import VepoInputError
+from vepo_viz.io_errors import check_output_path, writing
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     read = dict(response_column=args.response_field, max_rows=args.max_rows, extra=extra)
     rows = list(iter_records(source, columns, keep_images=False, **read))  # light: no bytes
     analysis_settings = common.settings_from_args(args)
-    out_path = Path(args.out) if args.out else default_out(args.data)
+    out_path = check_output_path(args.out if args.out else default_out(args.data))
     job = batch.plan(
         rows,
         out_path,
@@ -137,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             columns=columns,
             revision=revision,
         )
-        frame = batch.write_parquet(finished, out_path, meta)
+        with writing(out_path):
+            frame = batch.write_parquet(finished, out_path, meta)
         print(f"wrote {out_path} ({len(frame)} token rows, {len(finished)} examples)")
     print(format_aggregates(batch.aggregate(finished, args.group_by)))
     for row, message in failures:
