@@ -118,16 +118,17 @@ def build_trainers(args, steps: int, out: Path) -> tuple[dict, dict]:
 
 def _time_selection(trainer) -> None:
     """Accumulate the seconds the plug-in spends in its own passes and selection."""
-    trainer.bench_select_s = 0.0
+    trainer.bench_select_s = trainer.bench_select_cpu_s = 0.0
     for name in ("_signals", "_select", "_apply", "_log_selection"):
         method = getattr(trainer, name)
 
         def timed(*a, _method=method, **kw):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return _method(*a, **kw)
             finally:
                 trainer.bench_select_s += time.perf_counter() - t
+                trainer.bench_select_cpu_s += time.process_time() - c
 
         setattr(trainer, name, timed)
 
@@ -135,7 +136,7 @@ def _time_selection(trainer) -> None:
 def one_step(trainer, cuda: bool) -> dict:
     """One optimizer step of `trainer` as Trainer's loop runs it; its times."""
     inputs = next(trainer.bench_batches)
-    trainer.bench_select_s = 0.0
+    trainer.bench_select_s = trainer.bench_select_cpu_s = 0.0
     if cuda:
         torch.cuda.synchronize()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -151,6 +152,7 @@ def one_step(trainer, cuda: bool) -> dict:
         "wall_s": time.perf_counter() - wall0,
         "cpu_s": time.process_time() - cpu0,
         "select_s": trainer.bench_select_s,
+        "select_cpu_s": trainer.bench_select_cpu_s,
     }
 
 
@@ -160,7 +162,7 @@ def step_times(args) -> None:
         trainers, info = build_trainers(args, steps + 1, Path(tmp))
         for rule in ("vepo", "entropy"):
             _time_selection(trainers[rule])
-        trainers["plain"].bench_select_s = 0.0
+        trainers["plain"].bench_select_s = trainers["plain"].bench_select_cpu_s = 0.0
         cuda = info["device"].startswith("cuda")
         print(
             f"model: {args.model or 'the embedded tiny model'} ({info['family']}, "
@@ -195,6 +197,15 @@ def step_times(args) -> None:
             f"ratio vepo/{other} = {ratio:.3f} ({basis} per step; goal <= {RATIO_GOAL}: "
             f"{verdict}); wall-clock ratio {wall_ratio:.2f}"
         )
+    sel = "select_s" if cuda else "select_cpu_s"
+    floor = median("vepo", sel) / median("plain", key)
+    source = getattr(trainers["vepo"], "clean_pass_source", "") or "?"
+    print(
+        f"the plug-in's own work in a vepo step: {median('vepo', sel):.3f} s ({basis}; the "
+        f"clean states came from {source}, so this is the counterfactual forward on fresh "
+        f"views plus the selection) = {floor:.1%} of the plain step: vepo/plain cannot be "
+        f"below {1 + floor:.2f} while that forward costs what it does"
+    )
     print(f"{steps} timed steps each, {wall:.0f} s")
 
 

@@ -47,3 +47,13 @@ def qwen(tiny_vlm):
 @pytest.fixture
 def scene() -> Image.Image:
     return draw_scene()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _roomy_model_cache():
+    """The suite loads a dozen tiny models and its fixtures expect the same instance
+    back: a model cache that holds them all (tests/test_model_cache.py tests the bound)."""
+    from vepo_viz.limits import CacheSettings
+    from vepo_viz.models.loading import configure_cache
+
+    configure_cache(CacheSettings(max_models=64))

@@ -208,3 +208,78 @@ def test_config_validates_through_the_registries(tmp_path):
     with pytest.raises(ValueError, match="counterfactual mode"):
         VEPOGRPOConfig(**_common(tmp_path, perturb="nope"))
     assert VEPOGRPOConfig(**_common(tmp_path, selection="vppo")).perturb_config.mode == "patch"
+
+
+@pytest.mark.parametrize("selection", ["vepo", "entropy"])
+def test_clean_states_from_generation_equal_a_forward(vlm, scene, tmp_path, selection):
+    # clean_from_generation (the default) records the output head's inputs while TRL
+    # generates; they must be the states a teacher-forced clean pass recomputes.
+    trainer = _trainer(vlm, scene, tmp_path, selection=selection, perturb_seed=5)
+    recorded: dict = {}
+    clean_hidden = trainer._clean_hidden
+
+    def spy(model, out, mm):
+        hidden = clean_hidden(model, out, mm)
+        recorded.update(hidden=hidden, forward=trainer._hidden(model, out, mm))
+        return hidden
+
+    trainer._clean_hidden = spy
+    out, _ = _batch(trainer)
+    assert trainer.clean_pass_source == "generation"
+    mask = out["completion_mask"].bool()
+    assert recorded["hidden"].shape == recorded["forward"].shape
+    torch.testing.assert_close(
+        recorded["hidden"][mask], recorded["forward"][mask], atol=1e-4, rtol=1e-4
+    )
+    # ... and give the same selection as the forward (the flag off).
+    off = _trainer(vlm, scene, tmp_path, selection=selection, perturb_seed=5,
+                   clean_from_generation=False)  # fmt: skip
+    out_off, _ = _batch(off)
+    assert off.clean_pass_source == "forward"
+    assert torch.equal(out_off["completion_ids"], out["completion_ids"])
+    assert torch.equal(off.last_selection["selected"], trainer.last_selection["selected"])
+
+
+def test_generation_capture_refuses_what_does_not_fit():
+    from vepo_viz.train.trl_plugin import _GenerationCapture
+
+    head = torch.nn.Linear(4, 3)
+    capture = _GenerationCapture()
+    with capture.recording(head):
+        head(torch.zeros(2, 5, 4))  # prefill: the last position is kept
+        head(torch.zeros(2, 1, 4))
+    assert capture.hidden(2, 2).shape == (2, 2, 4)
+    assert capture.hidden(2, 3) is None  # fewer steps than completion tokens
+    assert capture.hidden(3, 2) is None  # another batch
+    with capture.recording(head):  # a second generation (tool turns): not one batch
+        head(torch.zeros(2, 1, 4))
+    assert capture.hidden(2, 2) is None
+    flat = _GenerationCapture()
+    with flat.recording(head):
+        head(torch.zeros(7, 4))  # continuous batching's flat layout
+    assert flat.hidden(7, 1) is None
+    head(torch.zeros(2, 1, 4))  # outside recording: nothing recorded
+    assert len(capture.steps) == 3
+
+
+def test_head_calls_are_padded_to_the_most_chunks_of_any_process():
+    # ZeRO-3 gathers the head's weights in a collective on each call: every process must
+    # call it equally often, whatever its completion lengths.
+    from vepo_viz.train.trl_plugin import _stats_from_hidden
+
+    head = torch.nn.Linear(8, 5)
+    calls = []
+    head.register_forward_hook(lambda *a: calls.append(1))
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 3, 8, generator=g)  # (B, C, D)
+    view = hidden + 0.1 * torch.randn(2, 3, 8, generator=g)
+    ids = torch.randint(0, 5, (2, 3), generator=g)
+    base = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2)
+    n_plain = len(calls)
+    assert n_plain == 1 + 3 * 2  # V, then 3 chunks x (clean, view)
+    calls.clear()
+    padded = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2, min_chunks=5)
+    assert len(calls) == 1 + 5 * 2
+    for a, b in zip(base[0][0].__dict__.values(), padded[0][0].__dict__.values(), strict=True):
+        assert torch.equal(a, b)  # the padding calls change no number
+    assert torch.equal(base[1], padded[1])

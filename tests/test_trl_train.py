@@ -261,13 +261,18 @@ def test_kill_9_and_resume_gives_the_same_next_step(tmp_path):
     assert [r["step"] for r in _steps(paths.root)] == [1, 2, 3]
 
     train(killed, progress=False)  # resumes from checkpoint-2
-    a, b = _steps(whole.out), _steps(killed.out)
-    assert [r["step"] for r in b] == [1, 2, 3, 4]  # the dangling step 3 was replaced
+    assert_same_run(whole.out, killed.out)  # the dangling step 3 was replaced
+
+
+def assert_same_run(whole_out: str, resumed_out: str) -> None:
+    """A resumed run's 4 steps (metrics) and final weights equal the uninterrupted run's."""
+    a, b = _steps(whole_out), _steps(resumed_out)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
     assert any(r["grad_norm"] > 0 for r in a)  # there was something to reproduce
     for ra, rb in zip(a, b, strict=True):
         for key in ("reward", "accuracy", "loss", "grad_norm", "entropy_selected", "vis_all"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-6, abs=1e-9), (ra["step"], key)
-    wa, wb = _weights(RunPaths(Path(whole.out)).final), _weights(paths.final)
+    wa, wb = _weights(RunPaths(Path(whole_out)).final), _weights(RunPaths(Path(resumed_out)).final)
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], rtol=1e-6, atol=1e-7)
 

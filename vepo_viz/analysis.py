@@ -31,6 +31,7 @@ from PIL import Image
 from vepo_viz import floor, ood, scoring
 from vepo_viz.analysis_settings import AnalysisSettings
 from vepo_viz.errors import NumericsError, VepoInputError
+from vepo_viz.limits import RequestLimits, check_context
 from vepo_viz.models.images import image_digest, load_image
 from vepo_viz.perturb import counterfactual_preview
 from vepo_viz.results import Normalization, TokenAnalysis, score_arrays
@@ -147,6 +148,8 @@ def analyze(
     question: str,
     response: str | None = None,
     settings: AnalysisSettings | None = None,
+    *,
+    limits: RequestLimits | None = None,
 ) -> TokenAnalysis:
     """Analyse one response to a question about an image, token by token.
 
@@ -157,12 +160,15 @@ def analyze(
         response: a response to score as if the model had produced it; None = generate
             one with the settings' sampling parameters.
         settings: AnalysisSettings (None = the reference defaults).
+        limits: bounds on the work (None = `RequestLimits()`); the model's context
+            (prompt + response tokens) is always enforced.
 
     Returns:
         TokenAnalysis with every per-token statistic, scores and both selections.
 
     Raises:
-        VepoInputError: bad image, empty question, empty response, bad settings.
+        VepoInputError: bad image, empty question, empty response, bad settings, a
+            request past `limits` or the model's context.
         NumericsError: NaN/inf logits.
         ModelLoadError: `model` names a model that cannot be loaded.
     """
@@ -171,18 +177,28 @@ def analyze(
     settings = settings if settings is not None else AnalysisSettings()
     if not isinstance(settings, AnalysisSettings):
         raise VepoInputError(f"settings must be an AnalysisSettings, got {type(settings).__name__}")
-    vlm = model if isinstance(model, VLM) else load_model(model)
     if not isinstance(question, str) or not question.strip():
         raise VepoInputError("the question is empty: ask something about the image")
     if response is not None and not isinstance(response, str):
         raise VepoInputError(f"the response must be a string, got {type(response).__name__}")
+    limits = limits if limits is not None else RequestLimits()
+    if not isinstance(limits, RequestLimits):
+        raise VepoInputError(f"limits must be a RequestLimits, got {type(limits).__name__}")
+    limits.check_text(question, response)
+    limits.check_settings(settings, generating=response is None)
+    vlm = model if isinstance(model, VLM) else load_model(model)
+    deadline = limits.deadline()  # model work only (a first load is not counted)
+    n_draws = settings.perturb.n_draws
+    context = model_context(vlm)
 
     timing: dict[str, float] = {}
     with _timed(timing, "image"):
         rgb = load_image(image)
     with _timed(timing, "prompt"):
         prompt = vlm.prompt(rgb, question)
+    limits.check_image(int(prompt.inputs["pixel_values"].numel()), 1 + n_draws)
     if response is None:
+        check_context(prompt.n_tokens, settings.max_new_tokens, context, generating=True)
         with _timed(timing, "generate"):
             generation = vlm.generate(
                 prompt,
@@ -201,20 +217,24 @@ def analyze(
     else:
         with _timed(timing, "tokenize"):
             token_ids = vlm.response_ids(prompt, response)
+        check_context(prompt.n_tokens, len(token_ids), context, generating=False)
         with _timed(timing, "clean_pass"):
             hidden_clean = vlm.hidden_states(prompt, token_ids)  # (T, D)
         # What the model scored: equal to `response` except where the tokenizer
         # normalises text or cannot encode some characters (then offsets follow this).
         text, truncated = vlm.decode(token_ids), False
+    hidden_noisy: list[torch.Tensor] = []  # K x (T, D)
     with _timed(timing, "counterfactual"):
-        hidden_noisy = [
-            vlm.hidden_states(prompt, token_ids, vlm.view_inputs(prompt, settings.perturb, k))
-            for k in range(settings.perturb.n_draws)
-        ]  # K x (T, D)
+        for k in range(n_draws):
+            deadline.check(f"counterfactual draw {k + 1} of {n_draws}")
+            views = vlm.view_inputs(prompt, settings.perturb, k)
+            hidden_noisy.append(vlm.hidden_states(prompt, token_ids, views))
     null_pass = response is None and settings.floor_pass
     if null_pass:  # the clean image through the counterfactual's path: the noise floor
+        deadline.check("the noise-floor pass")
         with _timed(timing, "floor_pass"):
             hidden_noisy.append(vlm.hidden_states(prompt, token_ids))  # (T, D), last
+    deadline.check("the per-token statistics")
     with _timed(timing, "stats"):
         try:
             stats = token_statistics(
@@ -248,6 +268,16 @@ def analyze(
     timing["total"] = sum(timing.values())
     result.timing = timing
     return result
+
+
+def model_context(vlm) -> int | None:
+    """Most positions (prompt + response tokens) the model's config says it handles."""
+    config = getattr(getattr(vlm, "model", None), "config", None)
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    value = getattr(text_config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def split_null_pass(stats: PerTokenStats) -> tuple[PerTokenStats, floor.NoiseFloor]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from vepo_viz import scoring
 from vepo_viz.errors import VepoInputError
-from vepo_viz.perturb import PerturbConfig
+from vepo_viz.perturb import MAX_SEED, PerturbConfig
 from vepo_viz.settings import LegacyMapping, build_config
 
 
@@ -37,7 +37,7 @@ class AnalysisSettings(LegacyMapping):
     top_p: float = 1.0
     """Nucleus of sampling, in (0, 1] (1 = plain sampling, as in the reference)."""
     seed: int = 0
-    """Seed of sampling and of the "random" score type."""
+    """Seed of sampling and of the "random" score type (at most perturb.MAX_SEED)."""
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     """The counterfactual views (mode, sigma, n_draws K, seed, ...)."""
     score_type: str = field(default="D", metadata={"registry": scoring.SCORE_TYPES})
@@ -73,7 +73,7 @@ class AnalysisSettings(LegacyMapping):
         if not isinstance(self.perturb, PerturbConfig):
             raise VepoInputError("AnalysisSettings.perturb must be a PerturbConfig")
         _check_int("max_new_tokens", self.max_new_tokens, 1)
-        _check_int("seed", self.seed, 0)
+        _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("top_k", self.top_k, 1)
         for name in ("floor_pass", "skip_floor"):
             if not isinstance(getattr(self, name), bool):
@@ -136,9 +136,13 @@ class AnalysisSettings(LegacyMapping):
         return cls.from_dict(known)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise VepoInputError(f"AnalysisSettings.{name}={value!r} must be an int >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise VepoInputError(
+            f"AnalysisSettings.{name}={value} must lie in [{minimum}, {maximum:,}]"
+        )
 
 
 def _check_float(name: str, value: Any) -> float:

@@ -1,96 +1,90 @@
 """The dataset scoring library behind `vepo-viz batch` and the app's Batch tab.
 
-A dataset is a JSONL file: one object per line with "image" (a path relative to the
-file), "question", and optionally "response" (else the model generates one), "family" and
-"id". `read_rows` checks the whole file before any model work; `plan` opens the progress
-file next to the output (<out>.progress.jsonl) and says which rows are left, so an
-interrupted run picks up where it stopped; `score_rows` analyses rows one by one,
-reporting progress through a callback (the CLI's tqdm bar, the app's progress bar);
-`finished_rows` re-scores every stored row with the current scoring settings; `to_frame` and
-`write_parquet` give one row per token; `aggregate` the overlap of the VEPO and entropy
-selections and the low-entropy share, over all rows and per family.
+A dataset is anything `vepo_viz.data` reads (a `datasets` folder, Parquet, JSONL, the
+suite); its rows are `Row`s (= `data.Record`). `read_rows` reads a whole (small) dataset;
+`plan` opens the progress file next to the output (<out>.progress.jsonl) and says which
+rows are left, so an interrupted run picks up where it stopped. Each finished row is
+stored with a fingerprint (image digest, question, response, settings): a row whose
+fingerprint changed is scored again, never reused, and a progress file of other data is
+refused. `score_rows` analyses rows one by one, reporting progress through a callback;
+`finished_rows` re-scores every stored row with the current scoring settings; `to_frame`
+and `write_parquet` give one row per token (with the question, response, answer and
+correctness); `aggregate` the overlap of the VEPO and entropy selections, the
+low-entropy share and the accuracy per verifier, over all rows and per group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vepo_viz.batch_output import meta_path, run_metadata, to_frame, verdict, write_parquet
+from vepo_viz.data import DataColumns, Record, iter_records, open_data, resolve
 from vepo_viz.errors import VepoError, VepoInputError
 from vepo_viz.results import SCORING_KEYS, summary
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
-
     from vepo_viz.analysis import AnalysisSettings
     from vepo_viz.results import TokenAnalysis
+
+__all__ = [
+    "Plan",
+    "Progress",
+    "Row",
+    "aggregate",
+    "finished_rows",
+    "fingerprint",
+    "meta_path",
+    "plan",
+    "progress_path",
+    "read_rows",
+    "run_metadata",
+    "score_rows",
+    "to_frame",
+    "verdict",
+    "write_parquet",
+]
 
 PROGRESS_FORMAT = "vepo-viz/batch-progress"
 
 
-@dataclass(frozen=True)
-class Row:
-    """One example of the dataset."""
-
-    index: int
-    """0-based line number among the examples."""
-    key: str
-    """Its "id", or "row-<index>" when the file has none."""
-    image: Path
-    """Absolute image path."""
-    question: str
-    response: str | None
-    family: str | None
+Row = Record
+"""One example of the dataset: index, key, image (path or None), question, response,
+family, and answer, inline image bytes, options, extra columns, verifier, digest."""
 
 
-def read_rows(path: Path, response_field: str = "response") -> list[Row]:
-    """Parse and check the whole JSONL file before any model work."""
-    if not path.is_file():
-        raise VepoInputError(f"dataset not found: {path}")
-    rows: list[Row] = []
-    seen: set[str] = set()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_no}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VepoInputError(f"{where}: not valid JSON ({error.msg})") from error
-        if not isinstance(record, dict):
-            raise VepoInputError(f"{where}: each line must be a JSON object")
-        for name in ("image", "question"):
-            if not isinstance(record.get(name), str) or not record[name].strip():
-                raise VepoInputError(f"{where}: needs a non-empty string {name!r}")
-        response = record.get(response_field)
-        if response is not None and not isinstance(response, str):
-            raise VepoInputError(f"{where}: {response_field!r} must be a string")
-        index = len(rows)
-        key = str(record["id"]) if record.get("id") is not None else f"row-{index}"
-        if key in seen:
-            raise VepoInputError(f"{where}: duplicate id {key!r}")
-        seen.add(key)
-        family = record.get("family")
-        rows.append(
-            Row(
-                index=index,
-                key=key,
-                image=(path.parent / record["image"]).resolve(),
-                question=record["question"],
-                response=response,
-                family=None if family is None else str(family),
-            )
+def read_rows(
+    path: Path | str,
+    response_field: str = "response",
+    *,
+    columns: DataColumns | None = None,
+    max_rows: int | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[Row]:
+    """Read and check the rows of a (small) dataset before any model work: all of them,
+    or the first `max_rows`. For a large one, stream `data.iter_records` instead."""
+    columns = columns or DataColumns()
+    source = open_data(path, columns.split)
+    return list(
+        iter_records(
+            source, columns, response_column=response_field, max_rows=max_rows, extra=extra
         )
-    if not rows:
-        raise VepoInputError(f"{path} holds no examples")
-    return rows
+    )
+
+
+def fingerprint(row: Row, settings: dict[str, Any]) -> str:
+    """sha256 of what a row's analysis depends on: its image digest, question, response
+    and the settings outside the scoring ones (those re-score without the model)."""
+    kept = {k: v for k, v in settings.items() if k not in SCORING_KEYS}
+    text = json.dumps([row.digest, row.question, row.response, kept], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _changed_settings(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
@@ -102,6 +96,7 @@ class Progress:
 
     def __init__(self, path: Path, header: dict[str, Any], restart: bool) -> None:
         self.path = path
+        self.settings: dict[str, Any] = header["settings"]
         self.done: dict[str, dict[str, Any]] = {}
         if restart and path.exists():
             path.unlink()
@@ -120,6 +115,12 @@ class Progress:
         if stored.get("format") != PROGRESS_FORMAT:
             raise VepoInputError(
                 f"{self.path} is not a vepo-viz progress file; move it away or pass --restart"
+            )
+        if stored.get("data") != header["data"]:
+            raise VepoInputError(
+                f"{self.path} holds scores of other data ({stored.get('data')}), not "
+                f"{header['data']}; pass --restart to score this data from the start, or "
+                "--out elsewhere to keep both"
             )
         for name in ("model", "response_field"):
             if stored.get(name) != header[name]:
@@ -145,8 +146,10 @@ class Progress:
             self.done[record["key"]] = record
 
     def add(self, row: Row, analysis_dict: dict[str, Any]) -> None:
-        """Record a finished row (its analysis as `TokenAnalysis.to_dict`)."""
+        """Record a finished row (its analysis as `TokenAnalysis.to_dict`) with the
+        `fingerprint` of the row it was made from."""
         record = {"key": row.key, "index": row.index, "family": row.family}
+        record["fingerprint"] = fingerprint(row, self.settings)
         record["analysis"] = analysis_dict
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -168,11 +171,24 @@ class Plan:
     """Rows not scored yet whose image exists."""
     failures: list[tuple[Row, str]] = field(default_factory=list)
     """Rows that cannot run (image not found), with the message."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """{key: fingerprint} of every row as it is now."""
+    changed: list[Row] = field(default_factory=list)
+    """Rows scored before whose fingerprint changed since (scored again, in `todo`)."""
 
     @property
     def n_resumed(self) -> int:
         """Rows scored by an earlier run."""
         return len(self.rows) - len(self.todo) - len(self.failures)
+
+    def record(self, row: Row, result: TokenAnalysis) -> None:
+        """Store a finished row in the progress file with its fingerprint."""
+        self.progress.add(row, result.to_dict())
+
+    def is_current(self, key: str) -> bool:
+        """Whether the stored result of `key` was made from the row as it is now."""
+        done = self.progress.done.get(key)
+        return done is not None and done.get("fingerprint") == self.fingerprints.get(key)
 
 
 def plan(
@@ -184,26 +200,34 @@ def plan(
     settings: AnalysisSettings,
     response_field: str = "response",
     restart: bool = False,
+    data_identity: str | None = None,
 ) -> Plan:
-    """Open (or start) the progress file of a run writing `out_path`, and list what is left.
+    """Open (or start) the progress file of a run writing `out_path`, and list what is left:
+    rows never scored, and rows whose fingerprint changed since they were.
 
-    Raises VepoInputError when the progress file was made with another model, response
-    field or non-scoring settings (scoring settings alone may change between runs).
+    Raises VepoInputError when the progress file was made from other data (its
+    `data_identity`, default the resolved `data_path`), another model, response field or
+    non-scoring settings (scoring settings alone may change between runs).
     """
     header = {
         "format": PROGRESS_FORMAT,
-        "data": str(data_path.resolve()),
+        "data": data_identity or str(Path(data_path).resolve()),
         "model": model,
         "settings": settings.to_dict(),
         "response_field": response_field,
     }
     progress = Progress(progress_path(out_path), header, restart)
-    left = [row for row in rows if row.key not in progress.done]
-    failures = [
-        (row, f"image file not found: {row.image}") for row in left if not row.image.is_file()
-    ]
-    todo = [row for row in left if row.image.is_file()]
-    return Plan(rows=rows, progress=progress, todo=todo, failures=failures)
+    job = Plan(rows=rows, progress=progress, todo=[])
+    job.fingerprints = {row.key: fingerprint(row, header["settings"]) for row in rows}
+    left = [row for row in rows if not job.is_current(row.key)]
+    job.changed = [row for row in left if row.key in progress.done]
+    for row in left:
+        problem = row.image_missing()
+        if problem:
+            job.failures.append((row, problem))
+        else:
+            job.todo.append(row)
+    return job
 
 
 OnProgress = Callable[[int, int, "Row | None"], None]
@@ -212,22 +236,26 @@ at the end (done == total, row None)."""
 
 
 def score_rows(
-    rows: list[Row],
+    rows: Iterable[Row],
     analyze_row: Callable[[Row], TokenAnalysis],
     *,
     on_result: Callable[[Row, TokenAnalysis], None] | None = None,
     on_progress: OnProgress | None = None,
     catch: tuple[type[BaseException], ...] = (VepoError,),
     describe: Callable[[BaseException], str] = str,
+    total: int | None = None,
 ) -> tuple[list[tuple[Row, TokenAnalysis]], list[tuple[Row, str]]]:
     """Analyse every row: (finished (row, result) pairs, failures (row, message)).
 
     A row whose `analyze_row` raises one of `catch` is a failure (its message:
     `describe(error)`), not the end of the run. `on_result` sees each result as it comes
-    (e.g. `Plan.progress.add`).
+    (e.g. `Plan.record`). `rows` may be a stream (e.g. `data.iter_records`); then give
+    its length as `total` for the progress callback.
     """
     finished, failures = [], []
-    total = len(rows)
+    if total is None:
+        rows = list(rows)
+        total = len(rows)
     for i, row in enumerate(rows):
         if on_progress:
             on_progress(i, total, row)
@@ -254,35 +282,18 @@ def finished_rows(job: Plan, settings: AnalysisSettings) -> list[tuple[Row, Toke
     return [
         (row, TokenAnalysis.from_dict(done[row.key]["analysis"]).rescore(**scoring_now))
         for row in job.rows
-        if row.key in done
+        if job.is_current(row.key)
     ]
 
 
-def write_parquet(finished: list[tuple[Row, TokenAnalysis]], path: Path) -> pd.DataFrame:
-    """Write `to_frame(finished)` to `path` (folders made as needed); returns the frame."""
-    frame = to_frame(finished)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-    return frame
-
-
-def to_frame(finished: list[tuple[Row, TokenAnalysis]]) -> pd.DataFrame:
-    """One row per token of every finished example, in dataset order."""
-    import pandas as pd
-
-    frames = []
-    for row, result in finished:
-        frame = result.to_dataframe()
-        frame.insert(0, "example_id", row.key)
-        frame.insert(1, "example_index", row.index)
-        frame.insert(2, "family", row.family)
-        frame["generated"] = result.generated
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def aggregate(finished: list[tuple[Row, TokenAnalysis]]) -> dict[str, Any]:
-    """Overlap and low-entropy share over all examples (pooled over tokens), and per family."""
+def aggregate(
+    finished: list[tuple[Row, TokenAnalysis]], group_by: str = "family"
+) -> dict[str, Any]:
+    """Overlap, low-entropy share and accuracy over all examples (pooled over tokens), per
+    value of the `group_by` column ("families": {value: stats}), and the accuracy per
+    verifier ("verifiers": {name: {"examples", "accuracy"}}, examples with an answer)."""
+    verdicts = [verdict(row, result) for row, result in finished]
+    judged = {id(pair): v for pair, v in zip(finished, verdicts, strict=True)}
 
     def stats(pairs) -> dict[str, float]:
         summaries = [summary(r) for _, r in pairs]
@@ -292,6 +303,7 @@ def aggregate(finished: list[tuple[Row, TokenAnalysis]]) -> dict[str, Any]:
         below_vepo = sum(s.n_vepo_low_entropy for s in summaries)
         below_entropy = sum(s.n_entropy_low_entropy for s in summaries)
         n_entropy = sum(s.n_entropy for s in summaries)
+        hits = [judged[id(p)].correct for p in pairs if judged[id(p)] is not None]
         return {
             "examples": len(pairs),
             "tokens": sum(s.n_tokens for s in summaries),
@@ -299,10 +311,22 @@ def aggregate(finished: list[tuple[Row, TokenAnalysis]]) -> dict[str, Any]:
             "overlap_pooled": n_both / n_vepo if n_vepo else math.nan,
             "vepo_low_entropy_share": below_vepo / n_vepo if n_vepo else math.nan,
             "entropy_low_entropy_share": below_entropy / n_entropy if n_entropy else math.nan,
+            "answered": len(hits),
+            "accuracy": float(np.mean(hits)) if hits else math.nan,
         }
 
-    families = sorted({row.family for row, _ in finished if row.family is not None})
+    groups = sorted({v for row, _ in finished if (v := row.value(group_by)) is not None})
+    by_verifier: dict[str, list[bool]] = {}
+    for (row, _), v in zip(finished, verdicts, strict=True):
+        if v is not None:
+            name = resolve(row.verifier, row.answer or "", row.options)
+            by_verifier.setdefault(name, []).append(v.correct)
     return {
         "all": stats(finished),
-        "families": {f: stats([p for p in finished if p[0].family == f]) for f in families},
+        "group_by": group_by,
+        "families": {g: stats([p for p in finished if p[0].value(group_by) == g]) for g in groups},
+        "verifiers": {
+            name: {"examples": len(hits), "accuracy": float(np.mean(hits))}
+            for name, hits in sorted(by_verifier.items())
+        },
     }

@@ -19,6 +19,7 @@ fresh. `make_generator(seed, draw)` gives K independent, reproducible draws.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from vepo_viz.errors import VepoInputError
 from vepo_viz.registry import Registry
 from vepo_viz.settings import LegacyMapping
 
@@ -39,6 +41,10 @@ DRAW_STRIDE = 1_000_003
 """Generator seed of draw k is seed * DRAW_STRIDE + k (a prime, so seeds never collide
 for draws < DRAW_STRIDE)."""
 
+MAX_SEED = 2**44 - 1
+"""Largest seed of any setting (17,592,186,044,415): the generator seed of the last draw,
+seed * DRAW_STRIDE + (DRAW_STRIDE - 1), must fit the 64 bits torch seeds have."""
+
 
 def make_generator(seed: int, draw: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
     """An independent, reproducible generator for draw `draw` of a config's `seed`."""
@@ -47,7 +53,13 @@ def make_generator(seed: int, draw: int = 0, device: torch.device | str = "cpu")
             raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     if draw >= DRAW_STRIDE:
         raise ValueError(f"draw must be < {DRAW_STRIDE}, got {draw}")
+    if seed > MAX_SEED:
+        raise VepoInputError(f"seed must lie in [0, {MAX_SEED:,}] (MAX_SEED), got {seed}")
     return torch.Generator(device=device).manual_seed(seed * DRAW_STRIDE + draw)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_sigma(sigma: float) -> float:
@@ -298,25 +310,35 @@ class PerturbConfig(LegacyMapping):
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"PerturbConfig.mode: {MODES.unknown_message(self.mode)}")
-        if not (math.isfinite(float(self.sigma)) and self.sigma >= 0):
-            raise ValueError(f"PerturbConfig.sigma={self.sigma} must be finite and >= 0")
+            raise VepoInputError(f"PerturbConfig.mode: {MODES.unknown_message(self.mode)}")
+        if not _is_number(self.sigma) or not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise VepoInputError(f"PerturbConfig.sigma={self.sigma} must be finite and >= 0")
         if isinstance(self.n_draws, bool) or not isinstance(self.n_draws, int):
-            raise ValueError(f"PerturbConfig.n_draws={self.n_draws!r} must be an int >= 1")
+            raise VepoInputError(f"PerturbConfig.n_draws={self.n_draws!r} must be an int >= 1")
         if not (1 <= self.n_draws < DRAW_STRIDE):
-            raise ValueError(f"PerturbConfig.n_draws={self.n_draws} must be >= 1 (1 = reference)")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"PerturbConfig.seed={self.seed!r} must be an int >= 0")
+            raise VepoInputError(
+                f"PerturbConfig.n_draws={self.n_draws} must be >= 1 (1 = reference)"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise VepoInputError(f"PerturbConfig.seed={self.seed!r} must be an int >= 0")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise VepoInputError(
+                f"PerturbConfig.seed={self.seed} must lie in [0, {MAX_SEED:,}] (MAX_SEED)"
+            )
         if (
             isinstance(self.patch_size, bool)
             or not isinstance(self.patch_size, int)
             or self.patch_size < 1
         ):
-            raise ValueError(f"PerturbConfig.patch_size={self.patch_size!r} must be an int >= 1")
-        if not (0.0 <= self.patch_prob <= 1.0):
-            raise ValueError(f"PerturbConfig.patch_prob={self.patch_prob} must lie in [0, 1]")
-        if not (math.isfinite(float(self.blur_radius)) and self.blur_radius >= 0):
-            raise ValueError(f"PerturbConfig.blur_radius={self.blur_radius} must be >= 0")
+            raise VepoInputError(
+                f"PerturbConfig.patch_size={self.patch_size!r} must be an int >= 1"
+            )
+        if not _is_number(self.patch_prob) or not (0.0 <= self.patch_prob <= 1.0):
+            raise VepoInputError(f"PerturbConfig.patch_prob={self.patch_prob} must lie in [0, 1]")
+        if not _is_number(self.blur_radius) or not (
+            math.isfinite(self.blur_radius) and self.blur_radius >= 0
+        ):
+            raise VepoInputError(f"PerturbConfig.blur_radius={self.blur_radius} must be >= 0")
 
     @property
     def space(self) -> str:

@@ -397,6 +397,8 @@ class TokenAnalysis:
     def from_dict(cls, data: dict[str, Any]) -> TokenAnalysis:
         """A TokenAnalysis from `to_dict`'s output (or a file of an earlier version: no
         images, a plain settings dict, the app's APP_KEY entry)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"not a saved TokenAnalysis (a JSON {type(data).__name__})")
         if data.get("format") != FORMAT:
             raise ValueError(f"not a saved TokenAnalysis (format {data.get('format')!r})")
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
@@ -430,7 +432,7 @@ class TokenAnalysis:
         """Read a file written by `save`."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read a TokenAnalysis from {path}: {error}") from error
         return cls.from_dict(data)
 

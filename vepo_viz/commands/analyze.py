@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import argparse
 
+from vepo_viz import settings
 from vepo_viz.commands import common
+from vepo_viz.limits import FLAG_PREFIX, RequestLimits
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a clear message otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no table), got {value}")
+    return value
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -25,23 +38,32 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=None, help="write the full result as JSON here")
     parser.add_argument(
-        "--max-rows", type=int, default=200, help="tokens shown in the table (default 200)"
+        "--max-rows",
+        type=non_negative_int,
+        default=200,
+        help="tokens shown in the table (default 200; 0 = none)",
     )
     common.add_model_arguments(parser)
     common.add_settings_arguments(parser)
+    settings.add_flags(
+        parser.add_argument_group("limits of one analysis"), RequestLimits, prefix=FLAG_PREFIX
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from vepo_viz.analysis import analyze
+    from vepo_viz.io_errors import check_output_path, writing
     from vepo_viz.models.images import load_image
     from vepo_viz.render import notices
 
-    settings = common.settings_from_args(args)
+    config = common.settings_from_args(args)
+    limits = RequestLimits(**settings.given_values(args, RequestLimits, prefix=FLAG_PREFIX))
+    out = check_output_path(args.out) if args.out else None  # before the work: never lost
     image = load_image(args.image)  # before the (slow) model load: fail fast on a bad file
     model = common.load_model_from_args(args)
-    result = analyze(model, image, args.question, response=args.response, settings=settings)
+    result = analyze(model, image, args.question, args.response, config, limits=limits)
     source = "generated" if result.generated else "pasted"
     for line in notices.warnings(result):  # before the result, where it cannot be missed
         print(f"WARNING: {line}")
@@ -52,14 +74,15 @@ def run(args: argparse.Namespace) -> int:
     print(common.token_table(result, args.max_rows))
     print()
     print(
-        f"selected: {int(result.selected_vepo.sum())} by {settings.score_type} (VEPO) and "
+        f"selected: {int(result.selected_vepo.sum())} by {config.score_type} (VEPO) and "
         f"{int(result.selected_entropy.sum())} by entropy; overlap (Jaccard) "
         f"{result.overlap():.2f}; VEPO picks below median entropy: "
         f"{common.percent(result.low_entropy_share())}"
     )
     print("\n".join(notices.text_lines(result)[len(notices.warnings(result)) :]))
     print(f"time: {result.timing.get('total', 0.0):.2f} s")
-    if args.out:
-        path = result.save(args.out)
+    if out is not None:
+        with writing(out):
+            path = result.save(out)
         print(f"wrote {path}")
     return 0

@@ -60,6 +60,8 @@ def load_image(image: Image.Image | str | os.PathLike[str]) -> Image.Image:
     except VepoInputError:
         opened.close()
         raise
+    except PermissionError as error:
+        raise VepoInputError(f"cannot read image {path}: permission denied") from error
     except UnidentifiedImageError as error:
         raise VepoInputError(f"{path} is not an image file Pillow can read") from error
     except Image.DecompressionBombError as error:  # pragma: no cover - caught above

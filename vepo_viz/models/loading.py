@@ -4,7 +4,8 @@ Resolution: an existing folder loads from disk only. A hub id loads from the Hug
 cache when it is there; otherwise it is downloaded, unless offline mode is on or the hub
 cannot be reached, which gives a clear "not found locally, no network" error within a
 few seconds (transformers alone would retry for ~30 s). Loaded models are kept in a
-read-only cache keyed by (source, device, dtype).
+read-only cache keyed by (source, device, dtype), bounded by count and memory
+(`vepo_viz.models.cache`; `configure_cache(CacheSettings(...))` sets its size).
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ import torch
 
 from vepo_viz.errors import ModelLoadError
 from vepo_viz.models.adapter import VLM
+from vepo_viz.models.cache import CacheSettings, ModelCache
 
-_CACHE: dict[tuple[str, str, str], VLM] = {}
+CACHE = ModelCache()
+"""The shared models of `load_model(cache=True)` (least recently used out first)."""
+
+
+def configure_cache(settings: CacheSettings) -> None:
+    """Bound the shared model cache (evicts at once what no longer fits)."""
+    CACHE.configure(settings)
+
 
 NETWORK_PROBE_TIMEOUT_S = 3.0
 """Seconds to wait for a TCP connection to the hub before declaring 'no network'."""
@@ -88,8 +97,9 @@ def load_model(
             `save_pretrained`; None = the embedded tiny model (models.EMBEDDED_MODEL).
         device: "auto" (cuda, then mps, then cpu), or a torch device string.
         dtype: None = bfloat16 on CUDA, float32 elsewhere; or "float32"/"bfloat16"/"float16".
-        cache: True returns the shared instance for (source, device, dtype), loaded once;
-            treat it as read-only. False loads a private copy (e.g. to train it).
+        cache: True returns the shared instance for (source, device, dtype), loaded once
+            while it stays in the bounded cache (`configure_cache`); treat it as
+            read-only. False loads a private copy (e.g. to train it).
 
     Raises:
         ModelLoadError: not found locally and no network, not a vision-language model,
@@ -112,9 +122,7 @@ def load_model(
     if not cache:
         return _load(*args)
     key = (adapter or source, str(resolved_device), str(resolved_dtype))
-    if key not in _CACHE:
-        _CACHE[key] = _load(*args)
-    return _CACHE[key]
+    return CACHE.get_or_load(key, lambda: _load(*args))
 
 
 def _adapter_of(name: str) -> tuple[str | None, str | None]:

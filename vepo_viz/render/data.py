@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vepo_viz.render.colors import CATEGORIES
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, scaled
 from vepo_viz.results import Summary, summary
 
 SIGNALS: dict[str, tuple[str, str]] = {
@@ -141,6 +142,18 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
+def selector_name(scoring: Any) -> str:
+    """Who picks the tokens, as the summary says it: "VEPO (D, alpha=0.20)" for the
+    reference, "VEPO ablation C (alpha=0.20)" for an ablation, "score `entropy`" for a
+    score type that is not VEPO (its picks are not VEPO's, and alpha plays no part)."""
+    name = scoring.score_type
+    if name == "D":
+        return f"VEPO (D, alpha={scoring.alpha:.2f})"
+    if len(name) == 1 and name.isupper():
+        return f"VEPO ablation {name} (alpha={scoring.alpha:.2f})"
+    return f"score `{name}`"
+
+
 def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
     """The summary as a few Markdown lines for the app (`frame` is accepted for callers
     that hold one; the numbers come from `results.summary`)."""
@@ -148,7 +161,7 @@ def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
     sc = analysis.settings.scoring
     return (
         f"**{s.n_tokens} tokens** - top {sc.ratio:.0%} ({sc.scope}): "
-        f"VEPO ({sc.score_type}, alpha={sc.alpha:.2f}) picks **{s.n_vepo}**, "
+        f"{selector_name(sc)} picks **{s.n_vepo}**, "
         f"entropy picks **{s.n_entropy}**; both {s.n_both}, "
         f"**VEPO only {s.n_vepo_only}** (visual forking tokens), entropy only "
         f"{s.n_entropy_only}.  \n"
@@ -164,8 +177,9 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "entropy",
     "entropy_noisy",
     "entropy_gap",
-    "jsd",
     "kl",
+    "jsd",
+    "abs_entropy_gap",
     "visual_sensitivity",
     "score",
     "selected_vepo",
@@ -176,14 +190,44 @@ TABLE_COLUMNS: tuple[str, ...] = (
 )
 
 
+SIGNIFICANT_COLUMNS: tuple[str, ...] = (
+    "entropy_gap",
+    "kl",
+    "jsd",
+    "abs_entropy_gap",
+    "visual_sensitivity",
+    "score",
+)
+"""Table columns rounded to significant digits, not decimals: their values are often tiny
+(a JSD of 3e-08 must not read 0.0 beside v = 0.46)."""
+
+
+def round_significant(values: pd.Series, digits: int) -> pd.Series:
+    """`values` rounded to `digits` significant digits (0, NaN and inf unchanged)."""
+    x = values.to_numpy(dtype=np.float64)
+    finite = np.isfinite(x) & (x != 0)
+    out = x.copy()
+    scale = np.zeros_like(x)
+    scale[finite] = np.floor(np.log10(np.abs(x[finite])))
+    factor = 10.0 ** (digits - 1 - scale[finite])
+    out[finite] = np.round(x[finite] * factor) / factor
+    return pd.Series(out, index=values.index)
+
+
 def table(analysis: Any, decimals: int = 4, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The per-token table the app shows (rounded; tokens with visible whitespace)."""
+    """The per-token table the app shows (tokens with visible whitespace): entropies
+    rounded to `decimals`, the raw visual signals (JSD, |dH|) beside v and s, and the
+    columns of SIGNIFICANT_COLUMNS to `decimals` significant digits."""
     frame = token_frame(analysis) if frame is None else frame
     cols = [c for c in TABLE_COLUMNS if c in frame] + [c for c in frame if c.endswith("_std")]
     out = frame[cols].copy()
     out["token"] = frame["display"]
     numeric = out.select_dtypes(include="float").columns
-    out[numeric] = out[numeric].round(decimals)
+    for col in numeric:
+        significant = col in SIGNIFICANT_COLUMNS or col.endswith("_std")
+        out[col] = (
+            round_significant(out[col], decimals) if significant else out[col].round(decimals)
+        )
     return out
 
 
@@ -223,19 +267,14 @@ __all__ = [
 
 
 def signal_scale(
-    frame: pd.DataFrame, signal: str, analysis: Any
+    frame: pd.DataFrame, signal: str, analysis: Any, color_scale: str = DEFAULT_COLOR_SCALE
 ) -> tuple[str, str, np.ndarray, float, float]:
-    """(label, unit, values, vmin, vmax) of a signal's colour scale, shared by the plotly
-    views and the paper exports: 0-1 signals span [0, 1], others [min(0, lo), hi]."""
+    """(label, unit, colour values, vmin, vmax) of a signal's colour scale, shared by the
+    plotly views and the paper exports (see render.scales: the colour values are the
+    signal's values, or their ranks under the "rank" scale)."""
     label, unit = SIGNALS[signal]
     if signal == "score":
         label = score_label(analysis)
     values = frame[signal].to_numpy(dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    if unit == "0-1":
-        vmin, vmax = 0.0, max(1.0, float(finite.max()) if finite.size else 1.0)
-    else:
-        vmin = min(0.0, float(finite.min()) if finite.size else 0.0)
-        vmax = float(finite.max()) if finite.size else 1.0
-        vmax = vmax if vmax > vmin else vmin + 1.0
-    return label, unit, values, vmin, vmax
+    colour_values, vmin, vmax = scaled(values, signal, unit, color_scale)
+    return label, unit, colour_values, vmin, vmax

@@ -29,6 +29,9 @@ from vepo_viz.render.data import (
     signal_scale,
     token_frame,
 )
+from vepo_viz.render.hover import raw_signals
+from vepo_viz.render.labels import fmt
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, scale_note, scaled
 from vepo_viz.render.token_rows import (
     FONT,
     LINE_GAP,
@@ -72,18 +75,22 @@ DIFF_COLORS = {
 }
 
 
-def _signal_row(frame: pd.DataFrame, signal: str, analysis: Any) -> Row:
+def _signal_row(
+    frame: pd.DataFrame, signal: str, analysis: Any, color_scale: str = DEFAULT_COLOR_SCALE
+) -> Row:
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; choose from {tuple(SIGNALS)}")
-    label, unit, values, vmin, vmax = signal_scale(frame, signal, analysis)
+    label, unit, values, vmin, vmax = signal_scale(frame, signal, analysis, color_scale)
     short = label.split(" ")[0] if signal != "score" else "score"
     short = {"visual": "visual sens."}.get(short, short)
+    note = scale_note(color_scale)
     return Row(
         label=short,
         values=values,
-        colorbar=f"{label} ({unit})",
+        colorbar=f"{label} ({unit}{', ' + note if note else ''})",
         vmin=vmin,
         vmax=vmax,
+        rank=color_scale == "rank",
     )
 
 
@@ -106,11 +113,13 @@ def token_heatmap(
     cmap: str = DEFAULT_COLORMAP,
     title: str | None = None,
     frame: pd.DataFrame | None = None,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> go.Figure:
     """The response as coloured tokens: one row per signal, then the two selections.
-    `frame` (data.token_frame(analysis)) may be passed to save recomputing it."""
+    `frame` (data.token_frame(analysis)) may be passed to save recomputing it;
+    `color_scale` is one of render.scales.COLOR_SCALES (the hover numbers never change)."""
     frame = token_frame(analysis) if frame is None else frame
-    rows = [_signal_row(frame, s, analysis) for s in signals]
+    rows = [_signal_row(frame, s, analysis, color_scale) for s in signals]
     if selection:
         rows.append(selection_row(frame))
     if title is None:
@@ -123,6 +132,7 @@ def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figu
     """Entropy against visual sensitivity, one point per token, coloured by selection."""
     frame = token_frame(analysis) if frame is None else frame
     customdata, hovertemplate = hover_data(frame)
+    raw = raw_signals(frame)
     fig = FigureBuilder()
     symbols = {
         "both": "star",
@@ -147,6 +157,7 @@ def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figu
                 name=CATEGORY_LABELS[cat],
                 customdata=customdata[idx] if len(idx) else None,
                 hovertemplate=hovertemplate,
+                hovertext=[raw[i] for i in idx],
             )
         )
     if len(frame):
@@ -195,8 +206,9 @@ def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -
         raise ValueError(f"token index {index} out of range 0..{len(frame) - 1}")
     row = frame.iloc[index]
     title = (
-        f"#{index} {row['token']!r}: H={row['entropy']:.3f}, H'={row['entropy_noisy']:.3f}, "
-        f"JSD={row['jsd']:.3f}, v={row['visual_sensitivity']:.3f}, s={row['score']:.3f}"
+        f"#{index} {row['token']!r}: H={fmt(row['entropy'])}, H'={fmt(row['entropy_noisy'])}, "
+        f"JSD={fmt(row['jsd'])}, |dH|={fmt(row['abs_entropy_gap'])}, "
+        f"v={fmt(row['visual_sensitivity'])}, s={fmt(row['score'])}"
     )
     fig = FigureBuilder()
     table = candidates_table(analysis, index)
@@ -247,8 +259,12 @@ def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -
     return fig.build()
 
 
-def compare_figure(a: Any, b: Any, label_a: str = "A", label_b: str = "B") -> go.Figure:
+def compare_figure(
+    a: Any, b: Any, label_a: str = "A", label_b: str = "B", color_scale: str = DEFAULT_COLOR_SCALE
+) -> go.Figure:
     """Two analyses of the same response: both scores and the VEPO selection difference.
+
+    The two score rows share one colour scale (render.scales) so that colours compare.
 
     When the two responses are tokenised differently, each side's selection row is shown
     on its own (a figure per side is then the clearer view: see `token_heatmap`).
@@ -274,7 +290,10 @@ def compare_figure(a: Any, b: Any, label_a: str = "A", label_b: str = "B") -> go
             },
         ),
     ]
-    for row in rows[:2]:
-        finite = row.values[np.isfinite(row.values)]
-        row.vmax = max(1.0, float(finite.max()) if finite.size else 1.0)
+    both, vmin, vmax = scaled(
+        np.concatenate([r.values for r in rows[:2]]), "score", "0-1", color_scale
+    )
+    for k, row in enumerate(rows[:2]):
+        row.values = both[k * len(fa) : (k + 1) * len(fa)]
+        row.vmin, row.vmax, row.rank = vmin, vmax, color_scale == "rank"
     return token_rows_figure(fa, rows, title=f"VEPO selections: {label_a} vs {label_b}")

@@ -26,6 +26,8 @@ from vepo_viz.render.colors import (
     rgba,
     text_colors,
 )
+from vepo_viz.render.hover import raw_signals
+from vepo_viz.render.labels import D3_FORMAT
 
 ROW_HEIGHT_PX = 30
 """Height of one heatmap row; a wrapped line is n_rows rows plus a gap."""
@@ -36,6 +38,8 @@ TOKEN_GAP = 0.3
 TOKEN_PAD = 0.9
 """Box width beyond the token's characters (plotly pads text inside a bar by a few px)."""
 FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
+COLORBAR_FONT_PX = 11
+"""Font size of a colour bar's title (three fit side by side at 800 px)."""
 
 
 class FigureBuilder:
@@ -97,6 +101,8 @@ class Row:
     vmax: float = 1.0
     colors: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    rank: bool = False
+    """`values` are ranks in [0, 1]: the colour bar says lowest / highest."""
 
 
 def hover_data(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -118,15 +124,16 @@ def hover_data(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
         f"{t!r} ({p:.3f})" if isinstance(t, str) and t and not math.isnan(p) else "-"
         for t, p in zip(top1, top1_p, strict=True)
     ]
+    g = D3_FORMAT
     template = (
         "<b>#%{customdata[0]}</b> %{customdata[1]}<br>"
-        "entropy H = %{customdata[2]:.4f} nats<br>"
-        "noisy entropy H' = %{customdata[3]:.4f}<br>"
-        "entropy gap H'-H = %{customdata[4]:+.4f}<br>"
-        "JSD = %{customdata[5]:.4f} (max ln2 = 0.6931)<br>"
-        "KL(p||q) = %{customdata[6]:.4f}<br>"
-        "visual sensitivity v = %{customdata[7]:.4f}<br>"
-        "score s = %{customdata[8]:.4f}<br>"
+        f"entropy H = %{{customdata[2]:{g}}} nats<br>"
+        f"noisy entropy H' = %{{customdata[3]:{g}}}<br>"
+        f"entropy gap H'-H = %{{customdata[4]:+{g}}}<br>"
+        f"JSD = %{{customdata[5]:{g}}} (max ln2 = 0.693)<br>"
+        f"KL(p||q) = %{{customdata[6]:{g}}}<br>"
+        f"visual sensitivity v = %{{customdata[7]:{g}}} <i>(%{{hovertext}})</i><br>"
+        f"score s = %{{customdata[8]:{g}}}<br>"
         "selected: VEPO %{customdata[9]}, entropy %{customdata[10]}<br>"
         "top candidate: %{customdata[11]}<extra></extra>"
     )
@@ -146,6 +153,8 @@ class _Cells:
     """(T,) wrapped line of each token."""
     customdata: np.ndarray
     hovertemplate: str
+    hovertext: list[str] = field(default_factory=list)
+    """(T,) the raw signals beside the normalised ones (render.hover.raw_signals)."""
 
 
 def token_rows_figure(
@@ -172,7 +181,7 @@ def token_rows_figure(
             x0[i], width[i], line_of[i] = pos, len(displays[i]) + TOKEN_PAD, li
             pos += width[i] + TOKEN_GAP
     stride = n_rows + LINE_GAP
-    cells = _Cells(displays, x0, width, line_of, customdata, hovertemplate)
+    cells = _Cells(displays, x0, width, line_of, customdata, hovertemplate, raw_signals(frame))
 
     continuous = [r for r in rows if r.values is not None]
     bottom = 100 if continuous else 10
@@ -251,6 +260,7 @@ def _continuous_row(
             textfont={"color": text_colors(colors), "family": FONT, "size": 13},
             customdata=cells.customdata,
             hovertemplate=cells.hovertemplate,
+            hovertext=cells.hovertext,
             name=row.label,
             showlegend=False,
         )
@@ -262,7 +272,11 @@ def _continuous_row(
                 "cmin": row.vmin,
                 "cmax": row.vmax,
                 "colorbar": {
-                    "title": {"text": row.colorbar or row.label, "side": "top"},
+                    "title": {
+                        "text": row.colorbar or row.label,
+                        "side": "top",
+                        "font": {"size": COLORBAR_FONT_PX},
+                    },
                     "orientation": "h",
                     "len": 0.9 / n_bars,
                     "lenmode": "fraction",
@@ -272,10 +286,19 @@ def _continuous_row(
                     "yanchor": "top",
                     "ypad": 6,
                     "thickness": 10,
+                    **colorbar_text(row),
                 },
             }
         }
     )
+
+
+def colorbar_text(row: Row) -> dict:
+    """Tick settings of a row's colour bar: lowest/highest for ranks, 3 significant
+    digits for values (tiny scores would otherwise read 0 at every tick)."""
+    if row.rank:
+        return {"tickvals": [0, 1], "ticktext": ["lowest", "highest"]}
+    return {"tickformat": D3_FORMAT, "nticks": 4}
 
 
 def _categorical_row(
@@ -308,7 +331,8 @@ def _categorical_row(
                     "size": 13,
                 },
                 customdata=cells.customdata[idx] if len(idx) else None,
-                hovertemplate=cells.hovertemplate,
+                hovertemplate=f"<b>{name}</b><br>{cells.hovertemplate}",
+                hovertext=[cells.hovertext[i] for i in idx],
                 name=name,
                 legendgroup=f"{row.label}:{cat}",
                 showlegend=name not in legend_seen,

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from vepo_viz.data.readers import missing_data
+from vepo_viz.data.verifiers import VERIFIERS
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import MODES, PerturbConfig
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
@@ -36,6 +38,51 @@ ADV_NORMS: tuple[str, ...] = ("std", "none")
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 AUTO_LORA_PARAMS = 200_000_000
 """finetune="auto" picks LoRA for models with more parameters than this, full otherwise."""
+
+MAX_STEPS = 1_000_000
+"""The most steps (and step periods: eval_every, ckpt_every, ...) a run may ask for."""
+MAX_ROLLOUT = 65_536
+"""The most sequences one step may sample (prompts_per_step x group_size)."""
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),  # numpy's seed range (TRL seeds numpy too)
+    "threads": (0, 256),  # and at most this machine's CPU count when the run starts
+    "n_eval": (0, 10_000),
+    "eval_every": (0, MAX_STEPS),
+    "steps": (1, MAX_STEPS),
+    "prompts_per_step": (1, 4_096),
+    "group_size": (2, 1_024),
+    "max_new_tokens": (1, 32_768),
+    "warmup_steps": (0, MAX_STEPS),
+    "micro_batch_size": (1, MAX_ROLLOUT),
+    "ppo_epochs": (1, 64),
+    "diagnostics_every": (0, MAX_STEPS),
+    "lora_r": (1, 4_096),
+    "ckpt_every": (0, MAX_STEPS),
+    "keep_checkpoints": (1, 1_000),
+    "trace_every": (0, MAX_STEPS),
+    "trace_samples": (1, 1_024),
+}
+"""[lowest, highest] of every integer setting of TrainConfig (both included). A value
+outside, or a number that is not a whole one (steps = 1.5, steps = 1e20 in TOML), is
+refused with the range, never rounded or clipped. `vepo-viz train --help` shows them."""
+
+RESUME_SAFE: tuple[str, ...] = (
+    "out",
+    "resume",
+    "steps",
+    "eval_every",
+    "ckpt_every",
+    "keep_checkpoints",
+    "trace_every",
+    "trace_samples",
+    "report_to",
+    "threads",
+    "micro_batch_size",
+    "gradient_checkpointing",
+)
+"""Settings a resume may change: how long the run goes on, how often it evaluates, saves and
+traces, where it logs, and how it uses the machine -- not what a step computes. A resume
+that changes any other setting is refused (see `config_changes`)."""
 
 
 def _is_int(value: Any) -> bool:
@@ -70,14 +117,28 @@ class TrainConfig:
 
     # ---- data -------------------------------------------------------------------
     data: str = "suite"
-    """"suite" (the procedural task suite) or a JSONL of prompts with reference answers
+    """"suite" (the procedural task suite), or a dataset with reference answers: a
+    `datasets` folder, a Parquet file/folder/glob, a hub id in the local cache, or a JSONL
     (the suite's export format: image, question, answer, optional answer_space/family/id)."""
     families: tuple[str, ...] = ()
     """Suite families to train and evaluate on; empty = all of them."""
     difficulty: float = 0.5
     """Suite difficulty in [0, 1] (train and held-out)."""
     eval_data: str = ""
-    """Held-out JSONL for a user dataset; the suite uses its held-out split."""
+    """Held-out data for a user dataset (any form `data` takes); the suite uses its
+    held-out split."""
+    image_column: str = ""
+    """Image column of the dataset; "" = the first of images, image, image_path, img."""
+    question_column: str = ""
+    """Question column; "" = the first of problem, question, query, prompt."""
+    answer_column: str = ""
+    """Reference answer column; "" = the first of answer, solution, ground_truth, label."""
+    split: str = ""
+    """Split of a `datasets` folder or hub dataset ("" = train, else the first); eval_data
+    is read from the same split name when it is a folder with splits."""
+    verifier: str = field(default="auto", metadata={"registry": VERIFIERS})
+    """How rewards check an answer (an entry of data.VERIFIERS); "auto": the suite's
+    verifier on suite data, else by the look of each reference answer."""
     n_eval: int = 20
     """Held-out examples per family (suite) or in total (JSONL); 0 turns evaluation off."""
     eval_every: int = 10
@@ -448,10 +509,21 @@ class _Checks:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg, self.errors = cfg, []
 
-    def need_int(self, name: str, lo: int, hint: str = "") -> bool:
+    def need_int(self, name: str, hint: str = "") -> bool:
+        """An integer in INT_RANGES[name] (a float, even a whole one, is refused)."""
         value = getattr(self.cfg, name)
+        lo, hi = INT_RANGES[name]
+        if _is_number(value) and not _is_int(value):  # 1.5, 1e20, 40.0: never rounded
+            self.errors.append(
+                f"{name}={value!r} must be an integer in [{lo}, {hi}], "
+                "written without a decimal point or exponent"
+            )
+            return False
         if not _is_int(value) or value < lo:
             self.errors.append(f"{name}={value!r} must be an integer >= {lo}{hint}")
+            return False
+        if value > hi:
+            self.errors.append(f"{name}={value!r} is too large: it must be in [{lo}, {hi}]")
             return False
         return True
 
@@ -493,27 +565,32 @@ def _check_run(cfg: TrainConfig, c: _Checks) -> None:
     if isinstance(cfg.model, str) and not cfg.model.strip():
         c.errors.append('model is empty: use "tiny" (the embedded model), a folder or a hub id')
     c.need_choice("dtype", DTYPES)
-    c.need_int("seed", 0)
-    c.need_int("threads", 0)
-    c.need_int("ckpt_every", 0, " (0 = only at the end)")
-    c.need_int("keep_checkpoints", 1)
+    c.need_int("seed")
+    c.need_int("threads")
+    c.need_int("ckpt_every", " (0 = only at the end)")
+    c.need_int("keep_checkpoints")
     c.need_bool("resume")
     if not isinstance(cfg.trl, dict) or not all(isinstance(k, str) for k in cfg.trl):
         c.errors.append(f"trl={cfg.trl!r} must be a table of GRPOConfig fields, e.g. [trl]")
-    c.need_int("trace_every", 0, " (0 = no traces)")
-    c.need_int("trace_samples", 1)
+    c.need_int("trace_every", " (0 = no traces)")
+    c.need_int("trace_samples")
 
 
 def _check_data(cfg: TrainConfig, c: _Checks) -> None:
     from vepo_viz.tasks import FAMILIES
 
-    if isinstance(cfg.data, str) and cfg.data != "suite" and not Path(cfg.data).is_file():
+    if isinstance(cfg.data, str) and cfg.data != "suite" and missing_data(cfg.data):
         c.errors.append(
-            f'data={cfg.data!r}: no such file; use "suite" or a JSONL of prompts with '
-            "reference answers (see `vepo_viz.tasks.export_jsonl` for the format)"
+            f'data={cfg.data!r}: no such file or folder; use "suite", a JSONL of prompts with '
+            "reference answers (see `vepo_viz.tasks.export_jsonl` for the format), a "
+            "datasets folder, Parquet, or a hub id in the local cache"
         )
-    if isinstance(cfg.eval_data, str) and cfg.eval_data and not Path(cfg.eval_data).is_file():
+    if isinstance(cfg.eval_data, str) and cfg.eval_data and missing_data(cfg.eval_data):
         c.errors.append(f"eval_data={cfg.eval_data!r}: no such file")
+    for name in ("image_column", "question_column", "answer_column", "split"):
+        if not isinstance(getattr(cfg, name), str):
+            c.errors.append(f"{name}={getattr(cfg, name)!r} must be a string")
+    c.need_choice("verifier", VERIFIERS)
     if not isinstance(cfg.families, tuple) or not all(isinstance(f, str) for f in cfg.families):
         c.errors.append(f"families={cfg.families!r} must be a list of family names")
     else:
@@ -521,20 +598,25 @@ def _check_data(cfg: TrainConfig, c: _Checks) -> None:
         if bad:
             c.errors.append(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
     c.need_number("difficulty", 0.0, 1.0)
-    c.need_int("n_eval", 0)
-    c.need_int("eval_every", 0, " (0 = only before the first and after the last step)")
+    c.need_int("n_eval")
+    c.need_int("eval_every", " (0 = only before the first and after the last step)")
 
 
 def _check_grpo(cfg: TrainConfig, c: _Checks) -> None:
-    c.need_int("steps", 1)
-    c.need_int("prompts_per_step", 1)
+    c.need_int("steps")
+    c.need_int("prompts_per_step")
     c.need_int(
         "group_size",
-        2,
         ": GRPO normalises advantages within a group of responses to one prompt, "
         "so it needs at least 2 (8 is typical)",
     )
-    c.need_int("max_new_tokens", 1)
+    c.need_int("max_new_tokens")
+    if _is_int(cfg.prompts_per_step) and _is_int(cfg.group_size):
+        if cfg.prompts_per_step * cfg.group_size > MAX_ROLLOUT:
+            c.errors.append(
+                f"prompts_per_step x group_size = {cfg.prompts_per_step * cfg.group_size} "
+                f"sequences per step is too many: at most {MAX_ROLLOUT}"
+            )
     c.need_number(
         "temperature",
         0.0,
@@ -543,11 +625,11 @@ def _check_grpo(cfg: TrainConfig, c: _Checks) -> None:
         hint=" (sampling needs a temperature > 0; 1.0 is the reference)",
     )
     c.need_number("lr", 0.0, 1.0, lo_open=True, hint=" (e.g. 1e-5 full, 1e-4 LoRA)")
-    c.need_int("warmup_steps", 0)
+    c.need_int("warmup_steps")
     c.need_number("weight_decay", 0.0, 1.0)
     c.need_number("max_grad_norm", 0.0, math.inf, hint=" (0 = no clipping)")
-    c.need_int("micro_batch_size", 1)
-    c.need_int("ppo_epochs", 1)
+    c.need_int("micro_batch_size")
+    c.need_int("ppo_epochs")
     c.need_number("clip_eps", 0.0, 1.0)
     c.need_number("clip_eps_high", 0.0, 10.0)
     c.need_number("kl_beta", 0.0, math.inf, hint=" (0 = no KL term)")
@@ -575,12 +657,29 @@ def _check_selection(cfg: TrainConfig, c: _Checks) -> None:
         c.errors.append(f"scoring={cfg.scoring!r} must be a ScoringConfig")
     if cfg.perturb is not None and not isinstance(cfg.perturb, PerturbConfig):
         c.errors.append(f"perturb={cfg.perturb!r} must be a PerturbConfig or None (the rule's)")
-    c.need_int("diagnostics_every", 0)
+    c.need_int("diagnostics_every")
 
 
 def _check_finetune(cfg: TrainConfig, c: _Checks) -> None:
     c.need_choice("finetune", FINETUNE_MODES)
-    c.need_int("lora_r", 1)
+    c.need_int("lora_r")
     c.need_number("lora_alpha", 0.0, math.inf, lo_open=True)
     c.need_number("lora_dropout", 0.0, 1.0)
     c.need_bool("gradient_checkpointing")
+
+
+def config_changes(
+    old: TrainConfig, new: TrainConfig, safe: tuple[str, ...] = RESUME_SAFE
+) -> list[str]:
+    """The settings (flat keys) that differ between `old` and `new`, outside `safe`, each
+    as "key: old -> new" in TOML notation; [] when a resume of `old` may go on as `new`."""
+    a, b = old.to_dict(), new.to_dict()
+    missing = object()
+    changes = []
+    for key in dict.fromkeys([*a, *b]):
+        before, after = a.get(key, missing), b.get(key, missing)
+        if key in safe or before == after:
+            continue
+        shown = ["(unset)" if v is missing else _toml_value(v) for v in (before, after)]
+        changes.append(f"{key}: {shown[0]} -> {shown[1]}")
+    return changes

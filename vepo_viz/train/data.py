@@ -1,4 +1,7 @@
-"""Prompts for GRPO: the task suite or a user JSONL, in an order that is a function of the step.
+"""Prompts for GRPO: the task suite or a user dataset, in an order that is a function of the step.
+
+A user dataset is anything `vepo_viz.data` reads (a `datasets` folder, Parquet, a hub id
+in the local cache, a JSONL), with the config's column mapping and verifier.
 
 The prompts of step s depend only on (config, s), never on what ran before, so a run
 resumed from a checkpoint sees exactly the prompts an uninterrupted run would.
@@ -6,15 +9,15 @@ resumed from a checkpoint sees exactly the prompts an uninterrupted run would.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from vepo_viz.data import DataColumns, check_answer, iter_records, open_data
 from vepo_viz.errors import VepoInputError
-from vepo_viz.tasks import FAMILIES, Example, iter_split, make_example, split_seed, verify
+from vepo_viz.tasks import FAMILIES, Example, iter_split, make_example, split_seed
 from vepo_viz.train.config import TrainConfig
 
 DATA_ORDER_STRIDE = 1_000_003
@@ -36,10 +39,12 @@ class TaskPrompt:
     example: Example | None = field(default=None, compare=False, repr=False)
     """The suite example (None for user data): its template tells which response tokens
     were read off the image, for the selected-token diagnostics."""
+    verifier: str = "suite"
+    """The answer verifier (an entry of data.VERIFIERS; "auto" resolved per answer)."""
 
     def reward(self, response: str) -> tuple[float, bool, bool]:
-        """(reward, correct, well_formed) of a response, from the suite's verifier."""
-        verdict = verify(response, self.answer, self.answer_space)
+        """(reward, correct, well_formed) of a response, from the prompt's verifier."""
+        verdict = check_answer(self.verifier, response, self.answer, self.answer_space)
         return verdict.reward, verdict.correct, verdict.well_formed
 
 
@@ -56,59 +61,74 @@ def _suite_prompt(family: str, seed: int, difficulty: float, split: str) -> Task
     )
 
 
-def _suite_example(row: dict) -> Example | None:
+def _suite_example(family, seed, difficulty, question: str, answer: str) -> Example | None:
     """The suite example a JSONL row was exported from (export_jsonl writes family, seed
     and difficulty), so its token kinds are known; None for other rows."""
-    family, seed, difficulty = row.get("family"), row.get("seed"), row.get("difficulty")
-    if family not in FAMILIES or not isinstance(seed, int) or difficulty is None:
+    if family not in FAMILIES or seed is None or difficulty is None:
         return None
     try:
-        ex = make_example(family, seed, float(difficulty))
+        ex = make_example(family, int(seed), float(difficulty))
     except (ValueError, TypeError):
         return None
-    return ex if ex.question == row.get("question") and ex.answer == row.get("answer") else None
+    return ex if ex.question == question and ex.answer == answer else None
+
+
+def load_prompts(
+    spec: str | Path, columns: DataColumns | None = None, max_rows: int | None = None
+) -> list[TaskPrompt]:
+    """Prompts of a dataset (any form `vepo_viz.data.open_data` reads) with reference
+    answers: image, question and answer columns (mapped by `columns`); optional
+    answer_space/choices, family and id."""
+    columns = columns or DataColumns()
+    source = open_data(spec, columns.split)
+    extra = tuple(name for name in ("seed", "difficulty") if name in source.present)
+    stem = Path(source.name).stem
+    prompts = []
+    for record in iter_records(source, columns, max_rows=max_rows, extra=extra):
+        if not record.answer:
+            raise VepoInputError(
+                f"{record.where} lacks answer; every row needs image, question, answer "
+                "(pass --answer-column NAME)"
+            )
+        values = dict(record.extra)
+        prompts.append(
+            TaskPrompt(
+                id=record.key
+                if not record.key.startswith("row-")
+                else f"{stem}-{record.index + 1}",
+                image=record.load_image(),
+                question=record.question,
+                answer=record.answer,
+                answer_space=record.options,
+                family=record.family or "",
+                example=_suite_example(
+                    record.family,
+                    values.get("seed"),
+                    values.get("difficulty"),
+                    record.question,
+                    record.answer,
+                ),
+                verifier=record.verifier,
+            )
+        )
+    return prompts
 
 
 def load_jsonl(path: str | Path) -> list[TaskPrompt]:
     """Prompts of a JSONL file: one object per line with image (path relative to the file,
     or absolute), question and answer; optional answer_space (list), family and id."""
-    path = Path(path)
-    prompts = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise VepoInputError(f"{path}:{n} is not valid JSON: {error}") from error
-        missing = [k for k in ("image", "question", "answer") if not row.get(k)]
-        if missing:
-            raise VepoInputError(
-                f"{path}:{n} lacks {', '.join(missing)}; every line needs image, question, answer"
-            )
-        image_path = Path(row["image"])
-        if not image_path.is_absolute():
-            image_path = path.parent / image_path
-        try:
-            with Image.open(image_path) as opened:
-                image = opened.convert("RGB")
-        except (OSError, ValueError) as error:
-            raise VepoInputError(f"{path}:{n}: cannot read image {image_path}: {error}") from error
-        space = row.get("answer_space")
-        prompts.append(
-            TaskPrompt(
-                id=str(row.get("id", f"{path.stem}-{n}")),
-                image=image,
-                question=str(row["question"]),
-                answer=str(row["answer"]),
-                answer_space=tuple(str(a) for a in space) if space else None,
-                family=str(row.get("family", "")),
-                example=_suite_example(row),
-            )
-        )
-    if not prompts:
-        raise VepoInputError(f"{path} holds no prompts")
-    return prompts
+    return load_prompts(path)
+
+
+def data_columns(cfg: TrainConfig) -> DataColumns:
+    """The column mapping, split and verifier of a run's config."""
+    return DataColumns(
+        image_column=cfg.image_column,
+        question_column=cfg.question_column,
+        answer_column=cfg.answer_column,
+        split=cfg.split,
+        verifier=cfg.verifier,
+    )
 
 
 class PromptSource:
@@ -119,7 +139,7 @@ class PromptSource:
         self.families = list(cfg.families) or list(FAMILIES)
         self._rows: list[TaskPrompt] | None = None
         if cfg.data != "suite":
-            self._rows = load_jsonl(cfg.data)
+            self._rows = load_prompts(cfg.data, data_columns(cfg))
 
     def step_prompts(self, step: int) -> list[TaskPrompt]:
         """The prompts_per_step prompts of step `step` (0-based), a pure function of it."""
@@ -160,5 +180,5 @@ class PromptSource:
                 for ex in iter_split("heldout", self.cfg.n_eval, self.families, self.cfg.difficulty)
             ]
         if self.cfg.eval_data:
-            return load_jsonl(self.cfg.eval_data)[: self.cfg.n_eval]
+            return load_prompts(self.cfg.eval_data, data_columns(self.cfg), self.cfg.n_eval)
         return []

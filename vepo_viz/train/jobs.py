@@ -18,21 +18,74 @@ up in the Train tab and vice versa.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from vepo_viz.errors import VepoError
+
 DEFAULT_RUNS_ROOT = Path("runs/train")
 """Where the Train tab starts runs and looks for them (relative to the working folder)."""
 
 STATES = ("starting", "running", "stopped", "finished", "failed")
+
+PARENT_PID_ENV = "VEPO_VIZ_STOP_WITH_PARENT"
+"""Set by `start_run(stop_with_parent=True)` to the starting process's pid: the run stops
+(after its step, with a checkpoint) once that process is gone, even if it was killed."""
+
+
+class RunFolderError(VepoError, OSError):
+    """The run folder cannot be written: not a directory, no permission, disk full."""
+
+
+_IO_PROBLEMS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "not a directory",
+    errno.EEXIST: "a file is in the way",
+    errno.EISDIR: "a folder is in the way",
+}
+
+
+def io_problem(error: BaseException, folder: str | Path | None = None) -> str | None:
+    """A short description of the I/O failure behind `error` (its chain included), or None
+    when it is not one. torch and safetensors report a failed write as RuntimeError or
+    their own type: those count when their text says so."""
+    chain = []
+    seen: BaseException | None = error
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for seen in chain:
+        if isinstance(seen, OSError) and (seen.errno is not None or seen.strerror):
+            what = _IO_PROBLEMS.get(seen.errno, seen.strerror or "I/O error")
+            where = f" ({seen.filename})" if seen.filename else ""
+            return f"{what}{where}"
+    for seen in chain:
+        text = str(seen)
+        if any(s in text for s in ("No space left", "file write failed", "IoError")):
+            return "disk full" if _disk_full(folder) else f"write failed ({text[:200]})"
+    return None
+
+
+def _disk_full(folder: str | Path | None, margin: int = 16 * 2**20) -> bool:
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -72,9 +125,14 @@ def write_status(paths: RunPaths, **fields) -> dict:
     status.update(fields)
     status["updated"] = time.time()
     paths.root.mkdir(parents=True, exist_ok=True)
-    tmp = paths.status.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(status, indent=2))
-    os.replace(tmp, paths.status)
+    # One temp file per writer (the app and the run both write): a reader sees the old
+    # status or the new one, never half of one, and no writer renames another's file.
+    tmp = paths.root / f".status.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        tmp.write_text(json.dumps(status, indent=2))
+        os.replace(tmp, paths.status)
+    finally:
+        tmp.unlink(missing_ok=True)
     return status
 
 
@@ -175,12 +233,17 @@ def _step_of(checkpoint: Path) -> int:
 
 
 def start_run(
-    config_path: str | Path, extra_args: list[str] | None = None, python: str | None = None
+    config_path: str | Path,
+    extra_args: list[str] | None = None,
+    python: str | None = None,
+    stop_with_parent: bool = False,
 ) -> subprocess.Popen:
     """Start `python -m vepo_viz train --config config_path` as a separate process.
 
     Its output goes to log.txt in the run folder (the config's `out`). The process is its
-    own session leader, so stopping the app does not stop the run.
+    own session leader, so a Ctrl-C in the app's terminal does not reach it; with
+    `stop_with_parent` it stops (after its step, with a checkpoint) once this process is
+    gone (see PARENT_PID_ENV).
     """
     from vepo_viz.train.config import TrainConfig
 
@@ -189,6 +252,10 @@ def start_run(
     paths.root.mkdir(parents=True, exist_ok=True)
     command = [python or sys.executable, "-m", "vepo_viz", "train", "--config", str(config_path)]
     command += list(extra_args or [])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop(PARENT_PID_ENV, None)
+    if stop_with_parent:
+        env[PARENT_PID_ENV] = str(os.getpid())
     log = paths.log.open("ab")
     process = subprocess.Popen(
         command,
@@ -196,7 +263,7 @@ def start_run(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
     )
     log.close()
     write_status(paths, state="starting", pid=process.pid, steps=cfg.steps, step=0)

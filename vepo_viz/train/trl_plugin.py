@@ -32,6 +32,7 @@ tested against the pinned trl version (requirements.txt).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -106,6 +107,14 @@ class VEPOGRPOConfig(GRPOConfig):
     trace_dir: str = field(
         default="", metadata={"help": "Run folder whose traces/ gets them ('' = output_dir)."}
     )
+    clean_from_generation: bool = field(
+        default=True,
+        metadata={
+            "help": "Take the clean pass's hidden states from generation (the output head's "
+            "inputs while transformers generates) instead of a second forward; a forward "
+            "when generation ran elsewhere (vLLM, continuous batching, tool turns)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,13 +176,27 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if not isinstance(self.args, VEPOGRPOConfig):
             raise TypeError("VEPOGRPOTrainer needs args=VEPOGRPOConfig(...)")
         self._generation_step = 0
+        self._capture: _GenerationCapture | None = None  # recording during generation
+        self._captured: _GenerationCapture | None = None  # its record, while selecting
+        self.clean_pass_source: str = ""
+        """Where the latest batch's clean hidden states came from: generation or forward."""
         self.last_selection: dict[str, Any] | None = None
         """The latest batch's selection (tensors on CPU), for traces and tests."""
 
     # ---- the hook ------------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        out = super()._generate_and_score_completions(inputs)
+        self._capture = _GenerationCapture() if self.args.clean_from_generation else None
+        try:
+            out = super()._generate_and_score_completions(inputs)
+            self._captured, self._capture = self._capture, None
+            self._select_into(out, inputs)
+        finally:
+            self._capture = self._captured = None
+        return out
+
+    def _select_into(self, out: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
+        """Signals, selection and its hand-over to the loss for one generation batch."""
         step, self._generation_step = self._generation_step, self._generation_step + 1
         trace = self._trace_due()
         if self.args.selection == "all":
@@ -181,7 +204,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
             if trace:  # no scores: trace the entropy, every valid token selected
                 signals = self._signals(out, inputs, step)
                 self._trace(out, inputs, signals, Selection(signals.mask, None))
-            return out
+            return
         signals = self._signals(out, inputs, step)
         selection = self._select(signals, step)
         self._apply(out, selection)
@@ -196,7 +219,6 @@ class VEPOGRPOTrainer(GRPOTrainer):
         }
         if trace:
             self._trace(out, inputs, signals, selection)
-        return out
 
     # ---- selection traces ------------------------------------------------------------
 
@@ -261,16 +283,18 @@ class VEPOGRPOTrainer(GRPOTrainer):
             mask = mask & out["tool_mask"].bool()
         ids = out["completion_ids"]  # (B, C)
         mm = {k: out[k] for k in _MM_KEYS if k in out}
-        hidden_clean = self._hidden(model, out, mm)  # (B, C, D)
+        hidden_clean = self._clean_hidden(model, out, mm)  # (B, C, D)
         need_cf = self.args.rule.needs_counterfactual(self.args)
         views: list[torch.Tensor] = []
         if need_cf:
             cfg = self.args.perturb_config
             for draw in range(cfg.n_draws):
                 views.append(self._hidden(model, out, self._view(out, inputs, mm, step, draw)))
+        head, rows = _head(model), self.args.head_chunk_rows
         stats_list, logp_clean, logp_noisy, entropy = _stats_from_hidden(
-            _head(model), hidden_clean, views, ids, self.temperature, self.args.head_chunk_rows
-        )
+            head, hidden_clean, views, ids, self.temperature, rows,
+            min_chunks=self._max_chunks(head, hidden_clean, rows),
+        )  # fmt: skip
         stats = scoring.average_stats(stats_list) if stats_list else None
         if stats is not None:
             entropy = stats.entropy  # the mean over draws, as analyze() reports it
@@ -281,6 +305,35 @@ class VEPOGRPOTrainer(GRPOTrainer):
             stats=stats,
             logp_noisy=logp_noisy,
         )
+
+    def _generate_single_turn(self, *args, **kwargs):
+        """TRL's generation, with the output head's inputs recorded (`clean_from_generation`)."""
+        capture = self._capture
+        if capture is None:
+            return super()._generate_single_turn(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        with capture.recording(model.get_output_embeddings()):
+            return super()._generate_single_turn(*args, **kwargs)
+
+    def _clean_hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]):
+        """(B, C, D) clean hidden states: recorded during generation, else one forward."""
+        capture = self._captured
+        ids = out["completion_ids"]
+        hidden = None
+        if capture is not None and "tool_mask" not in out:
+            hidden = capture.hidden(*ids.shape)
+        self.clean_pass_source = "forward" if hidden is None else "generation"
+        return self._hidden(model, out, mm) if hidden is None else hidden
+
+    def _max_chunks(self, head, hidden: torch.Tensor, rows: int) -> int:
+        """The most head chunks any process walks: ZeRO-3 gathers the head's weights in a
+        collective on every call, so every process makes the same number of calls."""
+        if self.accelerator.num_processes == 1:
+            return 0
+        B, C, _ = hidden.shape
+        vocab = _vocab_size(head, hidden)
+        n = torch.tensor([len(_chunks(B * C, rows, vocab)[0])], device=hidden.device)
+        return int(self.accelerator.gather(n).max())
 
     def _hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C, D) last hidden states that predict each completion token."""
@@ -389,6 +442,52 @@ class VEPOGRPOTrainer(GRPOTrainer):
             metrics["vepo/vis_all"].append(mean(vis, mask.float()))
 
 
+class _GenerationCapture:
+    """The output head's inputs while transformers generates one batch.
+
+    In `generate`, the head sees (B, 1, D) per step: the last position's hidden state, the
+    one that predicts the next token (the prefill's is its last prompt position). Stacked,
+    they are the (B, C, D) states a teacher-forced clean pass recomputes, up to float
+    rounding (the cached attention sums in another order). Anything else (no call, more than
+    one generation, another batch layout) leaves `hidden` None, and the caller recomputes.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+        self.generations = 0
+        self.valid = True
+
+    @contextmanager
+    def recording(self, head):
+        self.generations += 1
+        if head is None:
+            self.valid = False
+            yield
+            return
+
+        def hook(_module, args):
+            x = args[0] if args else None
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                self.valid = False
+                return
+            self.steps.append(x[:, -1].detach())  # (B, D)
+
+        handle = head.register_forward_pre_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def hidden(self, rows: int, length: int) -> torch.Tensor | None:
+        """(rows, length, D) recorded states, or None when they do not fit that batch."""
+        ok = self.valid and self.generations == 1 and len(self.steps) >= length
+        if not ok or any(step.shape[0] != rows for step in self.steps[:length]):
+            return None
+        if length == 0:
+            return None
+        return torch.stack(self.steps[:length], dim=1)  # length x (B, D) -> (B, C, D)
+
+
 def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
     """The fields a selection rule reads (ratio, scope, alpha, score_type, vppo_rescale)."""
     fields = ("ratio", "scope", "alpha", "score_type", "vppo_rescale")
@@ -435,6 +534,11 @@ def _head(model):
     return lambda h: torch.tanh(head(h) / softcap) * softcap
 
 
+def _vocab_size(head, hidden: torch.Tensor) -> int:
+    """V of the output head, from one row (one head call on every process alike)."""
+    return int(head(hidden.reshape(-1, hidden.shape[-1])[:1]).shape[-1])
+
+
 def _chunks(n: int, rows: int, vocab: int) -> tuple[range, int]:
     """(chunk starts, rows per chunk): `rows`, or ~CHUNK_ELEMENTS_CPU logits per chunk."""
     step = rows or max(1, scoring.CHUNK_ELEMENTS_CPU // max(1, vocab))
@@ -449,18 +553,23 @@ def _stats_from_hidden(
     ids: torch.Tensor,
     tau: float,
     rows: int,
+    min_chunks: int = 0,
 ) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """TokenStats per view, the sampled tokens' clean / noisy (mean over views) log-probs,
     and the (B, C) clean entropy (from the same head pass, with or without views).
 
     hidden_clean, views: (B, C, D); ids: (B, C). Positions are walked in chunks of rows
-    through the head, so at most (chunk, V) logits exist at once per pass.
+    through the head, so at most (chunk, V) logits exist at once per pass. The head is
+    called `1 + len(views)` times per chunk, plus once to read V; with fewer than
+    `min_chunks` chunks, idle one-row calls make up the difference (ZeRO-3's collectives).
     """
     B, C, D = hidden_clean.shape
     flat_clean = hidden_clean.reshape(B * C, D)  # (N, D)
     flat_ids = ids.reshape(B * C, 1)  # (N, 1)
-    vocab = head(flat_clean[:1]).shape[-1]
+    vocab = _vocab_size(head, hidden_clean)
     starts, step = _chunks(B * C, rows, vocab)
+    for _ in range(max(0, min_chunks - len(starts)) * (1 + len(views))):
+        head(hidden_clean.reshape(-1, D)[:1])  # idle: only the call count matters
     fields = ("entropy", "entropy_noisy", "jsd", "kl")
     per_view = [{f: torch.empty(B * C) for f in fields} for _ in views]
     logp_clean = torch.empty(B * C)

@@ -35,7 +35,22 @@ from trl.trainer.callbacks import TrainerCallback  # transformers', as TRL's cal
 from vepo_viz.errors import VepoInputError
 from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
 from vepo_viz.train.data import PromptSource
-from vepo_viz.train.jobs import RunPaths, write_status
+from vepo_viz.train.jobs import (
+    PARENT_PID_ENV,
+    RunFolderError,
+    RunPaths,
+    io_problem,
+    read_status,
+    write_status,
+)
+from vepo_viz.train.run_guard import (
+    CHECKPOINT_CONFIG,
+    check_resume,
+    check_threads,
+    failure,
+    guard_saves,
+    latest_checkpoint,
+)
 from vepo_viz.train.trl_data import REWARD_FUNCS, build_dataset, evaluate
 from vepo_viz.train.trl_plugin import VEPOGRPOConfig, VEPOGRPOTrainer
 
@@ -230,6 +245,10 @@ class RunFolderCallback(TrainerCallback):
         self._step_s = 0.0
         self._synced = False
         self._previous: dict = {}
+        parent = os.environ.get(PARENT_PID_ENV, "")
+        self.parent_pid = int(parent) if parent.isdigit() else None
+        """The app that started this run (jobs.start_run(stop_with_parent=True)), or None."""
+        self.parent_gone = False
 
     # ---- signals (jobs.stop_run sends SIGTERM) ----
 
@@ -284,12 +303,20 @@ class RunFolderCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._step_s = time.perf_counter() - self._t_step
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.stop_requested = self.parent_gone = True  # the app exited or was killed
         if self.stop_requested and state.global_step < state.max_steps:
             control.should_save = True
             control.should_training_stop = True
         if self.stop_at is not None and state.global_step >= self.stop_at:
             control.should_training_stop = True
             self.cut = True
+
+    def on_save(self, args, state, control, **kwargs):
+        """The checkpoint keeps the config it was made with (a resume compares against it)."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            (folder / CHECKPOINT_CONFIG).write_text(self.cfg.to_toml())
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         logs = logs or {}
@@ -329,12 +356,6 @@ def _progress_line(r: dict, steps: int) -> str:
 # ---- checkpoints -----------------------------------------------------------------------
 
 
-def latest_checkpoint(paths: RunPaths) -> Path | None:
-    """The newest complete TRL checkpoint (checkpoint-N with trainer_state.json)."""
-    found = [p.parent for p in paths.checkpoints.glob("checkpoint-*/trainer_state.json")]
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
-
-
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines past `step` (written by a run killed after its last checkpoint)."""
     if not path.exists():
@@ -357,6 +378,7 @@ def train(
     *,
     progress: bool = True,
     stop_at: int | None = None,
+    resume_changed: bool = False,
     **trl_overrides: Any,
 ) -> TrainResult:
     """Run (or resume) the GRPO run `cfg` describes on TRL, writing everything under cfg.out.
@@ -365,21 +387,47 @@ def train(
         progress: print one line per step.
         stop_at: return right after this many optimizer steps, without a final model, as
             if the process had been killed there (tests of resume).
+        resume_changed: resume the newest checkpoint even when `cfg` differs from the
+            config it was made with (else VepoInputError listing the differences).
         trl_overrides: GRPOConfig fields that win over `trl_args` and cfg.trl (e.g.
             report_to).
+
+    A run folder that cannot be written (not a directory, no permission, disk full, also
+    while saving a checkpoint) raises RunFolderError; status.json then says "failed" and
+    why, as for any exception the run dies of.
     """
-    check_trl_table(cfg.trl)  # before any model is loaded
+    paths = RunPaths(Path(cfg.out))
+    try:  # before any model is loaded
+        check_trl_table(cfg.trl)
+        check_threads(cfg)
+        ckpt = latest_checkpoint(paths) if cfg.resume else None
+        if ckpt is not None and not resume_changed:
+            check_resume(cfg, paths, ckpt)
+    except VepoInputError as error:
+        if read_status(paths.root).get("pid") == os.getpid():  # started by jobs.start_run
+            write_status(paths, state="failed", message=str(error))
+        raise
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.config.write_text(cfg.to_toml())
+        write_status(paths, state="starting", pid=os.getpid(), steps=cfg.steps, step=0, message="")
+    except OSError as error:
+        raise RunFolderError(
+            f"cannot write the run folder {cfg.out}: {io_problem(error)}"
+        ) from error
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = RunPaths(Path(cfg.out))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(cfg.to_toml())
-    write_status(paths, state="starting", pid=os.getpid(), steps=cfg.steps, step=0, message="")
     try:
-        return _train(cfg, paths, progress, stop_at, trl_overrides)
+        return _train(cfg, paths, ckpt, progress, stop_at, trl_overrides)
     except BaseException as error:
+        reason, io = failure(error, paths)
         state = "stopped" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
-        write_status(paths, state=state, message=f"{type(error).__name__}: {error}")
+        try:
+            write_status(paths, state=state, message=reason)
+        except OSError:  # the disk is still full: the message at least reaches the log
+            print(f"status.json not written: {state}: {reason}", flush=True)
+        if io:
+            raise RunFolderError(reason) from error
         raise
 
 
@@ -399,13 +447,12 @@ def _load(cfg: TrainConfig):
     return vlm, peft, "lora"
 
 
-def _train(cfg, paths: RunPaths, progress: bool, stop_at, overrides: dict) -> TrainResult:
-    ckpt = latest_checkpoint(paths) if cfg.resume else None
+def _train(cfg, paths: RunPaths, ckpt, progress: bool, stop_at, overrides: dict) -> TrainResult:
     elapsed = 0.0
     if ckpt is not None:
         state = json.loads((ckpt / "trainer_state.json").read_text())
         _truncate_metrics(paths.metrics, int(state["global_step"]))
-        elapsed = float(json.loads(paths.status.read_text()).get("elapsed_s", 0.0) or 0.0)
+        elapsed = float(read_status(paths.root).get("elapsed_s", 0.0) or 0.0)
         if progress:
             print(f"resumed from {ckpt} at step {state['global_step']}", flush=True)
     elif paths.metrics.exists():
@@ -434,6 +481,7 @@ def _train(cfg, paths: RunPaths, progress: bool, stop_at, overrides: dict) -> Tr
         callbacks=[callback],
     )
     callback.trainer = trainer
+    guard_saves(trainer)
     for printer in [c for c in trainer.callback_handler.callbacks if type(c).__name__ in _PRINTERS]:
         trainer.remove_callback(printer)  # the callback prints one line per step instead
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -450,7 +498,8 @@ def _train(cfg, paths: RunPaths, progress: bool, stop_at, overrides: dict) -> Tr
     if callback.cut:
         return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
     if callback.stop_requested and done < trainer.state.max_steps:
-        write_status(paths, state="stopped", step=done, message="stopped by request")
+        why = ": the app that started it exited" if callback.parent_gone else " by request"
+        write_status(paths, state="stopped", step=done, message=f"stopped{why}")
         return TrainResult(paths.root, done, None, callback.last, callback.heldout_acc)
     final = _save_final(trainer, vlm.processor, paths.final)
     summary = {"config": cfg.to_dict(), "steps": done, "heldout_acc": callback.heldout_acc}

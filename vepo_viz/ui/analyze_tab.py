@@ -13,12 +13,21 @@ from typing import Any
 
 import gradio as gr
 
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, color_scale_choices
 from vepo_viz.ui import handlers as h
 from vepo_viz.ui.backend import Backend
 from vepo_viz.ui.controls import Controls, ControlValues, build_controls, mode_parameter_updates
+from vepo_viz.ui.display import (
+    IMAGE_BUTTONS,
+    PANEL_MIN_WIDTH_PX,
+    VIEWS_MIN_WIDTH_PX,
+    wire_display,
+)
 from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.events import MODEL_QUEUE, progress_adapter, view_updates
 from vepo_viz.ui.export_panel import ExportPanel, build_export_panel, wire_export_panel
+from vepo_viz.ui.labels import TABLE_LABEL
+from vepo_viz.ui.messages import hide_paths
 from vepo_viz.ui.samples import Sample
 from vepo_viz.ui.scope_banner import scope_banner
 
@@ -45,6 +54,7 @@ class AnalyzeTab:
     counterfactual_image: gr.Image
     image_caption: gr.Markdown
     export: ExportPanel
+    color_scale: gr.Dropdown
 
     def view_outputs(self) -> list[Any]:
         """The components a `View` fills (see `view_updates`)."""
@@ -76,7 +86,7 @@ def image_input(**kwargs: Any) -> gr.Image:
             raise
         except Exception as error:  # noqa: BLE001 - shown to the user, app keeps serving
             raise gr.Error(
-                f"cannot read the uploaded image: {error}", print_exception=False
+                hide_paths(f"cannot read the uploaded image: {error}"), print_exception=False
             ) from error
 
     component.preprocess = preprocess
@@ -124,18 +134,36 @@ def _inputs_column(samples: list[Sample], default_model: str) -> dict[str, Any]:
 
 def _views_column() -> dict[str, Any]:
     summary = gr.Markdown("Pick a sample on the left and press **Analyze**.", elem_id="vv-summary")
+    color_scale = gr.Dropdown(
+        color_scale_choices(),
+        value=DEFAULT_COLOR_SCALE,
+        label="colour scale (heatmap and exports)",
+        elem_id="vv-color-scale",
+    )
     heatmap = gr.Plot(
         label="Tokens (hover for every number, click for details)", elem_id="vv-heatmap"
     )
     with gr.Row():
-        scatter = gr.Plot(label="Entropy vs visual sensitivity", elem_id="vv-scatter")
-        with gr.Column():
+        scatter = gr.Plot(
+            label="Entropy vs visual sensitivity",
+            elem_id="vv-scatter",
+            min_width=PANEL_MIN_WIDTH_PX,
+        )
+        with gr.Column(min_width=PANEL_MIN_WIDTH_PX, elem_id="vv-images"):
             with gr.Row():
                 clean_image = gr.Image(
-                    label="clean image", interactive=False, height=180, format="png"
+                    label="clean image",
+                    interactive=False,
+                    height=180,
+                    format="png",
+                    buttons=IMAGE_BUTTONS,
                 )
                 counterfactual_image = gr.Image(
-                    label="counterfactual", interactive=False, height=180, format="png"
+                    label="counterfactual",
+                    interactive=False,
+                    height=180,
+                    format="png",
+                    buttons=IMAGE_BUTTONS,
                 )
             image_caption = gr.Markdown(elem_classes=["vv-caption"])
     with gr.Row():
@@ -150,7 +178,7 @@ def _views_column() -> dict[str, Any]:
         token_click = gr.Textbox(elem_id="vv-token-click", show_label=False, container=False)
     detail = gr.Plot(label="Top candidates: clean vs perturbed image", elem_id="vv-detail")
     table = gr.Dataframe(
-        label="Per-token values (click a header to sort, a row to inspect)",
+        label=TABLE_LABEL,
         interactive=False,
         max_height=360,
         elem_id="vv-table",
@@ -168,6 +196,7 @@ def _views_column() -> dict[str, Any]:
         detail=detail,
         table=table,
         export=export,
+        color_scale=color_scale,
     )
 
 
@@ -179,11 +208,12 @@ def build_analyze_tab(
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             inputs = _inputs_column(samples, default_model)
-        with gr.Column(scale=3):
+        with gr.Column(scale=3, min_width=VIEWS_MIN_WIDTH_PX, elem_id="vv-views"):
             views = _views_column()
     tab = AnalyzeTab(session=session, **inputs, **views)
     _wire_model_runs(tab, backend)
     _wire_rescoring(tab)
+    wire_display(tab)
     wire_export_panel(tab)
     return tab
 

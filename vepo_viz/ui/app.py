@@ -5,7 +5,7 @@ train_tab, about_tab), each wiring its own events to plain handlers. Model work
 (Analyze, Compare, Batch) shares one queue slot (concurrency_id "model", limit 1), so
 one analysis runs at a time; re-scoring, token details and exports never touch the model
 and run beside it. Per-session data lives in a gr.State (a `Session`: analyses, no
-tensors). A `ServingPolicy` (vepo_viz.ui.policy) says which models a user may choose and
+tensors); its files are deleted when the session ends (vepo_viz.ui.tempfiles). A `ServingPolicy` (vepo_viz.ui.policy) says which models a user may choose and
 whether the Train tab may start processes; the default allows everything (this machine).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.about_tab import build_about_tab
 from vepo_viz.ui.analyze_tab import build_analyze_tab
 from vepo_viz.ui.backend import EMBEDDED, Backend, ModelBackend
@@ -71,7 +72,9 @@ CLICK_JS = """
 """
 
 
-def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy) -> None:
+def _train_tab(
+    model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy, run_limits: Any = None
+) -> None:
     """The training worker's tab, when it exists (vepo_viz.ui.train_tab)."""
     try:
         from vepo_viz.ui.train_tab import build_train_tab
@@ -89,7 +92,14 @@ def _train_tab(model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy) -> N
     elif not policy.allow_train:
         gr.Markdown("Training from the app is switched off on this server.")
         return
+    if run_limits is not None:
+        kwargs["run_limits"] = run_limits
     build_train_tab(**kwargs)
+
+
+def _end_session(request: gr.Request) -> None:
+    """A closed tab: delete the files made for its session (vepo_viz.ui.tempfiles)."""
+    tempfiles.end_session(getattr(request, "session_hash", None))
 
 
 def build_app(
@@ -97,17 +107,22 @@ def build_app(
     samples: list[Sample] | None = None,
     default_model: str = EMBEDDED,
     policy: ServingPolicy | None = None,
+    run_limits: Any = None,
 ) -> gr.Blocks:
     """The app as a gr.Blocks (not launched). `backend` defaults to the real models,
-    `policy` to this machine's (any model, training allowed)."""
+    `policy` to this machine's (any model, training allowed), `run_limits` (the Train
+    tab's train.app_runs.RunLimits) to its defaults."""
     policy = policy or ServingPolicy()
     backend = backend or ModelBackend()
     if policy.models is not None:
         backend = PolicyBackend(backend, policy)
     samples = load_samples() if samples is None else samples
 
-    with gr.Blocks(title="vepo-viz: which tokens look at the image?") as demo:
+    with gr.Blocks(
+        title="vepo-viz: which tokens look at the image?", delete_cache=tempfiles.CACHE_CLEANUP
+    ) as demo:
         session = gr.State(None)
+        demo.unload(_end_session)
         logo = (ASSETS / "logo.svg").read_text() if (ASSETS / "logo.svg").is_file() else ""
         gr.HTML(
             f'<div id="vv-header">{logo}<p>Which tokens of a VLM\'s answer look at the image, '
@@ -125,7 +140,7 @@ def build_app(
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(analyze, backend)
             with gr.Tab("Train", id="train"):
-                _train_tab(analyze.model, tabs, policy)
+                _train_tab(analyze.model, tabs, policy, run_limits)
             with gr.Tab("About", id="about"):
                 build_about_tab(policy)
     return demo

@@ -3,7 +3,8 @@
 `ModelBackend` is the real one (vepo_viz.analysis + vepo_viz.models); handler tests pass
 a fake with the same two methods. The model cache is read-only once a model is loaded
 (models are never mutated) and a per-model lock runs one analysis at a time per model,
-whatever the UI's queue does (the Train tab and a second browser tab included).
+whatever the UI's queue does (the Train tab and a second browser tab included). Every
+analysis is bounded by the backend's `RequestLimits` (vepo_viz.limits).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ class Backend(Protocol):
 class ModelBackend:
     """Loads models on first use (vepo_viz.models.load_model caches them) and analyses."""
 
-    def __init__(self, device: str = "auto", dtype: str | None = None) -> None:
+    def __init__(self, device: str = "auto", dtype: str | None = None, limits: Any = None) -> None:
+        from vepo_viz.limits import RequestLimits
+
         self.device = device
         self.dtype = dtype
+        self.limits = limits if limits is not None else RequestLimits()
         self._locks: dict[str | None, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -64,10 +68,13 @@ class ModelBackend:
         from vepo_viz.analysis import analyze
 
         key = model_key(model_name)
+        # Refused before waiting for the model: a too-large request costs nothing.
+        self.limits.check_text(question, response)
+        self.limits.check_settings(settings, generating=response is None)
         with self._lock(key):
             if progress:
                 progress(0.05, f"loading model {key or EMBEDDED}")
             vlm = self.model(key)
             if progress:
                 progress(0.3, "running the clean and counterfactual passes")
-            return analyze(vlm, image, question, response=response, settings=settings)
+            return analyze(vlm, image, question, response, settings, limits=self.limits)

@@ -19,12 +19,17 @@ from vepo_viz.perturb import MODES, PerturbConfig
 from vepo_viz.scoring import SCOPES, SCORE_TYPES, ScoringConfig
 from vepo_viz.settings import build_config
 from vepo_viz.ui.errors import UserFacingError
+from vepo_viz.ui.labels import SCOPE_INFO, score_type_choices, score_type_info
 
 DEFAULTS = AnalysisSettings()
 """The defaults every control starts at (the VEPO reference)."""
 
 API_SUFFIX = "_value"
 """Suffix of a control's API parameter name (`ratio` -> `ratio_value`)."""
+
+EXTRA_MODE_FIELDS = ("patch_size", "patch_prob", "blur_radius")
+"""PerturbConfig parameters of the modes other than sigma, in their controls' order (after
+the selection controls, so the API's earlier parameters keep their places)."""
 
 SCORING_FIELDS = ("ratio", "alpha", "score_type", "scope")
 """The ScoringConfig fields the selection controls set (re-scoring, no model), in the
@@ -92,6 +97,9 @@ class ControlValues:
     alpha: Any = DEFAULTS.alpha
     score_type: str = DEFAULTS.score_type
     scope: str = DEFAULTS.scope
+    patch_size: Any = DEFAULTS.perturb.patch_size
+    patch_prob: Any = DEFAULTS.perturb.patch_prob
+    blur_radius: Any = DEFAULTS.perturb.blur_radius
 
     @classmethod
     def from_api(cls, values: dict[str, Any]) -> ControlValues:
@@ -112,6 +120,7 @@ class ControlValues:
             sigma=perturb.sigma,
             n_draws=perturb.n_draws,
             **{name: getattr(settings, name) for name in SCORING_FIELDS},
+            **{name: getattr(perturb, name) for name in EXTRA_MODE_FIELDS},
         )
 
     def scoring(self) -> dict[str, Any]:
@@ -127,6 +136,9 @@ class ControlValues:
             sigma=number("sigma", self.sigma),
             n_draws=whole_number("number of draws K", self.n_draws),
             seed=seed,
+            patch_size=whole_number("patch size", self.patch_size),
+            patch_prob=number("patch probability", self.patch_prob),
+            blur_radius=number("blur radius", self.blur_radius),
         )
         return AnalysisSettings(
             max_new_tokens=whole_number("max new tokens", self.max_new_tokens),
@@ -163,6 +175,9 @@ class Controls:
     alpha: Any
     score_type: Any
     scope: Any
+    patch_size: Any
+    patch_prob: Any
+    blur_radius: Any
 
     def inputs(self) -> list[Any]:
         """The components, in field order."""
@@ -188,12 +203,16 @@ class Controls:
             self.max_new_tokens.release,
             self.temperature.release,
             self.seed.submit,
+            self.patch_size.release,
+            self.patch_prob.release,
+            self.blur_radius.release,
         ]
 
     def load_outputs(self) -> list[Any]:
         """The components the /load API sets, in the order of its outputs."""
         order = ("ratio", "alpha", "score_type", "scope", "cf_mode", "sigma", "n_draws")
-        return [getattr(self, n) for n in (*order, "max_new_tokens", "temperature", "seed")]
+        rest = ("max_new_tokens", "temperature", "seed", *EXTRA_MODE_FIELDS)
+        return [getattr(self, n) for n in (*order, *rest)]
 
     def show(self, values: ControlValues) -> dict[Any, Any]:
         """{component: value} that sets every control to `values`."""
@@ -201,7 +220,7 @@ class Controls:
 
     def mode_parameters(self) -> dict[str, Any]:
         """{PerturbConfig field: component} of the counterfactual modes' parameters."""
-        return {"sigma": self.sigma}
+        return {"sigma": self.sigma, **{n: getattr(self, n) for n in EXTRA_MODE_FIELDS}}
 
 
 def mode_parameter_updates(controls: Controls, mode: str) -> list[Any]:
@@ -236,12 +255,15 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
             elem_id="vv-alpha",
         )
         score_type = gr.Dropdown(
-            SCORE_TYPES.choices(),
+            score_type_choices(SCORE_TYPES),
             value=DEFAULTS.score_type,
             label="score type",
+            info=score_type_info(SCORE_TYPES, DEFAULTS.score_type),
             elem_id="vv-score-type",
         )
-        scope = gr.Dropdown(list(SCOPES), value=DEFAULTS.scope, label="scope")
+        scope = gr.Dropdown(
+            list(SCOPES), value=DEFAULTS.scope, label="scope", info=SCOPE_INFO, elem_id="vv-scope"
+        )
     with gr.Accordion("Model and generation", open=False):
         model = gr.Textbox(
             value=default_model,
@@ -269,6 +291,7 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
             visible="sigma" in MODES[mode].parameters,
             elem_id="vv-sigma",
         )
+        patch_size, patch_prob, blur_radius = _mode_sliders(mode)
         n_draws = gr.Slider(1, 16, value=DEFAULTS.perturb.n_draws, step=1, label="draws K")
     controls = Controls(
         max_new_tokens=max_new_tokens,
@@ -281,5 +304,35 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
         alpha=alpha,
         score_type=score_type,
         scope=scope,
+        patch_size=patch_size,
+        patch_prob=patch_prob,
+        blur_radius=blur_radius,
     )
     return controls, model
+
+
+_MODE_SLIDERS = {
+    "patch_size": (1, 128, 1, "patch size"),
+    "patch_prob": (0.0, 1.0, 0.05, "patch probability"),
+    "blur_radius": (0.0, 32.0, 0.5, "blur radius"),
+}
+"""Slider (minimum, maximum, step, label) of each EXTRA_MODE_FIELDS parameter."""
+
+
+def _mode_sliders(mode: str) -> tuple[Any, ...]:
+    """The patch and blur modes' parameter sliders (EXTRA_MODE_FIELDS order), shown when
+    `mode` reads them."""
+    import gradio as gr
+
+    reads = MODES[mode].parameters
+    return tuple(
+        gr.Slider(
+            low,
+            high,
+            value=getattr(DEFAULTS.perturb, name),
+            step=step,
+            label=label,
+            visible=name in reads,
+        )
+        for name, (low, high, step, label) in ((n, _MODE_SLIDERS[n]) for n in EXTRA_MODE_FIELDS)
+    )

@@ -2,7 +2,8 @@
 
 `user_errors` wraps every handler: a problem the user can fix (VepoError, ValueError, bad
 files) becomes a gr.Error with its message, anything else a short "unexpected error"
-message; the traceback goes to the server log and the app keeps serving.
+message; the traceback goes to the server log and the app keeps serving. Messages never
+show the server's temporary paths (an upload's /tmp/gradio/<hash>/x.png reads "x.png").
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ import traceback
 from collections.abc import Callable
 
 from vepo_viz.errors import VepoError
+from vepo_viz.ui.messages import hide_paths
 
 log = logging.getLogger("vepo_viz.ui")
 
 
 class UserFacingError(Exception):
     """Raised by handlers for messages shown as-is (converted to gr.Error by the wrapper)."""
+
+
+scrub_paths = hide_paths
+"""`message` with every path under a temporary folder cut to its file name (one rule for
+every error text: vepo_viz.ui.messages)."""
+
+
+def _error(message: str):
+    import gradio as gr
+
+    return gr.Error(scrub_paths(message), print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -29,24 +42,23 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as error:
+            error.message = hide_paths(str(error.message))
             raise
         except (UserFacingError, VepoError) as error:
-            raise gr.Error(str(error), print_exception=False) from error
+            raise _error(str(error)) from error
         except (ValueError, KeyError, OSError) as error:
             log.info("rejected input in %s: %s", fn.__name__, error)
-            raise gr.Error(f"{error}", print_exception=False) from error
+            raise _error(f"{error}") from error
         except MemoryError as error:
-            raise gr.Error(
-                "out of memory: try a shorter max new tokens, a smaller image or a smaller model",
-                print_exception=False,
+            raise _error(
+                "out of memory: try a shorter max new tokens, a smaller image or a smaller model"
             ) from error
         except Exception as error:  # noqa: BLE001 - a user never sees a traceback
             log.error("unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
-            raise gr.Error(
+            raise _error(
                 f"unexpected error ({type(error).__name__}: {error}). The app is still running; "
-                "the server log has the details.",
-                print_exception=False,
+                "the server log has the details."
             ) from error
 
     return wrapper

@@ -2,7 +2,8 @@
 
 Export writes the current analysis in a paper format (vepo_viz.render.export) or as a
 saved-analysis JSON; Load brings such a JSON back, exactly as saved, and sets the inputs
-and settings controls to the ones it was made with (no model).
+(the image included, so Analyze right after Load reproduces it) and the settings controls
+to the ones it was made with (no model).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import gradio as gr
 from vepo_viz.render import export as rexport
 from vepo_viz.render.colors import COLORMAPS
 from vepo_viz.render.data import SELECTION_ROW, SIGNALS
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.ui import handlers as h
 from vepo_viz.ui.backend import EMBEDDED
 from vepo_viz.ui.controls import ControlValues
 from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.events import view_updates
-from vepo_viz.ui.session import load_session
+from vepo_viz.ui.session import load_session, restored_image
 
 if TYPE_CHECKING:
     from vepo_viz.ui.analyze_tab import AnalyzeTab
@@ -138,8 +140,9 @@ def wire_export_panel(tab: AnalyzeTab) -> None:
     )
 
     @user_errors
-    def on_load(file):
-        new, view, images = load_session(getattr(file, "name", file))
+    def on_load(file, state):
+        scale = getattr(state, "color_scale", None) or DEFAULT_COLOR_SCALE
+        new, view, images = load_session(getattr(file, "name", file), scale)
         analysis = new.current
         outputs = [tab.session, *tab.view_outputs(), *tab.image_outputs()]
         return {
@@ -148,11 +151,12 @@ def wire_export_panel(tab: AnalyzeTab) -> None:
             tab.response: analysis.response if not analysis.generated else "",
             **tab.controls.show(ControlValues.of(analysis.settings)),
             tab.model: analysis.model_id or EMBEDDED,
+            tab.image: restored_image(analysis) or gr.skip(),
         }
 
     panel.load.upload(
         on_load,
-        panel.load,
+        [panel.load, tab.session],
         [
             tab.session,
             *tab.view_outputs(),
@@ -161,6 +165,7 @@ def wire_export_panel(tab: AnalyzeTab) -> None:
             tab.response,
             *tab.controls.load_outputs(),
             tab.model,
+            tab.image,
         ],
         api_name="load",
         concurrency_limit=4,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from vepo_viz.render import export as rexport
 from vepo_viz.render import figures as rfig
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, check_color_scale
 from vepo_viz.ui.backend import Backend
 from vepo_viz.ui.controls import ControlValues, number, scoring_args, whole_number
 from vepo_viz.ui.errors import UserFacingError
@@ -73,8 +75,9 @@ def analyze(
     current = rescored(base, scoring)
     if progress:
         progress(0.9, "rendering")
-    new = Session(base=base, current=current, key=key, image=base.image)
-    return new, render_view(current), image_views(current)
+    scale = session.color_scale if session is not None else DEFAULT_COLOR_SCALE
+    new = Session(base=base, current=current, key=key, image=base.image, color_scale=scale)
+    return new, render_view(current, color_scale=scale), image_views(current)
 
 
 def rescore(
@@ -85,8 +88,18 @@ def rescore(
     args = scoring_args(ratio, alpha, score_type, scope)
     if session.current.scoring_args != args:
         current = rescored(session.base, args)  # exactly the stored numbers if it matches
-        session = Session(base=session.base, current=current, key=session.key, image=session.image)
-    return session, render_view(session.current, token)
+        session = replace(session, current=current)
+    return session, render_view(session.current, token, color_scale=session.color_scale)
+
+
+def recolor(session: Session | None, color_scale: str) -> tuple[Session, Any]:
+    """The session with a new colour scale (render.scales) and its heatmap (None before
+    any analysis): a display option, nothing is re-scored."""
+    check_color_scale(color_scale)
+    if session is None or session.current is None:
+        return Session(color_scale=color_scale), None
+    session = replace(session, color_scale=color_scale)
+    return session, rfig.token_heatmap(session.current, color_scale=color_scale)
 
 
 def detail(session: Session | None, token) -> Any:
@@ -141,6 +154,7 @@ def export_file(
         cmap=cmap,
         legend=bool(legend),
         colorbar=bool(colorbar),
+        color_scale=session.color_scale,
     )
     path = out_dir() / f"{file_stem(session.current)}.{fmt}"
     return str(rexport.export_analysis(session.current, path, options, latex_signal=latex_signal))

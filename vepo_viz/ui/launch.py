@@ -4,6 +4,10 @@ Served beyond this machine (another --host, or --share) the app asks for a login
 given users (--auth, --auth-file, or VEPO_VIZ_AUTH / VEPO_VIZ_AUTH_FILE) and applies the
 remote serving policy (vepo_viz.ui.policy): no training unless --allow-train, only the
 listed --models. Without a login it warns at start and shows a banner in the page.
+
+Bounded work: every analysis is held to `RequestLimits` (--limit-* flags), the model
+queue runs one model job at a time and holds at most --queue-size waiting events (a
+user past it is told the queue is full), and the model cache keeps --cache-max-models.
 """
 
 from __future__ import annotations
@@ -13,8 +17,16 @@ import logging
 import os
 import sys
 
+from vepo_viz import settings
+from vepo_viz.limits import FLAG_PREFIX, CacheSettings, RequestLimits
 from vepo_viz.ui.auth import Credentials
 from vepo_viz.ui.policy import ServingPolicy
+
+CACHE_FLAG_PREFIX = "cache_"
+"""Prefix of the model-cache flags (--cache-max-models, --cache-max-gb)."""
+
+QUEUE_SIZE = 64
+"""Default most events waiting in the app's queue (--queue-size)."""
 
 log = logging.getLogger("vepo_viz.ui")
 
@@ -61,7 +73,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--preload", action="store_true", help="load the model before serving (fail fast)"
     )
     _serving_flags(parser)
+    _run_flags(parser)
+    _bound_flags(parser)
     return parser
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    """--max-runs and --keep-runs, from vepo_viz.train.app_runs.RunLimits (--keep-runs
+    alone means true)."""
+    from vepo_viz.settings import add_flags
+    from vepo_viz.train.app_runs import RunLimits
+
+    add_flags(parser.add_argument_group("training runs started from the app"), RunLimits)
+    keep = parser._option_string_actions["--keep-runs"]
+    keep.nargs, keep.const = "?", True
+
+
+def run_limits_from_args(args: argparse.Namespace):
+    """The RunLimits of parsed app.py flags."""
+    from vepo_viz.settings import build_config, given_values
+    from vepo_viz.train.app_runs import RunLimits
+
+    return build_config(RunLimits, given_values(args, RunLimits))
+
+
+def _bound_flags(parser: argparse.ArgumentParser) -> None:
+    """The bounds of one request, of the queue and of the model cache."""
+    settings.add_flags(
+        parser.add_argument_group("limits of one analysis"), RequestLimits, prefix=FLAG_PREFIX
+    )
+    group = parser.add_argument_group("queue and model cache")
+    group.add_argument(
+        "--queue-size",
+        type=int,
+        default=QUEUE_SIZE,
+        help=f"most events waiting in the queue; more are refused (default {QUEUE_SIZE})",
+    )
+    settings.add_flags(group, CacheSettings, prefix=CACHE_FLAG_PREFIX)
+
+
+def bounds_from_args(args: argparse.Namespace) -> tuple[RequestLimits, CacheSettings]:
+    """The request limits and cache bounds of parsed app.py flags (VepoInputError if bad)."""
+    from vepo_viz.errors import VepoInputError
+
+    if args.queue_size < 1:
+        raise VepoInputError(f"--queue-size must be >= 1, got {args.queue_size}")
+    limits = RequestLimits(**settings.given_values(args, RequestLimits, prefix=FLAG_PREFIX))
+    cache = settings.given_values(args, CacheSettings, prefix=CACHE_FLAG_PREFIX)
+    return limits, CacheSettings(**cache)
 
 
 def _serving_flags(parser: argparse.ArgumentParser) -> None:
@@ -139,21 +198,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from vepo_viz.errors import VepoInputError
+    from vepo_viz.models.loading import configure_cache
     from vepo_viz.ui.app import build_app, launch_kwargs
     from vepo_viz.ui.backend import ModelBackend, model_key
 
     try:
         policy, credentials = serving_from_args(args)
+        run_limits = run_limits_from_args(args)
+        limits, cache = bounds_from_args(args)
     except VepoInputError as error:
         print(f"app.py: {error}", file=sys.stderr)
         return 2
     if policy.warning:
         log.warning("WARNING: %s", policy.warning)
-    backend = ModelBackend(device=args.device, dtype=args.dtype)
+    configure_cache(cache)
+    backend = ModelBackend(device=args.device, dtype=args.dtype, limits=limits)
     if args.preload:
         backend.model(model_key(args.model))
-    demo = build_app(backend, default_model=args.model, policy=policy)
-    demo.queue(default_concurrency_limit=4)
+    demo = build_app(backend, default_model=args.model, policy=policy, run_limits=run_limits)
+    demo.queue(default_concurrency_limit=4, max_size=args.queue_size)
     demo.launch(
         server_name=args.host,
         server_port=args.port,

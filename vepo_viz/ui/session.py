@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.results import APP_KEY
+from vepo_viz.ui import tempfiles
 from vepo_viz.ui.backend import model_key
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.views import View, image_views, render_view
@@ -38,6 +39,8 @@ class Session:
     image: Image.Image | None = None
     """The clean image at the size the processor received (for the image views)."""
     history: list[str] = field(default_factory=list)
+    color_scale: str = DEFAULT_COLOR_SCALE
+    """How the heatmap and the exports colour values (render.scales; display only)."""
 
 
 def require(session: Session | None) -> Session:
@@ -63,8 +66,9 @@ def run_key(
 
 
 def out_dir() -> Path:
-    """A new temporary folder for a file the user downloads."""
-    return Path(tempfile.mkdtemp(prefix="vepo-viz-export-"))
+    """A new temporary folder for a file the user downloads (in the session's folder,
+    deleted when the session ends: vepo_viz.ui.tempfiles)."""
+    return tempfiles.new_dir("export")
 
 
 def file_stem(analysis) -> str:
@@ -83,7 +87,9 @@ def save_session(session: Session | None, include_image: bool = True) -> str:
     return str(path)
 
 
-def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
+def load_session(
+    file_path: str | None, color_scale: str = DEFAULT_COLOR_SCALE
+) -> tuple[Session, View, tuple]:
     """A saved analysis back into the app, exactly as saved (no model)."""
     from vepo_viz.results import TokenAnalysis
 
@@ -105,5 +111,14 @@ def load_session(file_path: str | None) -> tuple[Session, View, tuple]:
         from vepo_viz.analysis import add_views  # a file saved before results held previews
 
         add_views(analysis)
-    session = Session(base=analysis, current=analysis, key=None, image=analysis.image)
-    return session, render_view(analysis), image_views(analysis)
+    session = Session(
+        base=analysis, current=analysis, key=None, image=analysis.image, color_scale=color_scale
+    )
+    return session, render_view(analysis, color_scale=color_scale), image_views(analysis)
+
+
+def restored_image(analysis) -> Image.Image | None:
+    """The image to put back in the Image input after Load: the clean image as the
+    processor received it (Analyze on it reproduces the analysis), None if not stored."""
+    image = getattr(analysis, "image", None)
+    return image.copy() if image is not None else None

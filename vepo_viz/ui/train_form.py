@@ -1,18 +1,29 @@
 """The Train tab's new-run form as plain functions: the form's values (and its TOML
-"extra" box) into a TrainConfig under the serving policy, and the start of a run."""
+"extra" box) into a TrainConfig under the serving policy, and the start of a run (under
+the app's run limits, vepo_viz.train.app_runs: at most max_runs at once, only into the
+runs folder)."""
 
 from __future__ import annotations
 
-import threading
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 from vepo_viz.errors import VepoInputError
-from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.jobs import RunPaths, read_status, start_run
+from vepo_viz.train.app_runs import AppRuns
+from vepo_viz.train.config import TrainConfig, config_changes
+from vepo_viz.train.jobs import RunPaths
 from vepo_viz.ui.policy import ServingPolicy
 
 __all__ = ["form_config", "start_from_form"]
+
+RUN_NAME = re.compile(r"\w[\w.-]{0,99}")
+"""A run's name: its folder inside the runs folder (no separators, no leading dot)."""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def form_config(
@@ -37,9 +48,12 @@ def form_config(
     refuses a run it does not allow before the config (which checks paths) is built."""
     from vepo_viz.train.config import _tomllib
 
-    name = (name or "").strip()
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise VepoInputError("give the run a name (letters, digits, - and _; no slashes)")
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not RUN_NAME.fullmatch(name):
+        raise VepoInputError(
+            "give the run a name (letters, digits, - and _, dots inside; no slashes; "
+            "at most 100 characters)"
+        )
     overrides: dict[str, Any] = {}
     if extra and extra.strip():
         tomllib = _tomllib()
@@ -49,23 +63,28 @@ def form_config(
             raise VepoInputError(f"more settings: not valid TOML ({error})") from error
 
     def as_int(value, label):
-        if value is None or float(value) != int(value):
+        if not _finite(value) or value != int(value):  # 1.5 is refused, never rounded
             raise VepoInputError(f"{label} must be a whole number, got {value}")
         return int(value)
+
+    def as_float(value, label):
+        if not _finite(value):
+            raise VepoInputError(f"{label} must be a number, got {value}")
+        return float(value)
 
     values = {
         "out": str(Path(runs_root) / name),
         "model": (model or "tiny").strip(),
         "selection": selection,
         "score_type": score_type,
-        "ratio": float(ratio),
+        "ratio": as_float(ratio, "ratio"),
         "steps": as_int(steps, "steps"),
         "prompts_per_step": as_int(prompts_per_step, "prompts per step"),
         "group_size": as_int(group_size, "group size"),
-        "lr": float(lr),
+        "lr": as_float(lr, "learning rate"),
         "seed": as_int(seed, "seed"),
         "families": tuple(families or ()),
-        "difficulty": float(difficulty),
+        "difficulty": as_float(difficulty, "difficulty"),
         **overrides,
     }
     if policy is not None:
@@ -82,30 +101,27 @@ def form_config(
 
 
 def start_from_form(
-    runs_root: str | Path, *form, policy: ServingPolicy | None = None
+    runs_root: str | Path,
+    *form,
+    policy: ServingPolicy | None = None,
+    runs: AppRuns | None = None,
 ) -> tuple[str, list[str]]:
-    """Validate the form, write config.toml and start the run. (message, runs to select)."""
+    """Validate the form, write config.toml and start the run through `runs` (the app's
+    AppRuns: its limits; default: one made for `runs_root`). (message, runs to select)."""
     if policy is not None:
         policy.check_train()  # before the form is even read
     cfg = form_config(runs_root, *form, policy=policy)
+    runs = runs or AppRuns(runs_root)
     paths = RunPaths(Path(cfg.out))
-    status = read_status(paths.root)
-    if status.get("state") in ("starting", "running"):
-        raise VepoInputError(
-            f"run {paths.root.name} is already running; stop it or pick a new name"
-        )
     resumed = ""
-    if paths.config.exists():
-        previous = TrainConfig.load_run(paths.root)
-        if previous.to_dict() != cfg.to_dict() and paths.checkpoints.exists():
+    if paths.config.exists() and paths.checkpoints.exists():
+        changes = config_changes(TrainConfig.load_run(paths.root), cfg)
+        if changes:
             raise VepoInputError(
-                f"a run named {paths.root.name} exists with other settings; pick another name "
-                "(or start it with the same settings to resume it)"
+                f"a run named {paths.root.name} exists with other settings "
+                f"({'; '.join(changes)}); pick another name (or start it with the same "
+                "settings to resume it)"
             )
-        if paths.checkpoints.exists():
-            resumed = " (resuming from its last checkpoint)"
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(cfg.to_toml())
-    process = start_run(paths.config)
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it when it exits
+        resumed = " (resuming from its last checkpoint)"
+    process = runs.start(cfg)
     return f"started **{paths.root.name}** (pid {process.pid}){resumed}", [paths.root.name]

@@ -2,7 +2,9 @@
 
 `build_train_tab()` creates the tab's components inside the enclosing gr.Blocks/gr.Tab.
 A run is `python -m vepo_viz train --config <run>/config.toml` in its own process (the
-app stays responsive; closing the app does not stop it); the tab polls each selected
+app stays responsive). The server owns those processes (vepo_viz.train.app_runs): at most
+--max-runs at once, each writing only into its folder of the runs folder, stopped with a
+checkpoint when the app exits unless --keep-runs. The tab polls each selected
 run's metrics.jsonl and status.json every few seconds. Runs started from a terminal
 under the same runs folder show up too. The handlers are thin functions over
 vepo_viz.train.jobs, testable without a browser.
@@ -19,6 +21,7 @@ import pandas as pd
 
 from vepo_viz.errors import VepoError
 from vepo_viz.scoring import SCORE_TYPES
+from vepo_viz.train.app_runs import AppRuns, RunLimits
 from vepo_viz.train.curves import plotly_curves
 from vepo_viz.train.jobs import (
     DEFAULT_RUNS_ROOT,
@@ -110,7 +113,10 @@ def log_tail(runs_root: str | Path, selected: list[str] | None, n_lines: int = L
 def stop_selected(runs_root: str | Path, selected: list[str] | None) -> str:
     if not selected:
         return "select a run to stop"
-    return "  \n".join(stop_run(Path(runs_root) / n) for n in selected)
+    names = run_names(runs_root)  # a client's name is only a key into the runs folder
+    return "  \n".join(
+        stop_run(Path(runs_root) / n) if n in names else f"no run named {n!r}" for n in selected
+    )
 
 
 def analyze_target(runs_root: str | Path, selected: list[str] | None) -> tuple[str | None, str]:
@@ -165,6 +171,8 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
             placeholder='kl_beta = 0.01\nloss_mode = "weight"\nthreads = 1',
         )
         start = gr.Button("Start run", variant="primary", elem_id="vv-train-start")
+    for box in (steps, seed, prompts_per_step, group_size):
+        box.precision = None  # whole numbers are checked by form_config, never rounded (1.5)
     form = [
         name,
         model,
@@ -216,6 +224,7 @@ def build_train_tab(
     tabs: gr.Tabs | None = None,
     runs_root: str | Path = DEFAULT_RUNS_ROOT,
     policy: ServingPolicy | None = None,
+    run_limits: RunLimits | None = None,
 ) -> TrainTab:
     """Create the Train tab's components inside the enclosing Blocks/Tab and wire them.
 
@@ -223,9 +232,12 @@ def build_train_tab(
     "Open in Analyze" writes the run's model folder into the box and switches tabs.
     policy: what the server allows (default: this machine's, training allowed); without
     allow_train, Start and Stop are refused (the runs stay visible).
+    run_limits: how many runs may run at once and whether they outlive the app (default:
+    app_runs.RunLimits()).
     """
     policy = policy or ServingPolicy()
     runs_root = Path(runs_root)
+    app_runs = AppRuns(runs_root, run_limits)
     gr.Markdown(
         "Train a model with GRPO that updates only the selected tokens, in a background "
         "process. Compare rules under identical settings: give each run its own name and the "
@@ -248,7 +260,7 @@ def build_train_tab(
     @user_errors
     def on_start(*values):
         try:
-            text, chosen = start_from_form(runs_root, *values, policy=policy)
+            text, chosen = start_from_form(runs_root, *values, policy=policy, runs=app_runs)
         except VepoError as error:
             return f"**not started:** {error}", gr.update()
         return text, gr.update(choices=run_names(runs_root), value=chosen)

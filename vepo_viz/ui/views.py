@@ -20,7 +20,9 @@ from vepo_viz.render import data as rdata
 from vepo_viz.render import figures as rfig
 from vepo_viz.render import notices
 from vepo_viz.render.images import grid_caption, views_of
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.ui.backend import EMBEDDED
+from vepo_viz.ui.labels import scope_note
 
 
 @dataclass
@@ -61,8 +63,14 @@ def default_token(analysis, frame: pd.DataFrame | None = None) -> int | None:
     return int(pool[np.argmax(scores[pool])])
 
 
-def render_view(analysis, token: int | None = None, chars_per_line: int = 72) -> View:
-    """Every Analyze view of `analysis` (well under a second for a few hundred tokens)."""
+def render_view(
+    analysis,
+    token: int | None = None,
+    chars_per_line: int = 72,
+    color_scale: str = DEFAULT_COLOR_SCALE,
+) -> View:
+    """Every Analyze view of `analysis` (well under a second for a few hundred tokens);
+    `color_scale` (render.scales) colours the heatmap."""
     frame = rdata.token_frame(analysis)
     n = len(frame)
     if token is None or not (0 <= int(token) < n):
@@ -71,8 +79,11 @@ def render_view(analysis, token: int | None = None, chars_per_line: int = 72) ->
         summary=notices.warnings_html(analysis)
         + _header(analysis)
         + rdata.summary_markdown(analysis, frame)
+        + scope_note(analysis)
         + f"  \n{notices.floor_line(analysis)}  \n{notices.stability_line(analysis)}",
-        heatmap=rfig.token_heatmap(analysis, chars_per_line=chars_per_line, frame=frame),
+        heatmap=rfig.token_heatmap(
+            analysis, chars_per_line=chars_per_line, frame=frame, color_scale=color_scale
+        ),
         scatter=rfig.entropy_scatter(analysis, frame),
         table=rdata.table(analysis, frame=frame),
         token_choices=token_choices(analysis, frame),

@@ -54,12 +54,19 @@ def export_analysis(
         return save_heatmap(analysis, path, options)
     if fmt == "tex":
         path.write_text(
-            latex_snippet(analysis, latex_signal, cmap=options.cmap, legend=options.legend),
+            latex_snippet(
+                analysis,
+                latex_signal,
+                cmap=options.cmap,
+                legend=options.legend,
+                color_scale=options.color_scale,
+            ),
             encoding="utf-8",
         )
     elif fmt == "html":
         signals = tuple(options.signals)
-        path.write_text(html_document(analysis, signals, cmap=options.cmap), encoding="utf-8")
+        page = html_document(analysis, signals, cmap=options.cmap, color_scale=options.color_scale)
+        path.write_text(page, encoding="utf-8")
     elif fmt == "csv":
         analysis.to_dataframe().to_csv(path, index=False)
     else:  # json

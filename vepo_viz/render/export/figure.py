@@ -8,6 +8,7 @@ keeps text as text, so both stay editable and searchable.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +18,13 @@ from typing import Any
 from vepo_viz.render.colors import DEFAULT_COLORMAP, check_colormap
 from vepo_viz.render.data import DEFAULT_SIGNALS, SELECTION_ROW, SIGNALS, display_token, token_frame
 from vepo_viz.render.export.panels import make_panel
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, check_color_scale
 
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
+
+FONT_LOGGER = "fontTools"
+"""matplotlib's PDF backend subsets fonts with fontTools, which logs dozens of INFO lines
+per export: `save_heatmap` raises this logger to WARNING."""
 
 FONT_CANDIDATES: tuple[str, ...] = (
     "DejaVu Sans",
@@ -70,6 +76,9 @@ class FigureOptions:
     """Resolution of PNG output (vector formats ignore it)."""
     cmap: str = DEFAULT_COLORMAP
     """Colour-blind-safe colour map of the continuous panels (colors.COLORMAPS)."""
+    color_scale: str = DEFAULT_COLOR_SCALE
+    """How values become colours (render.scales.COLOR_SCALES): per response (default, so
+    the score row uses the whole map), absolute or rank."""
     colorbar: bool = True
     """Draw a colour bar beside each continuous panel's title."""
     legend: bool = True
@@ -96,6 +105,7 @@ class FigureOptions:
         if not 30 <= self.dpi <= 1200:
             raise ValueError(f"dpi must be between 30 and 1200, got {self.dpi}")
         check_colormap(self.cmap)
+        check_color_scale(self.color_scale)
         if not _font_exists(self.font_family):
             raise ValueError(
                 f"font {self.font_family!r} is not installed; choose one of {available_fonts()}"
@@ -156,7 +166,10 @@ def heatmap_figure(analysis: Any, options: FigureOptions | None = None):
     title_h = 1.9 * size if options.titles else 0.4 * size
     panel_gap = 0.7 * size
     fig_title_h = 2.0 * size if options.title else 0.0
-    panels = [make_panel(analysis, frame, key, options.cmap) for key in options.signals]
+    panels = [
+        make_panel(analysis, frame, key, options.cmap, options.color_scale)
+        for key in options.signals
+    ]
     panel_h = title_h + n_lines * line_h
     height_pt = 2 * margin + fig_title_h + len(panels) * panel_h + (len(panels) - 1) * panel_gap
 
@@ -220,11 +233,12 @@ def _draw_colorbar(box: _Box, panel, y: float) -> None:
     cb.outline.set_linewidth(0.4)
     cax.set_xticks([])
     tick_font = FontProperties(family=options.font_family, size=0.7 * size)
-    for pos, value, align in ((-0.03, panel.vmin, "right"), (1.03, panel.vmax, "left")):
+    low, high = panel.end_labels()
+    for pos, text, align in ((-0.03, low, "right"), (1.03, high, "left")):
         cax.text(
             pos,
             0.5,
-            f"{value:.2g}",
+            text,
             transform=cax.transAxes,
             ha=align,
             va="center",
@@ -296,6 +310,7 @@ def save_heatmap(analysis: Any, path: str | Path, options: FigureOptions | None 
     if fmt not in FIGURE_FORMATS:
         raise ValueError(f"figure format must be one of {FIGURE_FORMATS}, got {path.name!r}")
     options = options or FigureOptions()
+    logging.getLogger(FONT_LOGGER).setLevel(logging.WARNING)
     with rc_context(
         {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none", "font.family": "sans-serif"}
     ):

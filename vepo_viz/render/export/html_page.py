@@ -21,6 +21,8 @@ from vepo_viz.render.data import (
     token_frame,
 )
 from vepo_viz.render.export.panels import make_panel
+from vepo_viz.render.labels import model_label
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 
 _HTML_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -58,9 +60,11 @@ def html_document(
     signals: Sequence[str] = DEFAULT_SIGNALS + (SELECTION_ROW,),
     *,
     cmap: str = DEFAULT_COLORMAP,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> str:
     """A self-contained HTML page (no scripts, no network): coloured tokens per signal with
-    every number in each token's tooltip, the summary, the settings and the token table."""
+    every number in each token's tooltip, the summary, the settings and the token table.
+    `color_scale` is one of render.scales.COLOR_SCALES."""
     frame = token_frame(analysis)
     titles = [_token_title(row) for _, row in frame.iterrows()]
     sc = analysis.settings.scoring
@@ -71,7 +75,7 @@ def html_document(
         "<title>vepo-viz token analysis</title>",
         f"<style>{_HTML_CSS}</style></head><body>",
         "<h1>vepo-viz: per-token analysis</h1>",
-        f'<p class="meta">model <code>{html.escape(str(analysis.model_id))}</code>; '
+        f'<p class="meta">model <code>{html.escape(model_label(analysis.model_id))}</code>; '
         f"question: {html.escape(str(analysis.question))}<br>"
         f"score {html.escape(sc.score_type)}, alpha {sc.alpha:.2f}, top "
         f"{sc.ratio:.0%} per {html.escape(sc.scope)}; {s.n_tokens} tokens; VEPO picks "
@@ -79,13 +83,14 @@ def html_document(
         f"{_fmt_pct(s.vepo_low_entropy)} of VEPO's picks have below-median entropy.</p>",
     ]
     for key in signals:
-        panel = make_panel(analysis, frame, key, check_colormap(cmap))
+        panel = make_panel(analysis, frame, key, check_colormap(cmap), color_scale)
         parts.append(f"<h2>{html.escape(panel.title)}</h2>")
         if panel.continuous:
             stops = hex_colors(rgba(np.linspace(0, 1, 9), 0, 1, cmap))
+            low, high = panel.end_labels()
             parts.append(
-                f'<p class="legend">{panel.vmin:.2g} <span class="bar" style="background: '
-                f'linear-gradient(to right, {", ".join(stops)});"></span> {panel.vmax:.2g}</p>'
+                f'<p class="legend">{low} <span class="bar" style="background: '
+                f'linear-gradient(to right, {", ".join(stops)});"></span> {high}</p>'
             )
         else:
             parts.append(

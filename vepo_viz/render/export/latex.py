@@ -10,6 +10,8 @@ import numpy as np
 from vepo_viz.render.colors import DEFAULT_COLORMAP, check_colormap, hex_colors, rgba, text_colors
 from vepo_viz.render.data import display_token, token_frame
 from vepo_viz.render.export.panels import hex_to_rgba, make_panel
+from vepo_viz.render.labels import model_label
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -92,17 +94,19 @@ def latex_snippet(
     cmap: str = DEFAULT_COLORMAP,
     legend: bool = True,
     standalone: bool = False,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> str:
     """A LaTeX snippet: one `\\colorbox` per token, coloured by `signal` (or "selection").
 
     Needs `\\usepackage{xcolor}` (and `\\usepackage[T1]{fontenc}` for < > | "). With
-    standalone=True, a complete document that compiles with pdflatex.
+    standalone=True, a complete document that compiles with pdflatex. `color_scale` is one
+    of render.scales.COLOR_SCALES (per response by default, so the boxes use the whole map).
     """
     frame = token_frame(analysis)
-    panel = make_panel(analysis, frame, signal, check_colormap(cmap))
+    panel = make_panel(analysis, frame, signal, check_colormap(cmap), color_scale)
     lines = [
         f"% vepo-viz token heatmap: {latex_escape(panel.title).replace('%', '')}",
-        f"% model: {latex_escape(str(getattr(analysis, 'model_id', '')))}",
+        f"% model: {latex_escape(model_label(getattr(analysis, 'model_id', '')))}",
         "% needs \\usepackage{xcolor} and \\usepackage[T1]{fontenc}",
         "\\begingroup\\setlength{\\fboxsep}{1pt}%",
     ]
@@ -125,14 +129,17 @@ def latex_snippet(
             stops = np.linspace(panel.vmin, panel.vmax, 5)
             colors = hex_colors(rgba(stops, panel.vmin, panel.vmax, cmap))
             lines.append(f"{latex_escape(panel.title)}: %")
-            for value, color in zip(stops, colors, strict=True):
+            texts = [f"{v:.2g}" for v in stops]
+            if panel.rank:
+                texts = ["lowest", "", "", "", "highest"]
+            for value, color in zip(texts, colors, strict=True):
                 r, g, b = (int(color[j : j + 2], 16) for j in (1, 3, 5))
                 ink = (
                     "255,255,255" if text_colors(hex_to_rgba([color]))[0] == "#ffffff" else "0,0,0"
                 )
                 lines.append(
                     f"\\colorbox[RGB]{{{r},{g},{b}}}{{\\strut\\textcolor[RGB]{{{ink}}}"
-                    f"{{{value:.2f}}}}}%"
+                    f"{{{value or '~'}}}}}%"
                 )
         else:
             for color, name in panel.legend:

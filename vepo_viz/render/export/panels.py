@@ -18,6 +18,7 @@ from vepo_viz.render.colors import (
     text_colors,
 )
 from vepo_viz.render.data import SELECTION_ROW, signal_scale
+from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, scale_note
 
 
 @dataclass
@@ -32,10 +33,21 @@ class Panel:
     vmax: float = 1.0
     continuous: bool = True
     legend: list[tuple[str, str]] = field(default_factory=list)
+    rank: bool = False
+    """Coloured by rank (vmin/vmax are the lowest and highest rank, not values)."""
+
+    def end_labels(self) -> tuple[str, str]:
+        """The texts at the two ends of the panel's colour bar."""
+        if self.rank:
+            return "lowest", "highest"
+        return f"{self.vmin:.2g}", f"{self.vmax:.2g}"
 
 
-def make_panel(analysis: Any, frame, key: str, cmap: str) -> Panel:
-    """The colours and title of one panel: a continuous signal or the selection row."""
+def make_panel(
+    analysis: Any, frame, key: str, cmap: str, color_scale: str = DEFAULT_COLOR_SCALE
+) -> Panel:
+    """The colours and title of one panel: a continuous signal (on `color_scale`, see
+    render.scales) or the selection row."""
     if key == SELECTION_ROW:
         face = [CATEGORY_COLORS[c] for c in frame["category"]]
         ink = text_colors(hex_to_rgba(face))
@@ -48,9 +60,11 @@ def make_panel(analysis: Any, frame, key: str, cmap: str) -> Panel:
             continuous=False,
             legend=[(CATEGORY_COLORS[c], CATEGORY_LABELS[c]) for c in CATEGORIES],
         )
-    label, unit, values, vmin, vmax = signal_scale(frame, key, analysis)
+    label, unit, values, vmin, vmax = signal_scale(frame, key, analysis, color_scale)
     colors = rgba(values, vmin, vmax, cmap)
     unit_text = "" if unit == "0-1" else f" ({unit})"
+    if scale_note(color_scale):
+        unit_text += f", colour: {scale_note(color_scale)}"
     return Panel(
         key=key,
         title=f"{label[0].upper()}{label[1:]}{unit_text}",
@@ -58,6 +72,7 @@ def make_panel(analysis: Any, frame, key: str, cmap: str) -> Panel:
         ink=text_colors(colors),
         vmin=vmin,
         vmax=vmax,
+        rank=color_scale == "rank",
     )
 
 

@@ -1,0 +1,81 @@
+"""The app's temporary files: one folder per browser session, deleted when it ends.
+
+Every download (exports, saved sessions, Parquet) and every batch's working copy lives
+under one root folder of this process (`vepo-viz-app-*` in the system temp folder), in a
+subfolder per gradio session. `end_session` (wired to `demo.unload`) deletes a session's
+subfolder when its tab closes; `scratch` folders (a batch's uploads) are deleted when the
+block ends; the whole root goes when the process exits. Gradio's own copies of uploads
+and outputs are aged out by `gr.Blocks(delete_cache=...)` (`CACHE_CLEANUP`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CACHE_CLEANUP = (600, 3600)
+"""gr.Blocks(delete_cache=(every s, older than s)): gradio's copies of uploads and
+outputs are deleted every 10 minutes once an hour old."""
+
+SHARED = "shared"
+"""Subfolder of work done outside any session (a direct call of a handler)."""
+
+_root: Path | None = None
+_lock = threading.Lock()
+
+
+def root() -> Path:
+    """This process's folder of temporary files (made on first use, deleted at exit)."""
+    global _root
+    with _lock:
+        if _root is None or not _root.is_dir():
+            _root = Path(tempfile.mkdtemp(prefix="vepo-viz-app-"))
+            atexit.register(shutil.rmtree, _root, True)
+        return _root
+
+
+def current_session() -> str:
+    """The gradio session hash of the request being handled (SHARED outside one)."""
+    try:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    except ImportError:  # pragma: no cover - gradio is a dependency of the app
+        request = None
+    session = getattr(request, "session_hash", None) if request is not None else None
+    return _safe(session) if session else SHARED
+
+
+def new_dir(prefix: str, session: str | None = None) -> Path:
+    """A new folder for one output, inside the session's folder."""
+    folder = root() / _safe(session or current_session())
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=folder))
+
+
+def end_session(session: str | None) -> None:
+    """Delete the files of a session that ended (its tab was closed)."""
+    if session:
+        shutil.rmtree(root() / _safe(session), ignore_errors=True)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A folder deleted when the block ends (however it ends)."""
+    folder = new_dir(prefix)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _safe(name: str) -> str:
+    """`name` as one path component (a session hash comes from the client)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", str(name))[:64]
+    return cleaned or SHARED
