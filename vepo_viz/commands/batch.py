@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vepo_viz import batch
+from vepo_viz.batch_tokens import cli_section
 from vepo_viz.commands import common
 from vepo_viz.errors import VepoInputError
 
@@ -42,6 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         default="response",
         help='JSONL key holding a response to score (default "response"; e.g. "target")',
     )
+    parser.add_argument("--figure", help="write the token-picks figure here (.pdf, .png or .svg)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N examples")
     parser.add_argument(
         "--restart", action="store_true", help="forget earlier progress and score every row again"
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         frame = batch.write_parquet(finished, out_path)
         print(f"wrote {out_path} ({len(frame)} token rows, {len(finished)} examples)")
     print(format_aggregates(batch.aggregate(finished)))
+    if finished:  # which tokens each rule picks (vepo_viz.batch_tokens)
+        print(cli_section(finished, data_path, args.figure))
     for row, message in failures:
         print(f"failed: {row.key} ({row.image.name}): {message}", file=sys.stderr)
     if failures:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from vepo_viz.batch_tokens import tab_outputs
 from vepo_viz.ui import batch as hbatch
 from vepo_viz.ui.analyze_tab import AnalyzeTab
 from vepo_viz.ui.backend import Backend
@@ -48,6 +49,7 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
         scatter = gr.Plot(label="Entropy vs visual sensitivity (all tokens)")
         bars = gr.Plot(label="Low-entropy share of each selection")
     parquet = gr.File(label="Per-token scores (Parquet)", interactive=False)
+    picks = _token_picks_outputs()
 
     @user_errors
     def on_batch(
@@ -75,14 +77,31 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
             figs["scatter"],
             figs["low_entropy"],
             hbatch.write_parquet(tokens),
+            finished,
         )
 
     button.click(
         on_batch,
         [source, n_per_family, families, files, analyze.model],
-        [status, table, scatter, bars, parquet],
+        [status, table, scatter, bars, parquet, picks[0]],
         inputs_kwargs=analyze.controls.api_inputs(),
         api_name="batch",
         concurrency_limit=1,
         concurrency_id=MODEL_QUEUE,
+    ).success(
+        user_errors(tab_outputs),
+        [picks[0], source, n_per_family, families, files],
+        list(picks[1:]),
+        api_name=False,
+    )
+
+
+def _token_picks_outputs() -> tuple:
+    """(state of the finished rows, Markdown, figure, PDF) of the token picks report."""
+    gr.Markdown("**Which tokens each rule picks** (vepo_viz.batch_tokens)")
+    return (
+        gr.State(),
+        gr.Markdown(elem_id="vv-batch-picks"),
+        gr.Plot(label="Token kinds and low-entropy share of the picks"),
+        gr.File(label="Figure (PDF)", interactive=False),
     )
