@@ -36,7 +36,7 @@ from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.jobs import RunPaths, read_status
 from vepo_viz.train.repro_doc import RULE_COLORS, markdown_profile_table, markdown_table
 from vepo_viz.train.repro_profile import selection_profile
-from vepo_viz.train.repro_summary import extra_eval, mean_curves, summarise
+from vepo_viz.train.repro_summary import extra_eval, grid_span_s, mean_curves, summarise
 
 __all__ = [
     "RULE_COLORS",
@@ -274,20 +274,24 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
         print(markdown_profile_table(profile))
+    command = "python -m vepo_viz.train.repro " + shlex.join(argv or sys.argv[1:])
+    if not args.summarise_only:
+        (out / "command.txt").write_text(command + "\n")  # the grid's own command
     t0 = time.time()
     if not args.summarise_only:
         run_grid(init, out, args.rules, args.seeds, args.steps, args.jobs, settings)
     summary = summarise(out, args.rules, args.seeds)
     summary.update(grid_wall_s=time.time() - t0, init=init, settings=settings, jobs=args.jobs)
-    summary["command"] = "python -m vepo_viz.train.repro " + shlex.join(argv or sys.argv[1:])
+    grid_command = out / "command.txt"
+    summary["command"] = grid_command.read_text().strip() if grid_command.exists() else command
+    if args.summarise_only:
+        summary["summarise_command"] = command
     summary["pools"] = pools
     if profile is not None:
         summary["profile"] = profile
     previous = out / "summary.json"
-    if args.summarise_only and previous.exists():  # keep the grid's own wall time, command
-        before = json.loads(previous.read_text())
-        summary["grid_wall_s"] = before.get("grid_wall_s", 0.0)
-        summary["command"] = before.get("command", summary["command"])
+    if args.summarise_only:  # the grid's wall time over the summarised runs
+        summary["grid_wall_s"] = grid_span_s(out, list(summary["runs"]))
     summary["extra_eval"] = {}
     for item in args.extra_eval:
         name, _, path = item.partition("=")

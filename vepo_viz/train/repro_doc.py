@@ -147,8 +147,8 @@ def wall_text(summary: dict) -> str:
     step = {r: v.get("step_s") for r, v in summary["rules"].items()}
     steps = ", ".join(f"{r} {_cell(s)} s" for r, s in step.items() if s)
     return (
-        f"**Wall time:** {summary['grid_wall_s'] / 60:.1f} minutes for this invocation of the "
-        f"grid ({n} runs, {summary.get('jobs', 2)} at a time, on a 2-core CPU machine shared "
+        f"**Wall time:** {summary['grid_wall_s'] / 60:.1f} minutes for the grid of these "
+        f"{n} runs (from its start to the last of them, {summary.get('jobs', 2)} at a time, on a 2-core CPU machine shared "
         f"with other jobs); {summary['sum_run_wall_s'] / 60:.1f} run-minutes of training in all, "
         f"{summary['sum_run_cpu_s'] / 60:.1f} CPU-minutes. Median seconds per step: {steps}."
     )
@@ -178,8 +178,20 @@ def verdict_text(summary: dict) -> str:
     return " ".join(parts)
 
 
+def command_text(summary: dict) -> str:
+    """The grid's command and, when the tables came from a later --summarise-only call
+    (e.g. over the seeds that finished), that command too."""
+    text = "    " + summary["command"]
+    if summary.get("summarise_command"):
+        text += (
+            "\n\nThe tables and figures below were then written from the run folders by\n\n"
+            "    " + summary["summarise_command"]
+        )
+    return text
+
+
 BLOCKS = {
-    "command": lambda s: "    " + s["command"],
+    "command": command_text,
     "pools": lambda s: pools_table(s["pools"]) if s.get("pools") else "(no mined pool)",
     "premise": lambda s: premise_table(s["profile"]),
     "profile": lambda s: (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.jobs import RunPaths, read_metrics
+from vepo_viz.train.jobs import RunPaths, read_metrics, read_status
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 """Two-sided 95% quantiles of Student's t by degrees of freedom (larger: 2.262 down to 1.96)."""
@@ -44,10 +44,10 @@ def _column_mean(frame: pd.DataFrame, key: str) -> float | None:
 
 
 def run_record(run_dir: Path, rule: str, seed: int) -> dict | None:
-    """One run's held-out accuracy before/after, rewards, zero-advantage share and cost."""
+    """One finished run's held-out accuracy before/after, rewards, zero-advantage share and cost."""
     df = read_metrics(run_dir)
-    if df.empty or "heldout_acc" not in df:
-        return None
+    if df.empty or "heldout_acc" not in df or read_status(run_dir).get("state") != "finished":
+        return None  # an unfinished run's last evaluation is not its end
     ev = df[df["heldout_acc"].notna()].sort_values("step")
     tr = df[df["reward"].notna()] if "reward" in df else pd.DataFrame()
     family_cols = [c for c in ev.columns if c.startswith("heldout_acc_")]
@@ -118,6 +118,14 @@ def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
     walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
     cpus = [r["cpu_s"] for r in runs.values() if r.get("cpu_s")]
     return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
+
+
+def grid_span_s(out: Path, names: list[str]) -> float:
+    """Seconds from the first run's config (written when the grid started) to the last
+    metrics line of the runs `names`: the grid's wall time over those runs."""
+    starts = [(out / n / "config.toml").stat().st_mtime for n in names]
+    ends = [RunPaths(out / n).metrics.stat().st_mtime for n in names]
+    return max(ends) - min(starts) if names else 0.0
 
 
 def _accuracy(model: str, prompts, cfg: TrainConfig) -> float:
