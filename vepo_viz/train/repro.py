@@ -1,10 +1,11 @@
 """Mini-reproduction: token-selection rules x seeds on the embedded model, same steps and data.
 
-    python -m vepo_viz.train.repro --init tiny --out runs/repro \
-        --rules all entropy vepo random --seeds 0 1 2 --steps 80 --jobs 2 \
-        --pool-per-family 16 --heldout-per-family 40 --families color compare count spatial \
-        --set prompts_per_step=8 group_size=8 lr=1e-4 eval_every=10 max_new_tokens=48 \
-        --figures docs/figures
+    python -m vepo_viz.train.repro --init tiny --out runs/repro15 \
+        --rules all entropy vepo random --seeds 0 1 2 3 4 --steps 40 --jobs 2 \
+        --families read --difficulty 1.0 --mine 48 48 --profile 32 --end-profile 16 \
+        --set prompts_per_step=4 group_size=8 temperature=1.3 lr=2e-4 eval_every=10 \
+              max_new_tokens=32 ckpt_every=10 \
+        --figures docs/figures --doc docs/mini_reproduction.md
 
 (docs/mini_reproduction.md has the exact command, data and results.)
 
@@ -12,9 +13,12 @@ Each (rule, seed) is one `vepo-viz train` process (TRL's GRPOTrainer with the ve
 plug-in; run folder OUT/RULE-sSEED); for a given
 seed every rule sees the same prompts in the same order and starts from the same weights.
 --jobs runs that many processes at once, one torch thread each. Finished runs are skipped
-when the script is run again (killed ones resume from their checkpoint). At the end it
-writes OUT/summary.json, a Markdown table of held-out accuracy (mean, std and range over
-seeds) and, with --figures, PNG curves averaged over seeds.
+when the script is run again (killed ones resume from their checkpoint). --mine builds
+the data first (repro_pool: prompts with headroom), --profile measures the starting model
+on it (repro_profile: what each rule selects, VEPO's premise). At the end it writes
+OUT/summary.json, the tables (repro_summary, repro_doc: held-out accuracy with mean, std,
+range and 95% interval over seeds), with --figures the curves averaged over seeds, and
+with --doc the blocks of docs/mini_reproduction.md.
 
 --init takes a model folder, or an SFT training checkpoint (a ckpt.pt state dict of
 vepo_viz.tiny.train; --like names the model folder of the same architecture, default the
