@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vepo_viz import batch, settings
+from vepo_viz.batch_tokens import cli_section
 from vepo_viz.commands import common
 from vepo_viz.data import DataColumns, iter_records, math_verify_installed, open_data
 from vepo_viz.errors import VepoInputError
@@ -66,6 +67,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         default="family",
         help="column to split the statistics by (default: family), e.g. subject",
     )
+    parser.add_argument("--figure", help="write the token-picks figure here (.pdf, .png or .svg)")
     parser.add_argument(
         "--restart", action="store_true", help="forget earlier progress and score every row again"
     )
@@ -142,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
             frame = batch.write_parquet(finished, out_path, meta)
         print(f"wrote {out_path} ({len(frame)} token rows, {len(finished)} examples)")
     print(format_aggregates(batch.aggregate(finished, args.group_by)))
+    if finished:  # which tokens each rule picks (vepo_viz.batch_tokens)
+        print(cli_section(finished, args.data, args.figure))
     for row, message in failures:
         print(f"failed: {row.key} ({row.label}): {message}", file=sys.stderr)
     if failures:

@@ -38,6 +38,7 @@ __all__ = [
     "split_seed",
     "iter_split",
     "export_jsonl",
+    "write_examples",
     "verify",
     "extract_answer",
     "token_kinds",
@@ -100,11 +101,18 @@ def export_jsonl(
     Each line: image (relative to the JSONL), question, answer, family, id, seed, target,
     segments [[text, kind], ...] and, when a tokenizer is given, target_tokens/target_kinds.
     """
+    return write_examples(
+        out_path, iter_split(split, n_per_family, families, difficulty), split, tokenizer
+    )
+
+
+def write_examples(out_path: str | Path, examples, split: str, tokenizer=None) -> Path:
+    """export_jsonl's file for any examples of `split` (e.g. a pool mined from it)."""
     out_path = Path(out_path)
     img_dir = out_path.parent / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     with out_path.open("w") as f:
-        for ex in iter_split(split, n_per_family, families, difficulty):
+        for ex in examples:
             ex_id = f"{split}-{ex.family}-{ex.seed}"
             img_path = img_dir / f"{ex_id}.png"
             ex.image.save(img_path)

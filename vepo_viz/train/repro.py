@@ -1,10 +1,11 @@
 """Mini-reproduction: token-selection rules x seeds on the embedded model, same steps and data.
 
-    python -m vepo_viz.train.repro --init tiny --out runs/repro \
-        --rules all entropy vepo random --seeds 0 1 2 --steps 80 --jobs 2 \
-        --pool-per-family 16 --heldout-per-family 40 --families color compare count spatial \
-        --set prompts_per_step=8 group_size=8 lr=1e-4 eval_every=10 max_new_tokens=48 \
-        --figures docs/figures
+    python -m vepo_viz.train.repro --init tiny --out runs/repro15 \
+        --rules all entropy vepo random --seeds 0 1 2 3 4 --steps 40 --jobs 2 \
+        --families read --difficulty 1.0 --mine 48 48 --profile 32 --end-profile 16 \
+        --set prompts_per_step=4 group_size=8 temperature=1.3 lr=2e-4 eval_every=10 \
+              max_new_tokens=32 ckpt_every=10 \
+        --figures docs/figures --doc docs/mini_reproduction.md
 
 (docs/mini_reproduction.md has the exact command, data and results.)
 
@@ -12,9 +13,12 @@ Each (rule, seed) is one `vepo-viz train` process (TRL's GRPOTrainer with the ve
 plug-in; run folder OUT/RULE-sSEED); for a given
 seed every rule sees the same prompts in the same order and starts from the same weights.
 --jobs runs that many processes at once, one torch thread each. Finished runs are skipped
-when the script is run again (killed ones resume from their checkpoint). At the end it
-writes OUT/summary.json, a Markdown table of held-out accuracy (mean, std and range over
-seeds) and, with --figures, PNG curves averaged over seeds.
+when the script is run again (killed ones resume from their checkpoint). --mine builds
+the data first (repro_pool: prompts with headroom), --profile measures the starting model
+on it (repro_profile: what each rule selects, VEPO's premise). At the end it writes
+OUT/summary.json, the tables (repro_summary, repro_doc: held-out accuracy with mean, std,
+range and 95% interval over seeds), with --figures the curves averaged over seeds, and
+with --doc the blocks of docs/mini_reproduction.md.
 
 --init takes a model folder, or an SFT training checkpoint (a ckpt.pt state dict of
 vepo_viz.tiny.train; --like names the model folder of the same architecture, default the
@@ -26,21 +30,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.jobs import RunPaths, read_metrics, read_status
+from vepo_viz.train.jobs import RunPaths, read_status
+from vepo_viz.train.repro_doc import RULE_COLORS, markdown_profile_table, markdown_table
+from vepo_viz.train.repro_profile import selection_profile
+from vepo_viz.train.repro_summary import extra_eval, grid_span_s, mean_curves, summarise
+
+__all__ = [
+    "RULE_COLORS",
+    "export_sft_checkpoint",
+    "main",
+    "markdown_profile_table",
+    "markdown_table",
+    "run_grid",
+    "selection_profile",
+    "summarise",
+]
 
 POLL_S = 5.0
 """Seconds between checks of the grid's running processes."""
-
-RULE_COLORS = {"all": "#7f7f7f", "entropy": "#1f77b4", "vepo": "#d62728", "random": "#2ca02c"}
 
 
 def export_sft_checkpoint(state_path: str | Path, like: str | Path, out: str | Path) -> Path:
@@ -131,307 +145,7 @@ def run_grid(
     return [out / f"{rule}-s{seed}" for seed in seeds for rule in rules]
 
 
-def _column_mean(frame: pd.DataFrame, key: str) -> float | None:
-    """Mean of a metrics column over steps; None where the run did not log it (TRL logs no
-    selected-vs-all statistics for selection="all": every token is selected)."""
-    if key not in frame or frame[key].isna().all():
-        return None
-    return float(frame[key].mean())
-
-
-def summarise(out: Path, rules: list[str], seeds: list[int]) -> dict:
-    """Held-out accuracy before/after per run, per rule mean/std/range, wall time."""
-    runs = {}
-    for rule in rules:
-        for seed in seeds:
-            df = read_metrics(out / f"{rule}-s{seed}")
-            if df.empty or "heldout_acc" not in df:
-                continue
-            ev = df[df["heldout_acc"].notna()].sort_values("step")
-            tr = df[df["reward"].notna()] if "reward" in df else pd.DataFrame()
-            family_cols = [c for c in ev.columns if c.startswith("heldout_acc_")]
-            runs[f"{rule}-s{seed}"] = {
-                "rule": rule,
-                "seed": seed,
-                "acc_start": float(ev["heldout_acc"].iloc[0]),
-                "acc_end": float(ev["heldout_acc"].iloc[-1]),
-                "acc_end_family": {c[12:]: float(ev[c].iloc[-1]) for c in family_cols},
-                "steps": int(tr["step"].max()) if not tr.empty else 0,
-                "reward_first5": float(tr["reward"].head(5).mean()) if not tr.empty else None,
-                "reward_last5": float(tr["reward"].tail(5).mean()) if not tr.empty else None,
-                "wall_s": float(tr["elapsed_s"].max()) if "elapsed_s" in tr else None,
-                "cpu_s": float(tr["process_cpu_s"].max()) if "process_cpu_s" in tr else None,
-                "step_cpu_s": float(tr["step_s"].median()) if "step_s" in tr else None,
-                **{
-                    key: _column_mean(tr, key)
-                    for key in ("entropy_selected", "entropy_all", "vis_selected", "vis_all")
-                },
-                **{
-                    key: float(tr[key].mean())
-                    for key in ("share_visual", "share_free", "share_template", "recall_visual")
-                    if key in tr
-                },
-            }
-    table = {}
-    for rule in rules:
-        ends = [r["acc_end"] for r in runs.values() if r["rule"] == rule]
-        if not ends:
-            continue
-        table[rule] = {
-            "n_seeds": len(ends),
-            "acc_end_mean": statistics.mean(ends),
-            "acc_end_std": statistics.stdev(ends) if len(ends) > 1 else 0.0,
-            "acc_end_min": min(ends),
-            "acc_end_max": max(ends),
-            "acc_start_mean": statistics.mean(
-                r["acc_start"] for r in runs.values() if r["rule"] == rule
-            ),
-            "reward_last5_mean": statistics.mean(
-                r["reward_last5"] for r in runs.values() if r["rule"] == rule
-            ),
-        }
-        for key in (
-            "entropy_selected",
-            "entropy_all",
-            "vis_selected",
-            "vis_all",
-            "share_visual",
-            "share_free",
-            "recall_visual",
-        ):
-            values = [r[key] for r in runs.values() if r["rule"] == rule and r.get(key) is not None]
-            table[rule][key] = statistics.mean(values) if values else None
-    walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
-    cpus = [r["cpu_s"] for r in runs.values() if r.get("cpu_s")]
-    return {"runs": runs, "rules": table, "sum_run_wall_s": sum(walls), "sum_run_cpu_s": sum(cpus)}
-
-
-def _load(model: str, cfg: TrainConfig):
-    """A private copy of `model` (a folder, a hub id, or "tiny") as a models.VLM."""
-    from vepo_viz.models import load_model
-    from vepo_viz.train.trl_train import EMBEDDED_NAMES
-
-    name = None if model in EMBEDDED_NAMES else model
-    return load_model(
-        name, device=cfg.device, dtype=None if cfg.dtype == "auto" else cfg.dtype, cache=False
-    )
-
-
-def _accuracy(model: str, prompts, cfg: TrainConfig) -> float:
-    from vepo_viz.train.trl_data import evaluate
-
-    vlm = _load(model, cfg)
-    return evaluate(vlm.model, vlm.processor, prompts, cfg, vlm.max_image_pixels)["heldout_acc"]
-
-
-def extra_eval(
-    init: str, out: Path, rules: list[str], seeds: list[int], name: str, jsonl: str, settings: dict
-) -> dict:
-    """Greedy accuracy of the initial model and of every run's final model on `jsonl`
-    (e.g. the training pool: how well each rule fitted the prompts it was rewarded on)."""
-    from vepo_viz.train.data import load_jsonl
-
-    prompts = load_jsonl(jsonl)
-    base = TrainConfig.from_dict({**settings, "model": init, "n_eval": 0, "threads": 1})
-    results = {"init": _accuracy(init, prompts, base)}
-    for rule in rules:
-        for seed in seeds:
-            final = RunPaths(out / f"{rule}-s{seed}").final
-            if (final / "config.json").exists():
-                results[f"{rule}-s{seed}"] = _accuracy(str(final), prompts, base)
-    by_rule = {}
-    for rule in rules:
-        values = [v for k, v in results.items() if k.startswith(f"{rule}-s")]
-        if values:
-            by_rule[rule] = {
-                "mean": statistics.mean(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "min": min(values),
-                "max": max(values),
-            }
-    print(
-        f"{name}: init {results['init']:.3f}; "
-        + "; ".join(f"{r} {v['mean']:.3f} ± {v['std']:.3f}" for r, v in by_rule.items())
-    )
-    return {"jsonl": jsonl, "runs": results, "rules": by_rule}
-
-
-def _token_kinds(vlm, prompt, token_ids: list[int]) -> tuple[str, ...] | None:
-    """Kind of each response token ("visual", "template", "free", "answer"; the end-of-turn
-    token is "template") when the prompt is a suite example and the response follows its
-    template, else None."""
-    from vepo_viz.tasks import token_kinds
-
-    if prompt.example is None or not token_ids:
-        return None
-    n_end = 1 if token_ids[-1] in vlm.eos_token_ids else 0
-    body = token_ids[: len(token_ids) - n_end]
-    text = vlm.decode(body)
-    spans = prompt.example.annotate(text)
-    if spans is None:
-        return None
-    kinds = token_kinds(vlm.token_spans(body, text), spans, text) if body else []
-    return tuple(kinds) + ("template",) * n_end
-
-
-def _sampled_signals(cfg: TrainConfig, prompts, vlm, folder: Path):
-    """(TokenSignals, completion ids, completion mask) of G sampled responses per prompt
-    from the TRL plug-in's own rollout and score pass (clean + counterfactual, no update)."""
-    from datasets import Dataset
-    from trl import GRPOTrainer
-
-    from vepo_viz.train.trl_data import REWARD_FUNCS, prompt_rows
-    from vepo_viz.train.trl_plugin import VEPOGRPOTrainer
-    from vepo_viz.train.trl_train import trl_args
-
-    rows = prompt_rows(prompts, cfg.prompt_suffix, vlm.max_image_pixels)
-    trainer = VEPOGRPOTrainer(
-        model=vlm.model,
-        processing_class=vlm.processor,
-        reward_funcs=REWARD_FUNCS,
-        args=trl_args(cfg, folder, save_strategy="no"),
-        train_dataset=Dataset.from_list(rows),
-    )
-    trainer.model.train()
-    inputs = [dict(row) for row in trainer.train_dataset for _ in range(cfg.group_size)]
-    out = GRPOTrainer._generate_and_score_completions(trainer, inputs)  # TRL's, no selection
-    signals = trainer._signals(out, inputs, step=0)
-    return signals, out["completion_ids"], out["completion_mask"].bool()
-
-
-def selection_profile(
-    init: str,
-    jsonl: str,
-    settings: dict,
-    rules: list[str],
-    n_prompts: int = 32,
-    seed: int = 0,
-) -> dict:
-    """What each rule would train on, on the SAME sampled responses of the initial model.
-
-    Samples G responses to the first n_prompts prompts of `jsonl` through the TRL plug-in,
-    runs its score pass once (clean + the counterfactual view of `settings`, the VEPO
-    reference's when none is given), applies every rule of RULES to those signals and
-    reports entropy / visual sensitivity of the selected vs all tokens and, for suite
-    prompts, the kinds of the selected tokens (read off the image, template, free
-    choice, answer).
-    """
-    import tempfile
-
-    import torch
-
-    from vepo_viz.train.data import load_jsonl
-    from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
-
-    prompts = load_jsonl(jsonl)[:n_prompts]
-    cfg = TrainConfig.from_dict(
-        {
-            **settings,
-            "model": init,
-            "seed": seed,
-            "threads": 1,
-            "prompts_per_step": len(prompts),
-            "selection": "vepo",  # the score pass with a counterfactual view
-        }
-    )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    vlm = _load(init, cfg)
-    with tempfile.TemporaryDirectory() as folder:
-        signals, ids, mask = _sampled_signals(cfg, prompts, vlm, Path(folder))
-    rows = [p for p in prompts for _ in range(cfg.group_size)]
-    kinds = [
-        _token_kinds(vlm, p, ids[i, : int(mask[i].sum())].tolist()) for i, p in enumerate(rows)
-    ]
-    out = {"n_responses": len(rows), "n_tokens": int(signals.mask.sum())}
-    for rule in rules:
-        rule_cfg = cfg.replace(selection=rule)
-        selection = select_for_step(rule_cfg, signals, torch.Generator().manual_seed(seed))
-        out[rule] = {
-            **selection_metrics(signals, selection, cfg.alpha),
-            **kind_metrics(kinds, selection.selected, signals.mask),
-            "selected_fraction": float(selection.selected.sum()) / out["n_tokens"],
-        }
-    if len(rules) > 1 and "vepo" in rules and "entropy" in rules:
-        v = select_for_step(cfg.replace(selection="vepo"), signals, torch.Generator())
-        e = select_for_step(cfg.replace(selection="entropy"), signals, torch.Generator())
-        out["overlap_vepo_entropy"] = float((v.selected & e.selected).sum()) / max(
-            1, int(v.selected.sum())
-        )
-    return out
-
-
-def _cell(value) -> str:
-    """A table cell: 3 decimals, "n/a" for a missing or NaN value."""
-    return "n/a" if value is None or value != value else f"{value:.3f}"
-
-
-def markdown_profile_table(profile: dict) -> str:
-    lines = [
-        "| rule | tokens trained on | mean entropy: selected / all | mean JSD: selected / all "
-        "| visual sensitivity v: selected / all | selected tokens read off the image "
-        "| free-choice | template | answer | recall of image-read tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for rule, r in profile.items():
-        if not isinstance(r, dict):
-            continue
-        lines.append(
-            f"| {rule} | {_cell(r['selected_fraction'])} | {_cell(r['entropy_selected'])} / "
-            f"{_cell(r['entropy_all'])} | {_cell(r.get('jsd_selected'))} / {_cell(r.get('jsd_all'))} | "
-            f"{_cell(r.get('vis_selected'))} / {_cell(r.get('vis_all'))} | {_cell(r['share_visual'])} | "
-            f"{_cell(r['share_free'])} | {_cell(r['share_template'])} | {_cell(r['share_answer'])} | "
-            f"{_cell(r['recall_visual'])} |"
-        )
-    return "\n".join(lines)
-
-
-def markdown_selection_table(summary: dict) -> str:
-    """What each rule trained on, averaged over steps and seeds."""
-
-    lines = [
-        "| rule | entropy: selected / all | visual sensitivity: selected / all "
-        "| share of selected tokens read off the image | recall of image-read tokens "
-        "| share of free-choice tokens |",
-        "|---|---|---|---|---|---|",
-    ]
-    for rule, r in summary["rules"].items():
-        lines.append(
-            f"| {rule} | {_cell(r['entropy_selected'])} / {_cell(r['entropy_all'])} "
-            f"| {_cell(r['vis_selected'])} / {_cell(r['vis_all'])} | {_cell(r['share_visual'])} "
-            f"| {_cell(r['recall_visual'])} | {_cell(r['share_free'])} |"
-        )
-    return "\n".join(lines)
-
-
-def markdown_table(summary: dict) -> str:
-    lines = [
-        "| rule | held-out acc. before | after (mean ± std over seeds) | range | train reward, last 5 steps |",
-        "|---|---|---|---|---|",
-    ]
-    for rule, r in summary["rules"].items():
-        lines.append(
-            f"| {rule} | {r['acc_start_mean']:.3f} | {r['acc_end_mean']:.3f} ± {r['acc_end_std']:.3f} "
-            f"| {r['acc_end_min']:.3f} - {r['acc_end_max']:.3f} | {r['reward_last5_mean']:.3f} |"
-        )
-    return "\n".join(lines)
-
-
-def mean_curves(out: Path, rules: list[str], seeds: list[int]) -> dict[str, pd.DataFrame]:
-    """Per rule: metrics averaged over seeds at each step."""
-    curves = {}
-    for rule in rules:
-        frames = []
-        for seed in seeds:
-            df = read_metrics(out / f"{rule}-s{seed}")
-            if not df.empty:
-                frames.append(df.select_dtypes("number").groupby("step").mean())
-        if frames:
-            curves[rule] = pd.concat(frames).groupby(level=0).mean().reset_index()
-    return curves
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -448,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="TrainConfig key=value pairs")
     parser.add_argument("--figures", help="folder for PNG curves (e.g. docs/figures)")
+    parser.add_argument(
+        "--doc", help="Markdown file whose repro blocks are rewritten (docs/mini_reproduction.md)"
+    )
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument(
         "--pool-per-family",
@@ -459,11 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--heldout-per-family", type=int, default=40)
     parser.add_argument(
+        "--mine",
+        type=int,
+        nargs=2,
+        metavar=("TRAIN", "HELDOUT"),
+        help="instead of --pool-per-family: mine a training pool and a held-out set of that "
+        "many prompts each whose sampled group (the --set group_size and temperature) has "
+        "nonzero advantage (vepo_viz.train.repro_pool), at --difficulty",
+    )
+    parser.add_argument("--difficulty", type=float, default=1.0, help="suite difficulty (--mine)")
+    parser.add_argument(
         "--profile",
         type=int,
         default=32,
         help="prompts of the training data whose sampled responses every rule's selection is "
-        "compared on (0 = skip)",
+        "compared on, with the premise numbers, before the grid (0 = skip)",
+    )
+    parser.add_argument(
+        "--end-profile",
+        type=int,
+        default=0,
+        help="prompts on which each rule's final model (seed --seeds[0]) is profiled under "
+        "its own rule after the grid (0 = skip)",
     )
     parser.add_argument("--families", nargs="+", default=["color", "compare", "count", "spatial"])
     parser.add_argument(
@@ -472,8 +206,60 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="NAME=path.jsonl: greedy accuracy of the initial and every final model on it",
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _data(args, out: Path, init: str, settings: dict) -> dict:
+    """The fixed pool and held-out set the grid uses (exported or mined); pools.json info."""
+    pools = {}
+    if args.mine:
+        from vepo_viz.train.repro_pool import build_pools
+
+        pools = build_pools(
+            init, out / "data", args.families, args.difficulty, *args.mine, settings
+        )
+        pool, heldout = pools["train"]["path"], pools["heldout"]["path"]
+        n_eval = pools["heldout"]["kept"]
+    elif args.pool_per_family:
+        from vepo_viz.tasks import export_jsonl
+
+        pool = out / "data" / "pool" / "train_pool.jsonl"
+        heldout = out / "data" / "heldout" / "heldout.jsonl"
+        export_jsonl(pool, "train", args.pool_per_family, args.families)
+        export_jsonl(heldout, "heldout", args.heldout_per_family, args.families)
+        n_eval = args.heldout_per_family * len(args.families)
+    else:
+        return pools
+    settings.update(data=str(pool), eval_data=str(heldout), n_eval=n_eval)
+    args.extra_eval = [f"pool={pool}", *args.extra_eval]
+    return pools
+
+
+def _cached(path: Path, build):
+    """JSON at `path`, built (and stored) when missing: a rerun skips finished parts."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = build()
+    path.write_text(json.dumps(value, indent=2))
+    return value
+
+
+def _end_profiles(args, out: Path, settings: dict) -> dict:
+    """Each rule's own final model (first seed): what that rule trains on at the end."""
+    result = {}
+    for rule in args.rules:
+        final = RunPaths(out / f"{rule}-s{args.seeds[0]}").final
+        if not (final / "config.json").exists():
+            continue
+        profile = selection_profile(
+            str(final), settings["data"], settings, [rule], n_prompts=args.end_profile
+        )
+        result[rule] = {**profile[rule], "headroom": profile["headroom"]}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     init = args.init
@@ -482,54 +268,55 @@ def main(argv: list[str] | None = None) -> int:
 
         init = str(export_sft_checkpoint(init, args.like or DEFAULT_MODEL, out / "init"))
     settings = _parse_sets(args.set)
-    if args.pool_per_family:
-        from vepo_viz.tasks import export_jsonl
-
-        pool = out / "data" / "pool" / "train_pool.jsonl"
-        heldout = out / "data" / "heldout" / "heldout.jsonl"
-        export_jsonl(pool, "train", args.pool_per_family, args.families)
-        export_jsonl(heldout, "heldout", args.heldout_per_family, args.families)
-        settings.update(
-            data=str(pool),
-            eval_data=str(heldout),
-            n_eval=args.heldout_per_family * len(args.families),
+    pools = _data(args, out, init, settings)
+    profile = None
+    if args.profile and settings.get("data"):
+        profile = _cached(
+            out / "profile.json",
+            lambda: selection_profile(
+                init, settings["data"], settings, args.rules, n_prompts=args.profile
+            ),
         )
-        args.extra_eval = [f"pool={pool}", *args.extra_eval]
+        print(markdown_profile_table(profile))
+    command = "python -m vepo_viz.train.repro " + shlex.join(argv or sys.argv[1:])
+    if not args.summarise_only:
+        (out / "command.txt").write_text(command + "\n")  # the grid's own command
     t0 = time.time()
     if not args.summarise_only:
         run_grid(init, out, args.rules, args.seeds, args.steps, args.jobs, settings)
     summary = summarise(out, args.rules, args.seeds)
-    summary["grid_wall_s"] = time.time() - t0
-    summary["init"] = init
-    summary["settings"] = settings
+    summary.update(grid_wall_s=time.time() - t0, init=init, settings=settings, jobs=args.jobs)
+    grid_command = out / "command.txt"
+    summary["command"] = grid_command.read_text().strip() if grid_command.exists() else command
+    if args.summarise_only:
+        summary["summarise_command"] = command
+    summary["pools"] = pools
+    if profile is not None:
+        summary["profile"] = profile
+    previous = out / "summary.json"
+    if args.summarise_only:  # the grid's wall time over the summarised runs
+        summary["grid_wall_s"] = grid_span_s(out, list(summary["runs"]))
     summary["extra_eval"] = {}
     for item in args.extra_eval:
         name, _, path = item.partition("=")
         summary["extra_eval"][name] = extra_eval(
             init, out, args.rules, args.seeds, name, path, settings
         )
-    if args.profile and settings.get("data"):
-        summary["profile"] = selection_profile(
-            init, settings["data"], settings, args.rules, n_prompts=args.profile
+    if args.end_profile and settings.get("data"):
+        summary["end_profile"] = _cached(
+            out / "end_profile.json", lambda: _end_profiles(args, out, settings)
         )
-        print(markdown_profile_table(summary["profile"]))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    previous.write_text(json.dumps(summary, indent=2))
     print(markdown_table(summary))
-    print()
-    print(markdown_selection_table(summary))
     if args.figures:
-        from vepo_viz.train.curves import matplotlib_curves
+        from vepo_viz.train.repro_doc import write_figures
 
-        curves = mean_curves(out, args.rules, args.seeds)
-        figures = Path(args.figures)
-        matplotlib_curves(
-            curves,
-            figures / "mini_repro_curves.png",
-            panels=("reward", "heldout", "entropy", "vis"),
-            smooth=5,
-            colors=RULE_COLORS,
-        )
-        print(f"figures in {figures}")
+        for path in write_figures(mean_curves(out, args.rules, args.seeds), args.figures):
+            print(f"figure {path}")
+    if args.doc:
+        from vepo_viz.train.repro_doc import write_doc
+
+        print(f"{args.doc}: rewrote {', '.join(write_doc(args.doc, summary))}")
     return 0
 
 

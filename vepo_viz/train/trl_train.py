@@ -33,6 +33,7 @@ from trl import GRPOConfig
 from trl.trainer.callbacks import TrainerCallback  # transformers', as TRL's callbacks use it
 
 from vepo_viz.errors import VepoInputError
+from vepo_viz.train.advice import zero_advantage_warning
 from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
 from vepo_viz.train.data import PromptSource
 from vepo_viz.train.jobs import (
@@ -244,6 +245,7 @@ class RunFolderCallback(TrainerCallback):
         self._t_step = 0.0
         self._step_s = 0.0
         self._synced = False
+        self._warned = False
         self._previous: dict = {}
         parent = os.environ.get(PARENT_PID_ENV, "")
         self.parent_pid = int(parent) if parent.isdigit() else None
@@ -335,6 +337,10 @@ class RunFolderCallback(TrainerCallback):
         self.last = record
         if self.progress:
             print(_progress_line(record, state.max_steps), flush=True)
+            warning = None if self._warned else zero_advantage_warning([record])
+            if warning:  # once per run: the Train tab shows it for the latest step
+                print(warning, flush=True)
+                self._warned = True
         every = self.cfg.eval_every
         if not self.cut and (done == state.max_steps or (every and done % every == 0)):
             self.run_eval(model, done)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from vepo_viz.batch_tokens import tab_outputs
 from vepo_viz.ui import batch as hbatch
 from vepo_viz.ui import tempfiles
 from vepo_viz.ui.analyze_tab import AnalyzeTab
@@ -109,6 +110,7 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
         "verifier": verifier,
         "group_by": group_by,
     }
+    picks = _token_picks_outputs()
 
     @user_errors
     def on_batch(
@@ -133,17 +135,41 @@ def build_batch_tab(analyze: AnalyzeTab, backend: Backend) -> None:
         data.update(image_column=image_column, question_column=question_column)
         data.update(answer_column=answer_column, verifier=verifier)
         return run_batch_tab(
-            backend, source, n_per_family, families, files, model_name, progress, **data, **settings
-        )
+            backend, source, n_per_family, families, files, model_name, progress,
+            with_finished=True, **data, **settings,
+        )  # fmt: skip
 
     button.click(
         on_batch,
         [source, n_per_family, families, files, analyze.model],
-        [status, table, scatter, bars, parquet],
+        [status, table, scatter, bars, parquet, picks[0]],
         inputs_kwargs={**data_inputs, **analyze.controls.api_inputs()},
         api_name="batch",
         concurrency_limit=1,
         concurrency_id=MODEL_QUEUE,
+    ).success(
+        user_errors(_picks_report),
+        [picks[0], source, n_per_family, families, files],
+        list(picks[1:]),
+        api_name=False,
+    )
+
+
+def _picks_report(finished, source, n_per_family, families, files):
+    """The token-picks report of the finished rows, its PDF in the session's folder."""
+    return tab_outputs(
+        finished, source, n_per_family, families, files, folder=tempfiles.new_dir("tokens")
+    )
+
+
+def _token_picks_outputs() -> tuple:
+    """(state of the finished rows, Markdown, figure, PDF) of the token picks report."""
+    gr.Markdown("**Which tokens each rule picks** (vepo_viz.batch_tokens)")
+    return (
+        gr.State(),
+        gr.Markdown(elem_id="vv-batch-picks"),
+        gr.Plot(label="Token kinds and low-entropy share of the picks"),
+        gr.File(label="Figure (PDF)", interactive=False),
     )
 
 
@@ -151,9 +177,18 @@ DATA_FIELDS = ("image_column", "question_column", "answer_column", "split", "ver
 
 
 def run_batch_tab(
-    backend, source, n_per_family, families, files, model_name, progress=None, **inputs
+    backend,
+    source,
+    n_per_family,
+    families,
+    files,
+    model_name,
+    progress=None,
+    with_finished=False,
+    **inputs,
 ):
-    """The Batch button's work: (status, per-group table, scatter, bars, Parquet path).
+    """The Batch button's work: (status, per-group table, scatter, bars, Parquet path),
+    plus the finished rows with `with_finished` (the token-picks report reads them).
     `inputs`: the data fields (dataset_id, max_rows, group_by and DATA_FIELDS, all
     optional) and the Analyze controls' API values."""
     from vepo_viz import batch
@@ -192,4 +227,5 @@ def run_batch_tab(
         figs["scatter"],
         figs["low_entropy"],
         hbatch.write_parquet(tokens, meta),
+        *((finished,) if with_finished else ()),
     )

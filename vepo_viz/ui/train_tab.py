@@ -22,6 +22,7 @@ import pandas as pd
 from vepo_viz.errors import VepoError
 from vepo_viz.scoring import SCORE_TYPES
 from vepo_viz.train.app_runs import AppRuns, RunLimits
+from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.curves import plotly_curves
 from vepo_viz.train.jobs import (
     DEFAULT_RUNS_ROOT,
@@ -37,6 +38,9 @@ from vepo_viz.ui.errors import user_errors
 from vepo_viz.ui.policy import REFUSED_TRAIN, ServingPolicy
 from vepo_viz.ui.traces_panel import build_traces_panel
 from vepo_viz.ui.train_form import form_config, start_from_form  # noqa: F401 - form_config re-exported
+
+_DEFAULTS = TrainConfig()
+"""The form starts at TrainConfig's defaults (a run that learns on the embedded model)."""
 
 POLL_S = 3.0
 """Seconds between refreshes of the curves and the run table (only while a run shown in
@@ -75,6 +79,8 @@ class TrainTab:
     curves: gr.Plot
     log: gr.Textbox
     timer: gr.Timer
+    advice: gr.Markdown | None = None
+    """The zero-advantage warning of the selected runs (empty when they learn)."""
 
 
 # ---- handlers (plain functions) ---------------------------------------------------
@@ -108,6 +114,19 @@ def log_tail(runs_root: str | Path, selected: list[str] | None, n_lines: int = L
         return f"(no log for {selected[0]}: started from a terminal?)"
     lines = [ln for ln in lines if ln.strip() and "Writing model shards" not in ln]
     return "\n".join(lines[-n_lines:])
+
+
+def advice_text(runs_root: str | Path, selected: list[str] | None) -> str:
+    """The zero-advantage warning of each selected run whose latest step had most groups
+    with equal rewards (train.advice), one line per run; "" when none."""
+    from vepo_viz.train.advice import zero_advantage_warning
+
+    lines = []
+    for name in selected or []:
+        warning = zero_advantage_warning(read_metrics(Path(runs_root) / name))
+        if warning:
+            lines.append(f"**{name}** {warning}")
+    return "  \n".join(lines)
 
 
 def stop_selected(runs_root: str | Path, selected: list[str] | None) -> str:
@@ -157,14 +176,18 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
         )
         ratio = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on")
         with gr.Row():
-            steps = gr.Number(value=40, label="steps", precision=0, minimum=1)
+            steps = gr.Number(value=_DEFAULTS.steps, label="steps", precision=0, minimum=1)
             seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
         with gr.Row():
-            prompts_per_step = gr.Number(value=8, label="prompts / step", precision=0)
-            group_size = gr.Number(value=8, label="group size G", precision=0)
-        lr = gr.Number(value=1e-5, label="learning rate")
-        families = gr.CheckboxGroup(list(FAMILIES), value=list(FAMILIES), label="task families")
-        difficulty = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="difficulty")
+            prompts_per_step = gr.Number(
+                value=_DEFAULTS.prompts_per_step, label="prompts / step", precision=0
+            )
+            group_size = gr.Number(value=_DEFAULTS.group_size, label="group size G", precision=0)
+        lr = gr.Number(value=_DEFAULTS.lr, label="learning rate")
+        families = gr.CheckboxGroup(
+            list(FAMILIES), value=list(_DEFAULTS.families or FAMILIES), label="task families"
+        )
+        difficulty = gr.Slider(0.0, 1.0, value=_DEFAULTS.difficulty, step=0.05, label="difficulty")
         extra = gr.Textbox(
             label="more settings (TOML, any TrainConfig field)",
             lines=3,
@@ -214,9 +237,10 @@ def _runs_column(runs_root: Path) -> tuple[Any, ...]:
         stop = gr.Button("Stop", variant="stop", elem_id="vv-train-stop")
         open_analyze = gr.Button("Open in Analyze", elem_id="vv-train-open")
     message = gr.Markdown(elem_id="vv-train-message")
+    advice = gr.Markdown(elem_id="vv-train-advice")
     curves = gr.Plot(label="curves", elem_id="vv-train-curves")
     log = gr.Textbox(label="log (first selected run)", lines=6, max_lines=6, interactive=False)
-    return runs, refresh, table, stop, open_analyze, message, curves, log
+    return runs, refresh, table, stop, open_analyze, message, curves, log, advice
 
 
 def build_train_tab(
@@ -248,7 +272,8 @@ def build_train_tab(
         with gr.Column(scale=1, min_width=280):
             form, start = _new_run_form()
         with gr.Column(scale=2, min_width=400):
-            runs, refresh, table, stop, open_analyze, message, curves, log = _runs_column(runs_root)
+            column = _runs_column(runs_root)
+            runs, refresh, table, stop, open_analyze, message, curves, log, advice = column
     build_traces_panel(runs_root)  # "Selection traces": what a step trained on
     # Active at first: its first tick after page load draws the curves, then it stays on
     # only while a run is live.
@@ -287,6 +312,14 @@ def build_train_tab(
         on_refresh, inputs=[runs], outputs=outputs
     )
     timer.tick(on_refresh, inputs=[runs], outputs=outputs, show_progress="hidden")
+    for event in (runs.change, timer.tick):  # the warning beside the curves
+        event(
+            lambda s: advice_text(runs_root, s),
+            inputs=[runs],
+            outputs=[advice],
+            show_progress="hidden",
+            api_name=False,
+        )
 
     def stop_checked(selected):
         policy.check_train()
@@ -316,4 +349,5 @@ def build_train_tab(
         curves,
         log,
         timer,
+        advice,
     )

@@ -1,0 +1,250 @@
+"""What each rule would train on, and whether VEPO's premise holds, on ONE set of sampled responses.
+
+The initial model answers G sampled responses per prompt through the TRL plug-in's own
+rollout and score pass (clean + counterfactual, no update); every rule of RULES is then
+applied to those same signals. `selection_profile` reports what each rule selects;
+`premise` adds the numbers VEPO's argument rests on (docs/mini_reproduction.md): the
+headroom (sampled accuracy, groups with nonzero advantage), where the image-read tokens
+sit in each response's entropy ranking, and whether the wrong image-read token of a wrong
+answer was confident (below the response's median entropy), which entropy-only skips.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vepo_viz.train.config import TrainConfig
+
+
+def load_vlm(model: str, cfg: TrainConfig):
+    """A private copy of `model` (a folder, a hub id, or "tiny") as a models.VLM."""
+    from vepo_viz.models import load_model
+    from vepo_viz.train.trl_train import EMBEDDED_NAMES
+
+    name = None if model in EMBEDDED_NAMES else model
+    return load_model(
+        name, device=cfg.device, dtype=None if cfg.dtype == "auto" else cfg.dtype, cache=False
+    )
+
+
+@dataclass
+class Response:
+    """One sampled response: its prompt, token ids, verdict, token kinds and visual spans."""
+
+    prompt: object
+    ids: list[int]
+    text: str
+    reward: float
+    correct: bool
+    kinds: tuple[str, ...] | None
+    wrong_visual: list[int] | None
+    """Token indices that start an image-read span stating a wrong fact (None: unknown)."""
+
+
+def _visual_texts(text: str, spans) -> list[str]:
+    return [text[s0:s1].strip() for s0, s1, kind in spans if kind == "visual"]
+
+
+def _annotate(vlm, prompt, ids: list[int]):
+    """(kinds, wrong_visual) of a suite response that follows its template, else (None, None).
+
+    A response that names the two bars of a comparison in the other order than the
+    reference target states their levels in that order too: the reference is swapped.
+    """
+    from vepo_viz.tasks import token_kinds
+
+    ex = prompt.example
+    if ex is None or not ids:
+        return None, None
+    n_end = 1 if ids[-1] in vlm.eos_token_ids else 0
+    body = ids[: len(ids) - n_end]
+    text = vlm.decode(body)
+    spans = ex.annotate(text)
+    if spans is None or not body:
+        return None, None
+    offsets = vlm.token_spans(body, text)
+    kinds = tuple(token_kinds(offsets, spans, text)) + ("template",) * n_end
+    target_spans = ex.annotate(ex.target) or []
+    reference = _visual_texts(ex.target, target_spans)
+    free = [text[s0:s1] for s0, s1, k in spans if k == "free"]
+    target_free = [ex.target[s0:s1] for s0, s1, k in target_spans if k == "free"]
+    if ex.family == "compare" and free[:1] != target_free[:1]:
+        reference = reference[::-1]
+    wrong = []
+    visual = [(s0, s1) for s0, s1, k in spans if k == "visual"]
+    for (s0, s1), ref in zip(visual, reference, strict=False):
+        if text[s0:s1].strip() != ref:
+            starts = [i for i, (a, b) in enumerate(offsets) if b > s0 and a < s1]
+            first = next((i for i in starts if text[offsets[i][0] : offsets[i][1]].strip()), None)
+            if first is not None:
+                wrong.append(first)
+    return kinds, wrong
+
+
+def _sampled_signals(cfg: TrainConfig, prompts, vlm, folder: Path):
+    """(TokenSignals, completion ids, completion mask) of G sampled responses per prompt
+    from the TRL plug-in's own rollout and score pass (clean + counterfactual, no update)."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from vepo_viz.train.trl_data import REWARD_FUNCS, prompt_rows
+    from vepo_viz.train.trl_plugin import VEPOGRPOTrainer
+    from vepo_viz.train.trl_train import trl_args
+
+    rows = prompt_rows(prompts, cfg.prompt_suffix, vlm.max_image_pixels)
+    trainer = VEPOGRPOTrainer(
+        model=vlm.model,
+        processing_class=vlm.processor,
+        reward_funcs=REWARD_FUNCS,
+        args=trl_args(cfg, folder, save_strategy="no"),
+        train_dataset=Dataset.from_list(rows),
+    )
+    trainer.model.train()
+    inputs = [dict(row) for row in trainer.train_dataset for _ in range(cfg.group_size)]
+    out = GRPOTrainer._generate_and_score_completions(trainer, inputs)  # TRL's, no selection
+    signals = trainer._signals(out, inputs, step=0)
+    return signals, out["completion_ids"], out["completion_mask"].bool()
+
+
+def sample_responses(init: str, prompts, settings: dict, seed: int = 0):
+    """(vlm, cfg, TokenSignals, [Response]) of G sampled responses to each prompt."""
+    cfg = TrainConfig.from_dict(
+        {
+            **settings,
+            "model": init,
+            "seed": seed,
+            "threads": settings.get("threads", 1),
+            "prompts_per_step": len(prompts),
+            "selection": "vepo",  # the score pass with a counterfactual view
+        }
+    )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    vlm = load_vlm(init, cfg)
+    with tempfile.TemporaryDirectory() as folder:
+        signals, ids, mask = _sampled_signals(cfg, prompts, vlm, Path(folder))
+    rows = [p for p in prompts for _ in range(cfg.group_size)]
+    responses = []
+    for i, p in enumerate(rows):
+        tokens = ids[i, : int(mask[i].sum())].tolist()
+        body = tokens[:-1] if tokens and tokens[-1] in vlm.eos_token_ids else tokens
+        text = vlm.decode(body)
+        reward, correct, _ = p.reward(text)
+        kinds, wrong = _annotate(vlm, p, tokens)
+        responses.append(Response(p, tokens, text, reward, correct, kinds, wrong))
+    return vlm, cfg, signals, responses
+
+
+def headroom(responses: list[Response], group_size: int) -> dict:
+    """Sampled accuracy, mean reward and share of groups whose rewards differ (nonzero
+    advantage: something to learn from)."""
+    groups = [responses[i : i + group_size] for i in range(0, len(responses), group_size)]
+    return {
+        "sampled_acc": statistics.mean(float(r.correct) for r in responses),
+        "sampled_reward": statistics.mean(r.reward for r in responses),
+        "nonzero_adv_groups": statistics.mean(
+            float(len({r.reward for r in g}) > 1) for g in groups
+        ),
+        "n_groups": len(groups),
+    }
+
+
+def _rank(values: torch.Tensor, i: int) -> float:
+    """Percentile rank of values[i] in its response: share of the other tokens below it."""
+    if len(values) < 2:
+        return 0.5
+    return float((values < values[i]).sum()) / (len(values) - 1)
+
+
+def premise_numbers(cfg: TrainConfig, signals, responses: list[Response], rules) -> dict:
+    """Where the image-read tokens sit, and the confidently wrong ones, under every rule."""
+    from vepo_viz.train.selection import select_for_step
+
+    chosen = {
+        rule: select_for_step(
+            cfg.replace(selection=rule), signals, torch.Generator().manual_seed(0)
+        )
+        for rule in rules
+    }
+    ranks, below, ratio_num, ratio_den = [], [], [], []
+    wrong_n = wrong_read = confident = 0
+    in_top = {rule: 0 for rule in rules}
+    for i, r in enumerate(responses):
+        n = len(r.ids)
+        if r.kinds is None or len(r.kinds) != n or n == 0:
+            continue
+        ent = signals.entropy[i, :n].float()
+        median = float(ent.median())
+        for t, kind in enumerate(r.kinds):
+            if kind == "visual":
+                ranks.append(_rank(ent, t))
+                below.append(float(ent[t] < median))
+                ratio_num.append(float(ent[t]))
+                ratio_den.append(median)
+        if r.correct:
+            continue
+        wrong_n += 1
+        if not r.wrong_visual:
+            continue
+        wrong_read += 1
+        t = r.wrong_visual[0]
+        confident += int(float(ent[t]) < median)
+        for rule, sel in chosen.items():
+            in_top[rule] += int(bool(sel.selected[i, t]))
+    out = {
+        "visual_tokens": len(ranks),
+        "visual_entropy_rank": statistics.mean(ranks) if ranks else float("nan"),
+        "visual_below_median": statistics.mean(below) if below else float("nan"),
+        "visual_entropy_mean": statistics.mean(ratio_num) if ratio_num else float("nan"),
+        "response_median_entropy_mean": statistics.mean(ratio_den) if ratio_den else float("nan"),
+        "wrong_answers": wrong_n,
+        "wrong_with_wrong_read": wrong_read,
+        "wrong_read_confident": confident / wrong_read if wrong_read else float("nan"),
+        "wrong_read_selected": {
+            rule: (k / wrong_read if wrong_read else float("nan")) for rule, k in in_top.items()
+        },
+    }
+    return out
+
+
+def selection_profile(
+    init: str, jsonl: str, settings: dict, rules: list[str], n_prompts: int = 32, seed: int = 0
+) -> dict:
+    """What each rule would train on, on the SAME sampled responses of the initial model,
+    and the premise numbers (headroom, image-read entropy, confidently wrong readings).
+
+    Samples G responses to the first n_prompts prompts of `jsonl` through the TRL plug-in,
+    runs its score pass once (clean + the counterfactual view of `settings`), applies
+    every rule of RULES to those signals and reports entropy / visual sensitivity of the
+    selected vs all tokens and, for suite prompts, the kinds of the selected tokens.
+    """
+    from vepo_viz.train.data import load_jsonl
+    from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
+
+    prompts = load_jsonl(jsonl)[:n_prompts]
+    _, cfg, signals, responses = sample_responses(init, prompts, settings, seed)
+    kinds = [r.kinds for r in responses]
+    out = {"n_responses": len(responses), "n_tokens": int(signals.mask.sum())}
+    for rule in rules:
+        selection = select_for_step(
+            cfg.replace(selection=rule), signals, torch.Generator().manual_seed(seed)
+        )
+        out[rule] = {
+            **selection_metrics(signals, selection, cfg.alpha),
+            **kind_metrics(kinds, selection.selected, signals.mask),
+            "selected_fraction": float(selection.selected.sum()) / out["n_tokens"],
+        }
+    if "vepo" in rules and "entropy" in rules:
+        v = select_for_step(cfg.replace(selection="vepo"), signals, torch.Generator())
+        e = select_for_step(cfg.replace(selection="entropy"), signals, torch.Generator())
+        out["overlap_vepo_entropy"] = float((v.selected & e.selected).sum()) / max(
+            1, int(v.selected.sum())
+        )
+    out["headroom"] = headroom(responses, cfg.group_size)
+    out["premise"] = premise_numbers(cfg, signals, responses, rules)
+    return out
