@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     if profile is not None:
         summary["profile"] = profile
     previous = out / "summary.json"
-    if args.summarise_only:  # the grid's wall time over the summarised runs
-        summary["grid_wall_s"] = grid_span_s(out, list(summary["runs"]))
+    # A rerun skips finished runs: the grid's wall time is the span of its runs.
+    summary["grid_span_s"] = grid_span_s(out, list(summary["runs"]))
+    if args.summarise_only:
+        summary["grid_wall_s"] = summary["grid_span_s"]
     summary["extra_eval"] = {}
     for item in args.extra_eval:
         name, _, path = item.partition("=")

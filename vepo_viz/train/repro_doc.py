@@ -146,10 +146,13 @@ def wall_text(summary: dict) -> str:
     n = len(summary["runs"])
     step = {r: v.get("step_s") for r, v in summary["rules"].items()}
     steps = ", ".join(f"{r} {_cell(s)} s" for r, s in step.items() if s)
+    span = summary.get("grid_span_s", summary["grid_wall_s"])
     return (
-        f"**Wall time:** {summary['grid_wall_s'] / 60:.1f} minutes for the grid of these "
-        f"{n} runs (from its start to the last of them, {summary.get('jobs', 2)} at a time, on a 2-core CPU machine shared "
-        f"with other jobs); {summary['sum_run_wall_s'] / 60:.1f} run-minutes of training in all, "
+        f"**Wall time:** {span / 60:.1f} minutes from the first of these {n} runs' start to "
+        f"the last one's end ({summary.get('jobs', 2)} at a time, on a 2-core CPU machine "
+        "shared with other jobs; the grid command skips finished runs, so this spans every "
+        "invocation that ran them, pauses between invocations included); "
+        f"{summary['sum_run_wall_s'] / 60:.1f} run-minutes of training in all, "
         f"{summary['sum_run_cpu_s'] / 60:.1f} CPU-minutes. Median seconds per step: {steps}."
     )
 
