@@ -314,3 +314,15 @@ def test_cli_warns_first_and_prints_floor_and_stability(capsys, qwen, tmp_path):
     assert rc == 0 and out.startswith(f"WARNING: {floor.VERDICT}")
     assert "tokens at the floor" in out and "stability: unknown" in out
     assert json.loads((tmp_path / "r.json").read_text())["floor_verdict"] == floor.VERDICT
+
+
+def test_heatmap_hover_marks_floor_tokens():
+    # Every row's tooltip of a floor token says so, beside its raw JSD and |dH|.
+    from vepo_viz.render.hover import FLOOR_NOTE
+    from vepo_viz.ui.views import render_view
+
+    null = render_view(null_result().rescore()).heatmap
+    texts = [t for trace in null.data for t in (trace.hovertext or ())]
+    assert texts and all(FLOOR_NOTE in t for t in texts)
+    plain = render_view(synthetic_analysis(12)).heatmap
+    assert not any(FLOOR_NOTE in t for trace in plain.data for t in (trace.hovertext or ()))

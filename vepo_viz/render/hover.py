@@ -17,9 +17,13 @@ def raw_signal(jsd: float, abs_gap: float) -> str:
     return f"normalised; raw JSD {fmt(jsd)}, |dH| {fmt(abs_gap)} nats"
 
 
+FLOOR_NOTE = "at the noise floor: no visual signal"
+"""Said of a token whose JSD and |dH| are within the analysis's noise floor."""
+
+
 def raw_signals(frame: pd.DataFrame) -> list[str]:
-    """(T,) `raw_signal` of every token of a token_frame."""
-    return [
-        raw_signal(j, g)
-        for j, g in zip(frame["jsd"].tolist(), frame["abs_entropy_gap"].tolist(), strict=True)
-    ]
+    """(T,) `raw_signal` of every token of a token_frame, with FLOOR_NOTE where the
+    frame's `at_floor` column (vepo_viz.floor) marks the token."""
+    floor = frame["at_floor"].tolist() if "at_floor" in frame else [False] * len(frame)
+    pairs = zip(frame["jsd"].tolist(), frame["abs_entropy_gap"].tolist(), floor, strict=True)
+    return [raw_signal(j, g) + (f"; {FLOOR_NOTE}" if at else "") for j, g, at in pairs]
