@@ -55,8 +55,12 @@ def test_scratch_is_deleted_however_the_block_ends():
     assert not folder.exists()
 
 
-def test_the_app_deletes_a_session_on_unload_and_ages_gradio_files():
+def test_the_app_deletes_a_session_on_unload_and_ages_gradio_files(monkeypatch):
+    import time
+
     from vepo_viz.ui.app import build_app
+
+    monkeypatch.setattr(tempfiles, "END_GRACE_S", 0.1)  # the app waits END_GRACE_S
 
     demo = build_app(FakeBackend(), samples=[])
     assert demo.delete_cache == tempfiles.CACHE_CLEANUP
@@ -68,6 +72,9 @@ def test_the_app_deletes_a_session_on_unload_and_ages_gradio_files():
     # gradio hands the closing session's request to the unload function
     args, *_ = special_args(unload[0].fn, inputs=[], request=gr.Request(session_hash="closing"))
     unload[0].fn(*args)
+    deadline = time.time() + 5
+    while folder.exists() and time.time() < deadline:
+        time.sleep(0.05)
     assert not folder.exists()
 
 
@@ -111,3 +118,21 @@ def test_messages_never_show_temp_paths():
     text = scrub_paths(f"cannot decode image {upload.replace(' ', '_')} (truncated?)")
     assert text == "cannot decode image cat_photo.png (truncated?)"
     assert scrub_paths("no model folder at /home/me/model") == "no model folder at /home/me/model"
+
+
+def test_a_session_end_with_grace_waits_and_new_work_cancels_it():
+    # unload also fires when a client's heartbeat drops under load: its files must outlive
+    # a grace period, and work of the same session keeps them.
+    import time
+
+    kept = tempfiles.new_dir("export", session="sess-grace")
+    tempfiles.end_session("sess-grace", grace_s=0.3)
+    assert kept.is_dir()  # not at once
+    tempfiles.new_dir("export", session="sess-grace")  # the session is back: cancelled
+    time.sleep(0.6)
+    assert kept.is_dir()
+    tempfiles.end_session("sess-grace", grace_s=0.2)
+    deadline = time.time() + 5
+    while kept.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not kept.exists()  # gone once the grace period passed without new work

@@ -99,7 +99,7 @@ def _train_tab(
 
 def _end_session(request: gr.Request) -> None:
     """A closed tab: delete the files made for its session (vepo_viz.ui.tempfiles)."""
-    tempfiles.end_session(getattr(request, "session_hash", None))
+    tempfiles.end_session(getattr(request, "session_hash", None), tempfiles.END_GRACE_S)
 
 
 def build_app(

@@ -26,8 +26,14 @@ outputs are deleted every 10 minutes once an hour old."""
 SHARED = "shared"
 """Subfolder of work done outside any session (a direct call of a handler)."""
 
+END_GRACE_S = 120.0
+"""Seconds between a session's end (demo.unload) and the deletion of its files. Gradio
+also fires unload when a client's heartbeat stream drops under load, and a download of
+the session's files may still be in flight then; new work of the session cancels it."""
+
 _root: Path | None = None
 _lock = threading.Lock()
+_pending: dict[str, threading.Timer] = {}
 
 
 def root() -> Path:
@@ -54,15 +60,41 @@ def current_session() -> str:
 
 def new_dir(prefix: str, session: str | None = None) -> Path:
     """A new folder for one output, inside the session's folder."""
-    folder = root() / _safe(session or current_session())
+    name = _safe(session or current_session())
+    with _lock:
+        timer = _pending.pop(name, None)
+    if timer is not None:  # the session is still working: keep its files
+        timer.cancel()
+    folder = root() / name
     folder.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=folder))
 
 
-def end_session(session: str | None) -> None:
-    """Delete the files of a session that ended (its tab was closed)."""
-    if session:
-        shutil.rmtree(root() / _safe(session), ignore_errors=True)
+def end_session(session: str | None, grace_s: float = 0.0) -> None:
+    """Delete the files of a session that ended (its tab was closed): now, or after
+    `grace_s` seconds unless the session makes new files before then."""
+    if not session:
+        return
+    name = _safe(session)
+    folder = root() / name
+    if grace_s <= 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    timer = threading.Timer(grace_s, _delete_pending, (name, folder))
+    timer.daemon = True
+    with _lock:
+        old = _pending.pop(name, None)
+        _pending[name] = timer
+    if old is not None:
+        old.cancel()
+    timer.start()
+
+
+def _delete_pending(name: str, folder: Path) -> None:
+    with _lock:
+        if _pending.pop(name, None) is None:  # new work of the session cancelled it
+            return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
