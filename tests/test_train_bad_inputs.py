@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from tests.ui_fixtures import TRAIN_FORM
 from vepo_viz.cli import main as cli
 from vepo_viz.errors import VepoInputError
 from vepo_viz.train import app_runs, trl_train
@@ -36,21 +37,7 @@ from vepo_viz.train.jobs import (
 from vepo_viz.train.run_guard import CHECKPOINT_CONFIG, CheckpointError, failure, guard_saves
 from vepo_viz.ui import train_tab as tt
 
-FORM = dict(
-    name="r1",
-    model="tiny",
-    selection="vepo",
-    score_type="D",
-    ratio=0.2,
-    steps=5,
-    prompts_per_step=2,
-    group_size=4,
-    lr=1e-5,
-    seed=0,
-    families=["color"],
-    difficulty=0.5,
-    extra="",
-)
+FORM = TRAIN_FORM
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:

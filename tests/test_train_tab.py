@@ -13,27 +13,14 @@ import gradio as gr
 import pandas as pd
 import pytest
 
+from tests.ui_fixtures import TRAIN_FORM
 from vepo_viz.errors import VepoInputError
 from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.curves import PANELS, matplotlib_curves, plotly_curves
 from vepo_viz.train.jobs import RunPaths, list_runs, read_metrics, read_status, write_status
 from vepo_viz.ui import train_tab as tt
 
-FORM = dict(
-    name="r1",
-    model="tiny",
-    selection="vepo",
-    score_type="D",
-    ratio=0.2,
-    steps=5,
-    prompts_per_step=2,
-    group_size=4,
-    lr=1e-5,
-    seed=0,
-    families=["color"],
-    difficulty=0.5,
-    extra="",
-)
+FORM = TRAIN_FORM
 
 
 def _fake_run(root: Path, name: str, n_steps: int = 4, state: str = "finished") -> Path:

@@ -233,3 +233,21 @@ def serve_app_process(model: str, timeout_s: float = 300.0, extra_args: tuple[st
         time.sleep(1.0)
     process.terminate()
     raise TimeoutError(f"app.py did not answer on {url} within {timeout_s} s")
+
+
+TRAIN_FORM = dict(
+    name="r1",
+    model="tiny",
+    selection="vepo",
+    score_type="D",
+    ratio=0.2,
+    steps=5,
+    prompts_per_step=2,
+    group_size=4,
+    lr=1e-5,
+    seed=0,
+    families=["color"],
+    difficulty=0.5,
+    extra="",
+)
+"""The Train tab's form fields of a small run, in the order start_from_form takes them."""
