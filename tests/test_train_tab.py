@@ -42,6 +42,7 @@ def _fake_run(root: Path, name: str, n_steps: int = 4, state: str = "finished") 
                 "clip_fraction": 0.0,
                 "step_s": 1.0,
                 "selected_fraction": 0.2,
+                "zero_adv_groups": 1.0 - 0.25 * s,
             }
         )
     rows.append({"step": n_steps, "heldout_acc": 0.4})
@@ -84,6 +85,8 @@ def test_table_curves_log_and_open_in_analyze(tmp_path):
     table = tt.runs_table(tmp_path, ["b"])
     assert list(table["run"]) == ["b", "a"]
     assert table.iloc[1]["reward"] == pytest.approx(0.4) and table.iloc[1]["heldout_acc"] == 0.4
+    # the latest step's share of groups with nonzero advantage (a: step 4 of 4, b: 2 of 2)
+    assert table.iloc[1]["signal_groups"] == 1.0 and table.iloc[0]["signal_groups"] == 0.5
     df = read_metrics(tmp_path / "a")
     assert len(df) == 6  # the cut last line is skipped
     fig = tt.curves_figure(tmp_path, ["a", "b"])

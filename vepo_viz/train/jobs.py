@@ -202,12 +202,16 @@ def run_summary(run_dir: str | Path) -> dict:
         "state": status.get("state", "?"),
         "step": f"{status.get('step', 0)}/{status.get('steps', '?')}",
         "reward": None,
+        "signal_groups": None,
         "heldout_acc": None,
     }
     if not metrics.empty:
         if "reward" in metrics:
             rewards = metrics["reward"].dropna()
             row["reward"] = round(float(rewards.iloc[-1]), 3) if len(rewards) else None
+        if "zero_adv_groups" in metrics:
+            flat = metrics["zero_adv_groups"].dropna()
+            row["signal_groups"] = round(1.0 - float(flat.iloc[-1]), 3) if len(flat) else None
         if "heldout_acc" in metrics:
             accs = metrics["heldout_acc"].dropna()
             row["heldout_acc"] = round(float(accs.iloc[-1]), 3) if len(accs) else None

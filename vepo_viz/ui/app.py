@@ -73,7 +73,11 @@ CLICK_JS = """
 
 
 def _train_tab(
-    model_box: gr.Textbox, tabs: gr.Tabs, policy: ServingPolicy, run_limits: Any = None
+    model_box: gr.Textbox,
+    tabs: gr.Tabs,
+    policy: ServingPolicy,
+    run_limits: Any = None,
+    runs_root: str | None = None,
 ) -> None:
     """The training worker's tab, when it exists (vepo_viz.ui.train_tab)."""
     try:
@@ -94,6 +98,8 @@ def _train_tab(
         return
     if run_limits is not None:
         kwargs["run_limits"] = run_limits
+    if runs_root is not None:
+        kwargs["runs_root"] = runs_root
     build_train_tab(**kwargs)
 
 
@@ -108,10 +114,12 @@ def build_app(
     default_model: str = EMBEDDED,
     policy: ServingPolicy | None = None,
     run_limits: Any = None,
+    runs_root: str | None = None,
 ) -> gr.Blocks:
     """The app as a gr.Blocks (not launched). `backend` defaults to the real models,
     `policy` to this machine's (any model, training allowed), `run_limits` (the Train
-    tab's train.app_runs.RunLimits) to its defaults."""
+    tab's train.app_runs.RunLimits) to its defaults, `runs_root` (the Train tab's runs
+    folder) to train.jobs.DEFAULT_RUNS_ROOT."""
     policy = policy or ServingPolicy()
     backend = backend or ModelBackend()
     if policy.models is not None:
@@ -140,7 +148,7 @@ def build_app(
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(analyze, backend)
             with gr.Tab("Train", id="train"):
-                _train_tab(analyze.model, tabs, policy, run_limits)
+                _train_tab(analyze.model, tabs, policy, run_limits, runs_root)
             with gr.Tab("About", id="about"):
                 build_about_tab(policy)
     return demo

@@ -84,7 +84,14 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     from vepo_viz.settings import add_flags
     from vepo_viz.train.app_runs import RunLimits
 
-    add_flags(parser.add_argument_group("training runs started from the app"), RunLimits)
+    group = parser.add_argument_group("training runs started from the app")
+    group.add_argument(
+        "--runs-dir",
+        default=os.environ.get("VEPO_VIZ_RUNS_DIR", "runs/train"),
+        help="folder the Train tab starts its runs in and lists runs from "
+        "(default: $VEPO_VIZ_RUNS_DIR, else runs/train under the working directory)",
+    )
+    add_flags(group, RunLimits)
     keep = parser._option_string_actions["--keep-runs"]
     keep.nargs, keep.const = "?", True
 
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from vepo_viz.ui.backend import ModelBackend, model_key
 
     try:
-        policy, credentials = serving_from_args(args)
+        policy, credentials = serving_from_args(args, args.runs_dir)
         run_limits = run_limits_from_args(args)
         limits, cache = bounds_from_args(args)
     except VepoInputError as error:
@@ -215,7 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     backend = ModelBackend(device=args.device, dtype=args.dtype, limits=limits)
     if args.preload:
         backend.model(model_key(args.model))
-    demo = build_app(backend, default_model=args.model, policy=policy, run_limits=run_limits)
+    demo = build_app(
+        backend,
+        default_model=args.model,
+        policy=policy,
+        run_limits=run_limits,
+        runs_root=args.runs_dir,
+    )
     demo.queue(default_concurrency_limit=4, max_size=args.queue_size)
     demo.launch(
         server_name=args.host,

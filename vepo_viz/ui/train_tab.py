@@ -49,7 +49,9 @@ the table is starting or running; selecting runs or pressing Refresh re-checks).
 LOG_LINES = 15
 """Lines of the first selected run's log shown under the curves."""
 
-TABLE_COLUMNS = ["run", "state", "step", "reward", "heldout_acc"]
+TABLE_COLUMNS = ["run", "state", "step", "reward", "signal_groups", "heldout_acc"]
+"""signal_groups: share of the latest step's groups whose sampled rewards differ (nonzero
+advantage: what GRPO can learn from); 0 means that step had nothing to learn."""
 
 
 @dataclass
@@ -176,7 +178,13 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
         )
         ratio = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on")
         with gr.Row():
-            steps = gr.Number(value=_DEFAULTS.steps, label="steps", precision=0, minimum=1)
+            steps = gr.Number(
+                value=_DEFAULTS.steps,
+                label="steps",
+                precision=0,
+                minimum=1,
+                elem_id="vv-train-steps",
+            )
             seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
         with gr.Row():
             prompts_per_step = gr.Number(
@@ -192,6 +200,7 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
             label="more settings (TOML, any TrainConfig field)",
             lines=3,
             placeholder='kl_beta = 0.01\nloss_mode = "weight"\nthreads = 1',
+            elem_id="vv-train-extra",
         )
         start = gr.Button("Start run", variant="primary", elem_id="vv-train-start")
     for box in (steps, seed, prompts_per_step, group_size):
@@ -232,6 +241,7 @@ def _runs_column(runs_root: Path) -> tuple[Any, ...]:
         headers=TABLE_COLUMNS,
         interactive=False,
         label="runs",
+        elem_id="vv-train-table",
     )
     with gr.Row():
         stop = gr.Button("Stop", variant="stop", elem_id="vv-train-stop")
