@@ -46,6 +46,7 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
     argv = ["--init", "tiny", "--out", str(out), "--rules", "vepo", "--seeds", "0"]
     argv += ["--steps", "2", "--jobs", "1", "--families", "color"]
     argv += ["--pool-per-family", "4", "--heldout-per-family", "2", "--profile", "2"]
+    argv += ["--scan", "1"]
     argv += ["--set", "prompts_per_step=2", "group_size=2", "max_new_tokens=12", "eval_every=0"]
     assert repro.main(argv) == 0
     assert read_status(out / "vepo-s0")["state"] == "finished"
@@ -57,3 +58,13 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
     profile = summary["profile"]
     assert profile["n_responses"] == 4 and 0 < profile["vepo"]["selected_fraction"] < 1
     assert "| vepo |" in repro.markdown_table(summary)
+    # the scan: every suite family, one prompt x G responses, with entropy and vepo added
+    from vepo_viz.tasks import FAMILIES
+    from vepo_viz.train.repro_doc import scan_table
+
+    scan = summary["scan"]
+    assert list(scan) == list(FAMILIES)
+    for family, r in scan.items():
+        assert r["n_responses"] == 2 and {"entropy", "vepo"} <= set(r), family
+    table = scan_table(scan).splitlines()
+    assert len(table) == 2 + len(FAMILIES) and all(f"| {f} |" in scan_table(scan) for f in scan)

@@ -2,7 +2,7 @@
 
     python -m vepo_viz.train.repro --init tiny --out runs/repro15 \
         --rules all entropy vepo random --seeds 0 1 2 3 4 --steps 40 --jobs 2 \
-        --families read --difficulty 1.0 --mine 48 48 --profile 32 --end-profile 16 \
+        --families read --difficulty 1.0 --scan 16 --mine 48 48 --profile 32 --end-profile 16 \
         --set prompts_per_step=4 group_size=8 temperature=1.3 lr=2e-4 eval_every=10 \
               max_new_tokens=32 ckpt_every=10 \
         --figures docs/figures --doc docs/mini_reproduction.md
@@ -199,6 +199,13 @@ def _parser() -> argparse.ArgumentParser:
         help="prompts on which each rule's final model (seed --seeds[0]) is profiled under "
         "its own rule after the grid (0 = skip)",
     )
+    parser.add_argument(
+        "--scan",
+        type=int,
+        default=0,
+        help="before mining: profile this many train-split prompts of EVERY suite family at "
+        "--difficulty (headroom and the premise numbers per family; 0 = skip)",
+    )
     parser.add_argument("--families", nargs="+", default=["color", "compare", "count", "spatial"])
     parser.add_argument(
         "--extra-eval",
@@ -268,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
 
         init = str(export_sft_checkpoint(init, args.like or DEFAULT_MODEL, out / "init"))
     settings = _parse_sets(args.set)
+    scan = None
+    if args.scan:
+        from vepo_viz.train.repro_pool import scan_families
+
+        scan_rules = list(dict.fromkeys([*args.rules, "entropy", "vepo"]))
+        scan = _cached(
+            out / "scan.json",
+            lambda: scan_families(init, args.difficulty, args.scan, settings, scan_rules),
+        )
     pools = _data(args, out, init, settings)
     profile = None
     if args.profile and settings.get("data"):
@@ -293,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["pools"] = pools
     if profile is not None:
         summary["profile"] = profile
+    if scan is not None:
+        summary["scan"] = scan
     previous = out / "summary.json"
     # A rerun skips finished runs: the grid's wall time is the span of its runs.
     summary["grid_span_s"] = grid_span_s(out, list(summary["runs"]))

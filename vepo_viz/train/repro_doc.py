@@ -110,6 +110,30 @@ def premise_table(profile: dict) -> str:
     return "\n".join(lines)
 
 
+def scan_table(scan: dict) -> str:
+    """Every suite family, before choosing a pool: headroom and the premise numbers."""
+    lines = [
+        "| family | sampled accuracy | groups with nonzero advantage | image-read tokens "
+        "| ... below median entropy | ... mean entropy percentile | recall of image-read "
+        "tokens: entropy / vepo | wrong answers with a wrong reading | ... confident "
+        "| ... in entropy's / vepo's selection |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for family, r in scan.items():
+        h, p = r["headroom"], r["premise"]
+        chosen = p["wrong_read_selected"]
+        lines.append(
+            f"| {family} | {_pct(h['sampled_acc'])} | {_pct(h['nonzero_adv_groups'])} "
+            f"| {p['visual_tokens']} | {_pct(p['visual_below_median'])} "
+            f"| {_cell(p['visual_entropy_rank'])} "
+            f"| {_cell(r['entropy']['recall_visual'])} / {_cell(r['vepo']['recall_visual'])} "
+            f"| {p['wrong_with_wrong_read']} of {p['wrong_answers']} "
+            f"| {_pct(p['wrong_read_confident'])} "
+            f"| {_pct(chosen.get('entropy'))} / {_pct(chosen.get('vepo'))} |"
+        )
+    return "\n".join(lines)
+
+
 def pools_table(pools: dict) -> str:
     lines = [
         "| set | split | prompts scanned | kept (nonzero advantage) | sampled accuracy of the scanned |",
@@ -196,6 +220,7 @@ def command_text(summary: dict) -> str:
 BLOCKS = {
     "command": command_text,
     "pools": lambda s: pools_table(s["pools"]) if s.get("pools") else "(no mined pool)",
+    "scan": lambda s: scan_table(s["scan"]),
     "premise": lambda s: premise_table(s["profile"]),
     "profile": lambda s: (
         markdown_profile_table(s["profile"]) + f"\n\nVEPO and entropy-only pick the same token for "

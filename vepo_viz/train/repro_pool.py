@@ -65,6 +65,30 @@ def mine_pool(
     return kept, counts
 
 
+def scan_families(
+    init: str,
+    difficulty: float,
+    n_prompts: int,
+    settings: dict,
+    rules: list[str],
+    families: list[str] | None = None,
+) -> dict:
+    """{family: repro_profile.profile_prompts result} on the first n_prompts train-split
+    prompts of every suite family at `difficulty`: which family has headroom, and on which
+    VEPO's premise holds (image-read tokens confident, wrong readings missed by entropy)."""
+    from vepo_viz.tasks import FAMILIES
+    from vepo_viz.train.data import _suite_prompt
+    from vepo_viz.train.repro_profile import profile_prompts
+
+    out = {}
+    for family in families or list(FAMILIES):
+        examples = list(iter_split("train", n_prompts, [family], difficulty))[:n_prompts]
+        prompts = [_suite_prompt(ex.family, ex.seed, difficulty, "train") for ex in examples]
+        out[family] = profile_prompts(init, prompts, settings, rules)
+        print(f"scan: {family} done", flush=True)
+    return out
+
+
 def build_pools(
     init: str,
     out: Path,

@@ -216,17 +216,20 @@ def selection_profile(
     init: str, jsonl: str, settings: dict, rules: list[str], n_prompts: int = 32, seed: int = 0
 ) -> dict:
     """What each rule would train on, on the SAME sampled responses of the initial model,
-    and the premise numbers (headroom, image-read entropy, confidently wrong readings).
-
-    Samples G responses to the first n_prompts prompts of `jsonl` through the TRL plug-in,
-    runs its score pass once (clean + the counterfactual view of `settings`), applies
-    every rule of RULES to those signals and reports entropy / visual sensitivity of the
-    selected vs all tokens and, for suite prompts, the kinds of the selected tokens.
-    """
+    and the premise numbers (headroom, image-read entropy, confidently wrong readings),
+    on the first n_prompts prompts of `jsonl` (`profile_prompts`)."""
     from vepo_viz.train.data import load_jsonl
+
+    return profile_prompts(init, load_jsonl(jsonl)[:n_prompts], settings, rules, seed)
+
+
+def profile_prompts(init: str, prompts, settings: dict, rules: list[str], seed: int = 0) -> dict:
+    """Samples G responses to each prompt through the TRL plug-in, runs its score pass once
+    (clean + the counterfactual view of `settings`), applies every rule of RULES to those
+    signals and reports entropy / visual sensitivity of the selected vs all tokens and,
+    for suite prompts, the kinds of the selected tokens, the headroom and the premise."""
     from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
 
-    prompts = load_jsonl(jsonl)[:n_prompts]
     _, cfg, signals, responses = sample_responses(init, prompts, settings, seed)
     kinds = [r.kinds for r in responses]
     out = {"n_responses": len(responses), "n_tokens": int(signals.mask.sum())}
