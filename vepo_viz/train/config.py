@@ -141,7 +141,7 @@ class TrainConfig:
     verifier: str = field(default="auto", metadata={"registry": VERIFIERS})
     """How rewards check an answer (an entry of data.VERIFIERS); "auto": the suite's
     verifier on suite data, else by the look of each reference answer."""
-    n_eval: int = 20
+    n_eval: int = 100
     """Held-out examples per family (suite) or in total (JSONL); 0 turns evaluation off."""
     eval_every: int = 10
     """Greedy held-out accuracy every N steps (and before the first and after the last)."""
@@ -162,8 +162,11 @@ class TrainConfig:
     temperature: float = 1.3
     """Sampling temperature tau; log-probs and token statistics use the same tau. Above 1
     by default: the embedded model is so sure that at tau = 1 most groups get equal rewards."""
-    lr: float = 2e-4
-    """AdamW learning rate (constant after warmup)."""
+    lr: float = 3e-5
+    """AdamW learning rate (constant after warmup). The default is for the embedded model:
+    on its default task 30 steps at 1e-4 or 2e-4 lower its greedy held-out accuracy (0.88
+    to 0.81 or 0.73 over 100 questions), 3e-5 keeps it (0.87); the Train tab and the CLI
+    warn when held-out accuracy falls beyond its noise."""
     warmup_steps: int = 0
     """Linear warmup from lr / warmup_steps."""
     weight_decay: float = 0.0

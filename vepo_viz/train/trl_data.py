@@ -82,8 +82,8 @@ REWARD_FUNCS = [verifier_reward, correct, well_formed]
 
 @torch.no_grad()
 def evaluate(model, processor, prompts: list[TaskPrompt], cfg: TrainConfig, max_pixels=None):
-    """Greedy held-out accuracy, overall ("heldout_acc"), per family and, on user data,
-    per verifier ("heldout_acc_verifier_<name>")."""
+    """Greedy held-out accuracy, overall ("heldout_acc", over "heldout_n" examples), per
+    family and, on user data, per verifier ("heldout_acc_verifier_<name>")."""
     from vepo_viz.models.images import fit_image
     from vepo_viz.tiny.evaluate import generate_batch
 
@@ -111,7 +111,7 @@ def evaluate(model, processor, prompts: list[TaskPrompt], cfg: TrainConfig, max_
     finally:
         model.train(was_training)
     n = sum(len(h) for h in hits.values())
-    out = {"heldout_acc": sum(sum(h) for h in hits.values()) / n}
+    out = {"heldout_acc": sum(sum(h) for h in hits.values()) / n, "heldout_n": n}
     if len(hits) > 1:
         out.update({f"heldout_acc_{f}": sum(h) / len(h) for f, h in sorted(hits.items())})
     if set(by_verifier) != {"suite"}:

@@ -33,7 +33,7 @@ from trl import GRPOConfig
 from trl.trainer.callbacks import TrainerCallback  # transformers', as TRL's callbacks use it
 
 from vepo_viz.errors import VepoInputError
-from vepo_viz.train.advice import zero_advantage_warning
+from vepo_viz.train.advice import heldout_drop_warning, zero_advantage_warning
 from vepo_viz.train.config import AUTO_LORA_PARAMS, TrainConfig
 from vepo_viz.train.data import PromptSource
 from vepo_viz.train.jobs import (
@@ -41,6 +41,7 @@ from vepo_viz.train.jobs import (
     RunFolderError,
     RunPaths,
     io_problem,
+    read_metrics,
     read_status,
     write_status,
 )
@@ -246,6 +247,8 @@ class RunFolderCallback(TrainerCallback):
         self._step_s = 0.0
         self._synced = False
         self._warned = False
+        self._warned_drop = False
+        self._history: list[dict] = []  # logged steps of this process (zero-advantage window)
         self._previous: dict = {}
         parent = os.environ.get(PARENT_PID_ENV, "")
         self.parent_pid = int(parent) if parent.isdigit() else None
@@ -289,6 +292,12 @@ class RunFolderCallback(TrainerCallback):
         self.heldout_acc = ev.get("heldout_acc")
         if self.progress:
             print(f"step {step}: held-out accuracy {self.heldout_acc:.3f}", flush=True)
+            drop = (
+                None if self._warned_drop else heldout_drop_warning(read_metrics(self.paths.root))
+            )
+            if drop:  # once per run: the Train tab shows it for the latest evaluation
+                print(drop, flush=True)
+                self._warned_drop = True
 
     # ---- TrainerCallback hooks ----
 
@@ -337,8 +346,9 @@ class RunFolderCallback(TrainerCallback):
         self.last = record
         if self.progress:
             print(_progress_line(record, state.max_steps), flush=True)
-            warning = None if self._warned else zero_advantage_warning([record])
-            if warning:  # once per run: the Train tab shows it for the latest step
+            self._history.append(record)
+            warning = None if self._warned else zero_advantage_warning(self._history)
+            if warning:  # once per run: the Train tab shows it for the latest steps
                 print(warning, flush=True)
                 self._warned = True
         every = self.cfg.eval_every

@@ -119,15 +119,17 @@ def log_tail(runs_root: str | Path, selected: list[str] | None, n_lines: int = L
 
 
 def advice_text(runs_root: str | Path, selected: list[str] | None) -> str:
-    """The zero-advantage warning of each selected run whose latest step had most groups
-    with equal rewards (train.advice), one line per run; "" when none."""
-    from vepo_viz.train.advice import zero_advantage_warning
+    """The warnings of each selected run (train.advice): most groups of its latest steps
+    with equal rewards, or held-out accuracy fallen below its start; one line each, ""
+    when none."""
+    from vepo_viz.train.advice import heldout_drop_warning, zero_advantage_warning
 
     lines = []
     for name in selected or []:
-        warning = zero_advantage_warning(read_metrics(Path(runs_root) / name))
-        if warning:
-            lines.append(f"**{name}** {warning}")
+        metrics = read_metrics(Path(runs_root) / name)
+        for warning in (zero_advantage_warning(metrics), heldout_drop_warning(metrics)):
+            if warning:
+                lines.append(f"**{name}** {warning}")
     return "  \n".join(lines)
 
 
