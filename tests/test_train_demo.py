@@ -115,3 +115,28 @@ def test_a_setting_without_advantage_is_warned(tmp_path, capsys):
     assert read_metrics(cfg.out)["zero_adv_groups"].dropna().iloc[0] == 1.0
     assert ZERO_ADVANTAGE_MESSAGE in capsys.readouterr().out  # the CLI's progress output
     assert ZERO_ADVANTAGE_MESSAGE in advice_text(tmp_path, ["flat"])  # the Train tab
+
+
+def test_cli_prints_the_heldout_warning_once(tmp_path, capsys):
+    """The run's progress output (what `vepo-viz train` prints) warns at the evaluation
+    where held-out accuracy has fallen beyond its noise, and only once."""
+    from vepo_viz.train import trl_train
+    from vepo_viz.train.config import TrainConfig
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    accs = iter([0.9, 0.88, 0.5, 0.4])
+    callback = trl_train.RunFolderCallback(
+        TrainConfig(out=str(paths.root)),
+        paths,
+        lambda model: {"heldout_acc": next(accs), "heldout_n": 100},
+        progress=True,
+        stop_at=None,
+        fresh=True,
+    )
+    printed = []
+    for step in (0, 10, 20, 30):
+        callback.run_eval(None, step)
+        printed.append(capsys.readouterr().out)
+    assert [HELDOUT_DROP_MESSAGE in text for text in printed] == [False, False, True, False]
+    assert "from 0.900 (step 0) to 0.500 (step 20)" in printed[2]
