@@ -21,6 +21,10 @@ from vepo_viz.tasks import iter_split, write_examples
 CHUNK = 24
 """Candidate prompts sampled per rollout."""
 
+SCAN_TOKENS = 48
+"""Answer length of the family scan: every family's template fits (the longest embedded
+answer is 39 tokens, tiny/README.md)."""
+
 
 def mine_pool(
     init: str,
@@ -75,11 +79,14 @@ def scan_families(
 ) -> dict:
     """{family: repro_profile.profile_prompts result} on the first n_prompts train-split
     prompts of every suite family at `difficulty`: which family has headroom, and on which
-    VEPO's premise holds (image-read tokens confident, wrong readings missed by entropy)."""
+    VEPO's premise holds (image-read tokens confident, wrong readings missed by entropy).
+    Answers may be SCAN_TOKENS long at least, so that no family's template is cut (a grid
+    may train with shorter answers on a family whose template is short)."""
     from vepo_viz.tasks import FAMILIES
     from vepo_viz.train.data import _suite_prompt
     from vepo_viz.train.repro_profile import profile_prompts
 
+    settings = {**settings, "max_new_tokens": max(SCAN_TOKENS, settings.get("max_new_tokens", 0))}
     out = {}
     for family in families or list(FAMILIES):
         examples = list(iter_split("train", n_prompts, [family], difficulty))[:n_prompts]
