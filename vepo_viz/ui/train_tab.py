@@ -278,7 +278,9 @@ def build_train_tab(
         "Train a model with GRPO that updates only the selected tokens, in a background "
         "process. Compare rules under identical settings: give each run its own name and the "
         "same seed, select several runs to overlay their curves. Runs started with "
-        f"`vepo-viz train --out {runs_root}/NAME` appear here too."
+        f"`vepo-viz train --out {runs_root}/NAME` appear here too. In the runs table, "
+        "`signal_groups` is the share of the latest step's groups whose sampled answers got "
+        "different rewards: GRPO learns only from those."
     )
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
