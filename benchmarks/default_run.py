@@ -48,9 +48,8 @@ def measure(model: str, n_greedy: int, n_sampled: int) -> dict:
     import torch
 
     from vepo_viz.models import load_model
-    from vepo_viz.tasks import iter_split
     from vepo_viz.train.config import TrainConfig
-    from vepo_viz.train.data import PromptSource, _suite_prompt
+    from vepo_viz.train.data import PromptSource
     from vepo_viz.train.repro_profile import headroom, sample_responses
     from vepo_viz.train.trl_data import evaluate
 
@@ -58,9 +57,7 @@ def measure(model: str, n_greedy: int, n_sampled: int) -> dict:
     cfg = TrainConfig(n_eval=n_greedy)
     vlm = load_model(None if model == "tiny" else model, device="cpu", cache=False)
     greedy = evaluate(vlm.model, vlm.processor, PromptSource(cfg).heldout(), cfg)
-    family = cfg.families[0]
-    examples = list(iter_split("heldout", n_sampled, [family], cfg.difficulty))[:n_sampled]
-    prompts = [_suite_prompt(e.family, e.seed, cfg.difficulty, "heldout") for e in examples]
+    prompts = PromptSource(cfg.replace(n_eval=n_sampled)).heldout()
     settings = {"group_size": cfg.group_size, "temperature": cfg.temperature}
     _, _, _, responses = sample_responses(model, prompts, settings)
     room = headroom(responses, cfg.group_size)
@@ -78,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from vepo_viz.train.jobs import read_metrics
 
-    rows = [("start", None, measure("tiny", args.n_greedy, args.n_sampled), None, 0.0)]
+    rows = [("start", None, measure("tiny", args.n_greedy, args.n_sampled), 0.0)]
     for lr in args.lrs:
         out = Path(args.out) / f"lr{lr:g}"
         wall = run(out, lr, args.steps)
@@ -89,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"lr {lr:g}",
                 curve,
                 measure(str(out / "final"), args.n_greedy, args.n_sampled),
-                lr,
                 wall,
             )
         )
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "| groups with nonzero advantage | train reward, steps 1-10 / last 10 | wall s |"
     )
     print("|---|---|---|---|---|---|")
-    for name, curve, m, _, wall in rows:
+    for name, curve, m, wall in rows:
         reward = f"{curve[0]:.3f} / {curve[1]:.3f}" if curve else ""
         print(
             f"| {name} | {m['greedy']:.3f} | {m['sampled_acc']:.3f} | "

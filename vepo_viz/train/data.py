@@ -48,6 +48,16 @@ class TaskPrompt:
         return verdict.reward, verdict.correct, verdict.well_formed
 
 
+def suite_prompts(
+    split: str, n_per_family: int, families: list[str], difficulty: float
+) -> list[TaskPrompt]:
+    """The first n_per_family prompts of each family of `split` (tasks.iter_split order)."""
+    return [
+        _suite_prompt(ex.family, ex.seed, difficulty, split)
+        for ex in iter_split(split, n_per_family, families, difficulty)
+    ]
+
+
 def _suite_prompt(family: str, seed: int, difficulty: float, split: str) -> TaskPrompt:
     ex = make_example(family, seed, difficulty)
     return TaskPrompt(
@@ -175,10 +185,7 @@ class PromptSource:
         if self.cfg.n_eval == 0:
             return []
         if self._rows is None:
-            return [
-                _suite_prompt(ex.family, ex.seed, self.cfg.difficulty, "heldout")
-                for ex in iter_split("heldout", self.cfg.n_eval, self.families, self.cfg.difficulty)
-            ]
+            return suite_prompts("heldout", self.cfg.n_eval, self.families, self.cfg.difficulty)
         if self.cfg.eval_data:
             return load_prompts(self.cfg.eval_data, data_columns(self.cfg), self.cfg.n_eval)
         return []

@@ -205,17 +205,19 @@ def run_summary(run_dir: str | Path) -> dict:
         "signal_groups": None,
         "heldout_acc": None,
     }
-    if not metrics.empty:
-        if "reward" in metrics:
-            rewards = metrics["reward"].dropna()
-            row["reward"] = round(float(rewards.iloc[-1]), 3) if len(rewards) else None
-        if "zero_adv_groups" in metrics:
-            flat = metrics["zero_adv_groups"].dropna()
-            row["signal_groups"] = round(1.0 - float(flat.iloc[-1]), 3) if len(flat) else None
-        if "heldout_acc" in metrics:
-            accs = metrics["heldout_acc"].dropna()
-            row["heldout_acc"] = round(float(accs.iloc[-1]), 3) if len(accs) else None
+    row["reward"] = _last(metrics, "reward")
+    flat = _last(metrics, "zero_adv_groups")
+    row["signal_groups"] = None if flat is None else round(1.0 - flat, 3)
+    row["heldout_acc"] = _last(metrics, "heldout_acc")
     return row
+
+
+def _last(metrics: pd.DataFrame, column: str) -> float | None:
+    """The last logged value of `column`, to 3 decimals (None: never logged)."""
+    if column not in metrics:
+        return None
+    values = metrics[column].dropna()
+    return round(float(values.iloc[-1]), 3) if len(values) else None
 
 
 def openable_model(run_dir: str | Path) -> Path | None:

@@ -83,14 +83,13 @@ def scan_families(
     Answers may be SCAN_TOKENS long at least, so that no family's template is cut (a grid
     may train with shorter answers on a family whose template is short)."""
     from vepo_viz.tasks import FAMILIES
-    from vepo_viz.train.data import _suite_prompt
+    from vepo_viz.train.data import suite_prompts
     from vepo_viz.train.repro_profile import profile_prompts
 
     settings = {**settings, "max_new_tokens": max(SCAN_TOKENS, settings.get("max_new_tokens", 0))}
     out = {}
     for family in families or list(FAMILIES):
-        examples = list(iter_split("train", n_prompts, [family], difficulty))[:n_prompts]
-        prompts = [_suite_prompt(ex.family, ex.seed, difficulty, "train") for ex in examples]
+        prompts = suite_prompts("train", n_prompts, [family], difficulty)
         out[family] = profile_prompts(init, prompts, settings, rules)
         print(f"scan: {family} done", flush=True)
     return out

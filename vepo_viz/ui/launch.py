@@ -87,7 +87,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training runs started from the app")
     group.add_argument(
         "--runs-dir",
-        default=os.environ.get("VEPO_VIZ_RUNS_DIR", "runs/train"),
+        default=None,
         help="folder the Train tab starts its runs in and lists runs from "
         "(default: $VEPO_VIZ_RUNS_DIR, else runs/train under the working directory)",
     )
@@ -167,6 +167,17 @@ def _serving_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def runs_root_from_args(args: argparse.Namespace) -> str:
+    """The Train tab's runs folder: --runs-dir, else $VEPO_VIZ_RUNS_DIR, else
+    train.jobs.DEFAULT_RUNS_ROOT."""
+    given = getattr(args, "runs_dir", None) or os.environ.get("VEPO_VIZ_RUNS_DIR")
+    if given:
+        return given
+    from vepo_viz.train.jobs import DEFAULT_RUNS_ROOT
+
+    return str(DEFAULT_RUNS_ROOT)
+
+
 def serving_from_args(
     args: argparse.Namespace, runs_root: str | None = None
 ) -> tuple[ServingPolicy, Credentials]:
@@ -179,9 +190,7 @@ def serving_from_args(
     if allow_train is None and os.environ.get("VEPO_VIZ_ALLOW_TRAIN"):
         allow_train = os.environ["VEPO_VIZ_ALLOW_TRAIN"].strip().lower() in ("1", "true", "yes")
     if runs_root is None:
-        from vepo_viz.train.jobs import DEFAULT_RUNS_ROOT
-
-        runs_root = str(DEFAULT_RUNS_ROOT)
+        runs_root = runs_root_from_args(args)
     policy = ServingPolicy.from_launch(
         host=args.host,
         share=args.share,
@@ -210,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     from vepo_viz.ui.backend import ModelBackend, model_key
 
     try:
-        policy, credentials = serving_from_args(args, args.runs_dir)
+        runs_root = runs_root_from_args(args)
+        policy, credentials = serving_from_args(args, runs_root)
         run_limits = run_limits_from_args(args)
         limits, cache = bounds_from_args(args)
     except VepoInputError as error:
@@ -227,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         default_model=args.model,
         policy=policy,
         run_limits=run_limits,
-        runs_root=args.runs_dir,
+        runs_root=runs_root,
     )
     demo.queue(default_concurrency_limit=4, max_size=args.queue_size)
     demo.launch(
