@@ -26,10 +26,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter
 
 from vepo_viz.errors import VepoInputError
+from vepo_viz.lazy import torch
 from vepo_viz.registry import Registry
 from vepo_viz.settings import LegacyMapping
 

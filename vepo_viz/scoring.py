@@ -21,16 +21,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-import torch
-
+from vepo_viz.lazy import no_grad, torch
 from vepo_viz.registry import Registry
 
 # Named shape aliases (documentation only; all are torch.Tensor).
-LogitsBTV: TypeAlias = torch.Tensor  # (B, T, V) float logits, any float dtype
-FloatBT: TypeAlias = torch.Tensor  # (B, T) float32
-BoolBT: TypeAlias = torch.Tensor  # (B, T) bool
-LongBT: TypeAlias = torch.Tensor  # (B, T) int64 token ids
-FloatB: TypeAlias = torch.Tensor  # (B,) float32
+LogitsBTV: TypeAlias = "torch.Tensor"  # (B, T, V) float logits, any float dtype
+FloatBT: TypeAlias = "torch.Tensor"  # (B, T) float32
+BoolBT: TypeAlias = "torch.Tensor"  # (B, T) bool
+LongBT: TypeAlias = "torch.Tensor"  # (B, T) int64 token ids
+FloatB: TypeAlias = "torch.Tensor"  # (B,) float32
 
 LN2 = math.log(2.0)
 
@@ -230,7 +229,7 @@ def _stats_chunk(
     torch.add(jsd_p, jsd_q, out=out[2]).mul_(0.5)
 
 
-@torch.no_grad()
+@no_grad
 def token_stats(
     logits_clean: LogitsBTV,
     logits_noisy: LogitsBTV,

@@ -1,7 +1,14 @@
 """Run by tests/test_trl_distributed.py under `accelerate launch --num_processes N --cpu`:
 a few VEPOGRPOTrainer steps with scope="batch" on a tiny model; every process writes, per
-generation step, its rows' scores, mask and selection to OUT/rank<r>.pt."""
+generation step, its rows' scores, mask and selection to OUT/rank<r>.pt.
 
+    trl_batch_scope.py MODEL OUT [vepo|rank_offset]
+
+"rank_offset" selects with a rule registered here only: every token of rank 0 scores
+above every token of rank 1 (1 + position ramp vs 0 + ramp), so the global cut and the
+per-process cuts provably differ (the test says why)."""
+
+import os
 import sys
 from pathlib import Path
 
@@ -10,10 +17,28 @@ from datasets import Dataset
 
 from tests.fake import draw_scene
 from vepo_viz.models import load_model
+from vepo_viz.train.rules import RULES, Selection, SelectionRule
 from vepo_viz.train.trl_plugin import VEPOGRPOConfig, VEPOGRPOTrainer
 
 
-def main(model_dir: str, out_dir: str) -> None:
+def _rank_offset(cfg, signals, generator) -> Selection:
+    mask = signals.mask
+    positions = torch.arange(1, mask.shape[1] + 1, dtype=torch.float32) / (mask.shape[1] + 1)
+    offset = 1.0 if int(os.environ.get("RANK", "0")) == 0 else 0.0
+    scores = (offset + 0.5 * positions).expand(mask.shape) * mask
+    return Selection(selected=mask.clone(), scores=scores)
+
+
+RULES.register(
+    SelectionRule(
+        name="rank_offset",
+        description="test only: rank 0's tokens above rank 1's",
+        select=_rank_offset,
+    )
+)
+
+
+def main(model_dir: str, out_dir: str, selection: str = "vepo") -> None:
     vlm = load_model(model_dir, device="cpu")
     questions = ["What color is it?", "How many shapes?", "Where is the square?", "Is it red?"]
     data = Dataset.from_list(
@@ -33,7 +58,7 @@ def main(model_dir: str, out_dir: str) -> None:
         use_cpu=True,
         save_strategy="no",
         seed=0,
-        selection="vepo",
+        selection=selection,
         scope="batch",
         ratio=0.3,
         logging_steps=1,
@@ -64,4 +89,4 @@ def main(model_dir: str, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -43,7 +43,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per AnalysisSettings and PerturbConfig field, generated from the
     dataclasses (their docstrings are the help, their defaults the defaults, their
     registries the choices). Values are checked by AnalysisSettings."""
-    from vepo_viz.analysis import AnalysisSettings
+    from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.perturb import PerturbConfig
 
     names = [f.name for f in settings.flag_fields(AnalysisSettings)]
@@ -57,7 +57,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """AnalysisSettings from the parsed flags (VepoInputError on bad values)."""
-    from vepo_viz.analysis import AnalysisSettings
+    from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.perturb import PerturbConfig
 
     values = settings.given_values(args, AnalysisSettings)

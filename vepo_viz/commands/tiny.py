@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from vepo_viz.tiny.train import add_arguments
+    from vepo_viz.tiny.recipe import add_arguments
 
     p = subparsers.add_parser("tiny-train", help="train the embedded tiny VLM on the task suite")
     add_arguments(p)

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
+from vepo_viz.lazy import torch
 from vepo_viz.perturb import perturb_pixel_values
 from vepo_viz.registry import Registry
 

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
+from vepo_viz.lazy import torch
 from vepo_viz.registry import Registry
 from vepo_viz.scoring import (
     SCORE_TYPES,
