@@ -37,6 +37,13 @@ DEFAULT_SIGMA = 2.0
 """Reference noise std in normalised units. In [0, 1] pixel units ("gaussian_pixel") the
 same strength is about 2.0 * 0.27 ~ 0.55, since CLIP-style processors divide by std ~0.27."""
 
+DEFAULT_PATCH_SIZE = 14
+"""Patch side in pixels of "patch" (Qwen2.5-VL's ViT patch, as VPPO)."""
+DEFAULT_PATCH_PROB = 0.5
+"""Probability that a patch is blackened in "patch"."""
+DEFAULT_BLUR_RADIUS = 6.0
+"""Gaussian blur radius in pixels of "blur"."""
+
 DRAW_STRIDE = 1_000_003
 """Generator seed of draw k is seed * DRAW_STRIDE + k (a prime, so seeds never collide
 for draws < DRAW_STRIDE)."""
@@ -257,9 +264,9 @@ def perturb_image(
     *,
     sigma: float = DEFAULT_SIGMA,
     generator: torch.Generator | None = None,
-    patch_size: int = 14,
-    patch_prob: float = 0.5,
-    blur_radius: float = 6.0,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    patch_prob: float = DEFAULT_PATCH_PROB,
+    blur_radius: float = DEFAULT_BLUR_RADIUS,
 ) -> Image.Image:
     """A counterfactual view of a PIL image, as a new RGB image of the same size.
 
@@ -291,7 +298,7 @@ class PerturbConfig(LegacyMapping):
 
     `config["sigma"]` reads a field too (LegacyMapping: the legacy dict view)."""
 
-    mode: str = field(default="gaussian", metadata={"registry": MODES})
+    mode: str = field(default=MODES.reference, metadata={"registry": MODES})
     """How the counterfactual view is made, on the processor's normalised pixel_values
     or on the image before the processor, as each mode says."""
     sigma: float = DEFAULT_SIGMA
@@ -301,11 +308,11 @@ class PerturbConfig(LegacyMapping):
     """K independent views whose statistics are averaged (1 in the reference)."""
     seed: int = 0
     """Seed of the counterfactual views; draw k has a generator of its own from (seed, k)."""
-    patch_size: int = 14
+    patch_size: int = DEFAULT_PATCH_SIZE
     """Patch side in pixels for "patch" (14 = Qwen2.5-VL's ViT patch, as VPPO)."""
-    patch_prob: float = 0.5
+    patch_prob: float = DEFAULT_PATCH_PROB
     """Probability that a patch is blackened in "patch"."""
-    blur_radius: float = 6.0
+    blur_radius: float = DEFAULT_BLUR_RADIUS
     """Gaussian blur radius in pixels for "blur"."""
 
     def __post_init__(self) -> None:

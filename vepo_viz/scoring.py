@@ -17,10 +17,12 @@ response token t), V vocabulary entries.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from vepo_viz.errors import VepoInputError
 from vepo_viz.lazy import no_grad, torch
 from vepo_viz.registry import Registry
 
@@ -55,7 +57,15 @@ CHUNK_ELEMENTS_CUDA = 2**24
 V = 151,936), about 320 MB in all; large chunks keep kernel launches few."""
 
 SCOPES: tuple[str, ...] = ("response", "batch", "quantile")
-"""Accepted `scope` values of `select_tokens`."""
+"""Accepted `scope` values of `select_tokens`; the first, per response, is the reference."""
+
+DEFAULT_ALPHA = 0.7
+"""Reference weight of JSD vs |dH| in the visual-sensitivity noisy-OR (types D, C, E, F,
+H): the one place it is written (ScoringConfig, the functions here, AnalysisSettings,
+TrainConfig and VEPOGRPOConfig all take it from here)."""
+
+DEFAULT_RATIO = 0.2
+"""Reference share of tokens kept (the top 20% per response)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -356,7 +366,9 @@ def _as_mask(mask: torch.Tensor, shape: torch.Size, name: str = "mask") -> BoolB
 def _check_alpha(alpha: float) -> float:
     alpha = float(alpha)
     if not (0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must lie in [0, 1] (0.7 in the reference), got {alpha}")
+        raise ValueError(
+            f"alpha must lie in [0, 1] ({DEFAULT_ALPHA} in the reference), got {alpha}"
+        )
     return alpha
 
 
@@ -387,7 +399,7 @@ def _noisy_or(j: torch.Tensor, d: torch.Tensor, alpha: float) -> torch.Tensor:
     return 1.0 - (1.0 - j).pow(alpha) * (1.0 - d).pow(1.0 - alpha)
 
 
-def visual_sensitivity(stats: TokenStats, mask: BoolBT, alpha: float = 0.7) -> FloatBT:
+def visual_sensitivity(stats: TokenStats, mask: BoolBT, alpha: float = DEFAULT_ALPHA) -> FloatBT:
     """v_t = 1 - (1 - j^)^alpha (1 - d^)^(1 - alpha), the visual factor of type D.
 
     j^ = norm(JSD), d^ = norm(|dH|), per response. (B, T) float32, 0 on padding.
@@ -531,8 +543,8 @@ del _entry
 def score_tokens(
     stats: TokenStats,
     mask: BoolBT,
-    score_type: str = "D",
-    alpha: float = 0.7,
+    score_type: str = SCORE_TYPES.reference,
+    alpha: float = DEFAULT_ALPHA,
     generator: torch.Generator | int | None = None,
 ) -> FloatBT:
     """Per-token selection scores, (B, T) float32, exactly 0 where mask is False.
@@ -572,7 +584,10 @@ def score_tokens(
 def _check_ratio(ratio: float) -> float:
     ratio = float(ratio)
     if not (0.0 < ratio <= 1.0):
-        raise ValueError(f"ratio must lie in (0, 1] (0.2 keeps the top 20%), got {ratio}")
+        raise ValueError(
+            f"ratio must lie in (0, 1] ({DEFAULT_RATIO} keeps the top {DEFAULT_RATIO:.0%}), "
+            f"got {ratio}"
+        )
     return ratio
 
 
@@ -610,8 +625,8 @@ def _quantile(
 def select_tokens(
     scores: FloatBT,
     mask: BoolBT,
-    ratio: float = 0.2,
-    scope: str = "response",
+    ratio: float = DEFAULT_RATIO,
+    scope: str = SCOPES[0],
 ) -> BoolBT:
     """Tokens to train on: (B, T) bool, never True on padding.
 
@@ -658,44 +673,66 @@ def select_tokens(
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Settings of scoring and selection; the defaults are the VEPO reference."""
+    """Settings of scoring and selection; the defaults are the VEPO reference.
 
-    score_type: str = field(default="D", metadata={"registry": SCORE_TYPES})
-    """One of SCORE_TYPES; "D" is VEPO, "entropy" the 80/20 baseline."""
-    alpha: float = 0.7
-    """Weight of JSD vs |dH| in the noisy-OR (types D, C, E, F, H)."""
-    ratio: float = 0.2
-    """Fraction of tokens kept, in (0, 1]."""
-    scope: str = "response"
-    """One of SCOPES: per response (reference), whole batch, or batch quantile."""
+    The one home of these defaults: AnalysisSettings and TrainConfig hold a ScoringConfig,
+    VEPOGRPOConfig takes its field defaults from it. Bad values raise VepoInputError (a
+    ValueError) saying what to do."""
+
+    score_type: str = field(default=SCORE_TYPES.reference, metadata={"registry": SCORE_TYPES})
+    """Score of the VEPO selection (an entry of SCORE_TYPES); "D" is VEPO, "entropy" the
+    80/20 baseline."""
+    alpha: float = DEFAULT_ALPHA
+    """Weight of JSD vs |dH| in the visual-sensitivity noisy-OR (types D, C, E, F, H)."""
+    ratio: float = DEFAULT_RATIO
+    """Share of tokens selected, in (0, 1]."""
+    scope: str = field(default=SCOPES[0], metadata={"choices": SCOPES})
+    """Selection scope: per response (reference), whole batch or batch quantile; on one
+    response they select nearly the same tokens."""
     temperature: float = 1.0
     """tau of softmax(z / tau) for both passes (the sampling temperature)."""
     seed: int = 0
     """Seed of the "random" score type."""
 
     def __post_init__(self) -> None:
+        for name in ("alpha", "ratio", "temperature"):  # numpy or int in, a float kept
+            if _is_real(getattr(self, name)):
+                object.__setattr__(self, name, float(getattr(self, name)))
         if self.score_type not in SCORE_TYPES:
-            raise ValueError(
+            raise VepoInputError(
                 f"ScoringConfig.score_type: {SCORE_TYPES.unknown_message(self.score_type)}"
             )
-        if not (0.0 <= float(self.alpha) <= 1.0):
-            raise ValueError(f"ScoringConfig.alpha={self.alpha} must lie in [0, 1] (default 0.7)")
-        if not (0.0 < float(self.ratio) <= 1.0):
-            raise ValueError(
+        if not (_is_real(self.alpha) and 0.0 <= self.alpha <= 1.0):
+            raise VepoInputError(
+                f"ScoringConfig.alpha={self.alpha!r} must lie in [0, 1] (default {DEFAULT_ALPHA})"
+            )
+        if not (_is_real(self.ratio) and 0.0 < self.ratio <= 1.0):
+            raise VepoInputError(
                 f"ScoringConfig.ratio={self.ratio!r} must be a number in (0.0, 1.0] "
-                "(0.2 keeps the top 20%)"
+                f"({DEFAULT_RATIO} keeps the top {DEFAULT_RATIO:.0%})"
             )
         if self.scope not in SCOPES:
-            raise ValueError(
+            raise VepoInputError(
                 f"ScoringConfig.scope={self.scope!r} is not one of {', '.join(SCOPES)}"
             )
-        t = float(self.temperature)
-        if not (math.isfinite(t) and t > 0):
-            raise ValueError(
-                f"ScoringConfig.temperature={self.temperature} must be > 0 (1.0 in the reference)"
+        t = self.temperature
+        if not (_is_real(t) and math.isfinite(t) and t > 0):
+            raise VepoInputError(
+                f"ScoringConfig.temperature={self.temperature!r} must be > 0 (1.0 in the reference)"
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"ScoringConfig.seed={self.seed!r} must be an int >= 0")
+            raise VepoInputError(f"ScoringConfig.seed={self.seed!r} must be an int >= 0")
+
+
+SCORING_KEYS: tuple[str, ...] = ("score_type", "alpha", "ratio", "scope")
+"""The ScoringConfig fields a user chooses: the flat keys of saved settings and run files,
+the CLI flags, the arguments of `TokenAnalysis.rescore`. Its temperature and seed are the
+analysis' (or the run's) own."""
+
+
+def _is_real(value: object) -> bool:
+    """A real number (int, float, numpy scalar; not bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def score_and_select(

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from vepo_viz.models.adapter import VLM
-from vepo_viz.perturb import PerturbConfig
+from vepo_viz.perturb import DEFAULT_SIGMA, PerturbConfig
+from vepo_viz.scoring import DEFAULT_ALPHA, DEFAULT_RATIO
 from vepo_viz.tasks import DEFAULT_DIFFICULTY, FAMILIES, Example, iter_split, verify
 
 GAUSSIAN = PerturbConfig(mode="gaussian", sigma=2.0, seed=0)
@@ -121,9 +122,9 @@ def token_level(
     model,
     processor,
     n_per_family: int = 40,
-    sigma: float = 2.0,
-    ratio: float = 0.2,
-    alpha: float = 0.7,
+    sigma: float = DEFAULT_SIGMA,
+    ratio: float = DEFAULT_RATIO,
+    alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     batch_size: int = 50,
 ) -> dict:

@@ -178,7 +178,9 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
             value=SCORE_TYPES.reference,
             label="VEPO score type (vepo rule only)",
         )
-        ratio = gr.Slider(0.05, 1.0, value=0.2, step=0.05, label="ratio of tokens trained on")
+        ratio = gr.Slider(
+            0.05, 1.0, value=_DEFAULTS.scoring.ratio, step=0.05, label="ratio of tokens trained on"
+        )
         with gr.Row():
             steps = gr.Number(
                 value=_DEFAULTS.steps,
@@ -187,7 +189,7 @@ def _new_run_form() -> tuple[list[Any], gr.Button]:
                 minimum=1,
                 elem_id="vv-train-steps",
             )
-            seed = gr.Number(value=0, label="seed", precision=0, minimum=0)
+            seed = gr.Number(value=_DEFAULTS.seed, label="seed", precision=0, minimum=0)
         with gr.Row():
             prompts_per_step = gr.Number(
                 value=_DEFAULTS.prompts_per_step, label="prompts / step", precision=0
