@@ -20,6 +20,7 @@ def draw_scene(width: int = 96, height: int = 64) -> Image.Image:
 def synthetic_analysis(n_tokens: int = 12, seed: int = 0, **overrides):
     """A TokenAnalysis with random but valid statistics, scored like the real pipeline."""
     from vepo_viz.results import TokenAnalysis, score_arrays
+    from vepo_viz.scoring import ScoringConfig
 
     rng = np.random.default_rng(seed)
     words = ["The", " square", " is", " red", ",", " so", " x", " =", " 4", ".", " Yes", "!"]
@@ -63,7 +64,13 @@ def synthetic_analysis(n_tokens: int = 12, seed: int = 0, **overrides):
         timing={"total": 0.0},
     )
     fields.update(
-        score_arrays(entropy=entropy, entropy_noisy=entropy_noisy, jsd=jsd, kl=kl, **settings)
+        score_arrays(
+            entropy=entropy,
+            entropy_noisy=entropy_noisy,
+            jsd=jsd,
+            kl=kl,
+            config=ScoringConfig(**settings),
+        )
     )
     fields.update(overrides)
     return TokenAnalysis(**fields)

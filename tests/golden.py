@@ -93,7 +93,7 @@ def sample_numbers() -> dict[str, dict]:
         "reference": AnalysisSettings(),
         "patch_k2": AnalysisSettings(perturb=PerturbConfig(mode="patch", n_draws=2, seed=3)),
     }
-    assert all(v.score_type == "D" and v.alpha == ALPHA for v in variants.values())
+    assert all(v.scoring.score_type == "D" and v.scoring.alpha == ALPHA for v in variants.values())
     out: dict[str, dict] = {}
     for row in rows:
         image = ROOT / "sample_data" / row["image"]

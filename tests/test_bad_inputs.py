@@ -214,7 +214,7 @@ def _api_settings(controls: dict[str, Any]) -> AnalysisSettings:
         for key, name in (("cf_mode", "mode"), ("sigma", "sigma"), ("n_draws", "n_draws"))
         if key in values
     }
-    return AnalysisSettings(**values, perturb=PerturbConfig(**perturb))
+    return AnalysisSettings.from_dict({**values, "perturb": PerturbConfig(**perturb)})
 
 
 def run_api(case: Case, folder: Path):

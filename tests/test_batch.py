@@ -58,9 +58,10 @@ def test_plan_resumes_and_finished_rows_rescore(tmp_path):
         lambda row: synthetic_analysis(8, seed=row.index),
         on_result=lambda row, result: job.progress.add(row, result.to_dict()),
     )
-    again = open_run(AnalysisSettings(score_type="entropy"))  # scoring may change
+    entropy = AnalysisSettings(scoring={"score_type": "entropy"})
+    again = open_run(entropy)  # scoring may change
     assert [r.key for r in again.todo] == ["e2"] and again.n_resumed == 2
-    done = batch.finished_rows(again, AnalysisSettings(score_type="entropy"))
+    done = batch.finished_rows(again, entropy)
     assert [r.key for r, _ in done] == ["e0", "e1"]
     for _, result in done:  # scored with the settings of now: entropy scores are H
         np.testing.assert_allclose(result.scores, result.entropy, rtol=1e-6)

@@ -147,7 +147,7 @@ def test_colour_scale_is_a_session_display_option(tmp_path):
 
 def test_load_restores_the_image_and_every_counterfactual_setting(tmp_path):
     perturb = PerturbConfig(mode="patch", patch_size=9, patch_prob=0.3, n_draws=2, seed=4)
-    settings = AnalysisSettings(perturb=perturb, ratio=0.4, seed=4)
+    settings = AnalysisSettings(perturb=perturb, scoring={"ratio": 0.4}, seed=4)
     assert ControlValues.of(settings).settings() == settings
     analysis = fake_analysis(settings=settings)
     analysis.image = Image.new("RGB", (112, 112), (10, 200, 30))

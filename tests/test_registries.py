@@ -71,7 +71,7 @@ def test_score_type_reaches_cli_help_and_flags():
         args = parse(
             "analyze", "--image", "a.png", "--question", "q", "--score-type", "low_entropy"
         )
-        assert common.settings_from_args(args).score_type == "low_entropy"
+        assert common.settings_from_args(args).scoring.score_type == "low_entropy"
     assert "low_entropy" not in command_help("analyze")
 
 
@@ -83,7 +83,10 @@ def test_score_type_reaches_config_validation_and_scoring():
         ScoringConfig(score_type="low_entropy")
     with SCORE_TYPES.registered(LOW_ENTROPY):
         assert ScoringConfig(score_type="low_entropy").score_type == "low_entropy"
-        assert AnalysisSettings(score_type="low_entropy").scoring.score_type == "low_entropy"
+        assert (
+            AnalysisSettings(scoring={"score_type": "low_entropy"}).scoring.score_type
+            == "low_entropy"
+        )
         scores = score_tokens(stats, mask, "low_entropy")  # (B, T)
         want = torch.where(mask, -stats.entropy, 0.0)
         assert torch.equal(scores, want)

@@ -63,7 +63,7 @@ def test_throwaway_score_type_reaches_the_dropdowns_and_validation(image_path):
         # the Analyze tab's score type, Compare's A and B (and the Train tab's, if any)
         assert offered(demo, THROWAWAY_SCORE.name) >= 3
         values = ControlValues(score_type=THROWAWAY_SCORE.name)
-        assert values.settings().score_type == THROWAWAY_SCORE.name
+        assert values.settings().scoring.score_type == THROWAWAY_SCORE.name
         assert scoring_args(0.2, 0.7, THROWAWAY_SCORE.name, "response")["score_type"] == (
             THROWAWAY_SCORE.name
         )

@@ -50,7 +50,7 @@ def test_summary_numbers_match_the_definitions(analysis):
 
 def test_summary_by_hand():
     """4 tokens, ratio 0.5: entropy picks the two highest H, VEPO a low-H visual token."""
-    a = fake_analysis("A B C D", settings=AnalysisSettings(ratio=0.5))
+    a = fake_analysis("A B C D", settings=AnalysisSettings(scoring={"ratio": 0.5}))
     a.entropy[:] = [3.0, 2.0, 0.1, 0.2]
     a.selected_entropy[:] = [True, True, False, False]
     a.selected_vepo[:] = [True, False, True, False]

@@ -7,7 +7,6 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -174,14 +173,14 @@ def test_settings_are_typed_with_the_legacy_dict_view():
     result = synthetic_analysis(12)
     assert isinstance(result.settings, AnalysisSettings)
     assert isinstance(result.settings.perturb, PerturbConfig)
-    assert result.settings["score_type"] == result.settings.score_type == "D"
+    assert result.settings["score_type"] == result.settings.scoring.score_type == "D"
     assert result.settings["perturb"]["seed"] == 0 and result.settings.get("nope", 1) == 1
     assert "alpha" in result.settings and "nope" not in result.settings
     with pytest.raises(KeyError):
         result.settings["nope"]
     other = result.rescore(ratio=0.5, scope="batch")
-    assert other.settings == replace(result.settings, ratio=0.5, scope="batch")
-    assert other.settings.scoring.ratio == 0.5 and result.settings.ratio == 0.2
+    assert other.settings == result.settings.replace_scoring(ratio=0.5, scope="batch")
+    assert other.settings.scoring.ratio == 0.5 and result.settings.scoring.ratio == 0.2
     assert result.to_dict()["settings"] == result.settings.to_dict()
 
 
@@ -189,7 +188,7 @@ def test_a_file_saved_before_still_loads():
     old = TokenAnalysis.load(LEGACY / "analysis_v1.json")
     assert len(old) == 8 and old.image is None and old.counterfactual_image is None
     assert old.image_normalization is None and old.counterfactual_caption == ""
-    assert old.settings["score_type"] == "D" and old.settings.ratio == 0.2
+    assert old.settings["score_type"] == "D" and old.settings.scoring.ratio == 0.2
     # The app's files kept the clean image in their own key: it is read from there.
     app = TokenAnalysis.load(LEGACY / "app_session_v1.json")
     assert app.image is not None and app.image.size == app.image_size

@@ -103,7 +103,7 @@ def test_traces_are_written_at_the_right_steps_with_the_plugins_selection(runs):
         np.testing.assert_array_equal(record.scores, sel["scores"][b].numpy()[keep])
         np.testing.assert_array_equal(record.entropy, sel["entropy"][b].numpy()[keep])
         assert record.selected_entropy.sum() == record.selected_vepo.sum()  # same ratio
-        assert record.settings.score_type == "D" and record.settings.ratio == 0.2
+        assert record.settings.scoring.score_type == "D" and record.settings.scoring.ratio == 0.2
         assert record.question and record.jsd.max() > 0
         assert "".join(record.tokens) == record.response  # every token, spans cover it
         assert record.image is None  # no images in traces
@@ -119,7 +119,7 @@ def test_selection_all_traces_the_entropy_with_every_token_selected(runs):
     assert record.selected_vepo.all() and meta["rule"] == "all"
     assert "no scores" in meta["note"]
     np.testing.assert_array_equal(record.scores, record.entropy)
-    assert (record.settings.score_type, record.settings.ratio) == ("entropy", 1.0)
+    assert (record.settings.scoring.score_type, record.settings.scoring.ratio) == ("entropy", 1.0)
     assert 0 < record.selected_entropy.sum() < len(record)
 
 

@@ -75,11 +75,7 @@ def fake_analysis(
         entropy_noisy=entropy_noisy,
         jsd=jsd,
         kl=kl,
-        score_type=settings.score_type,
-        alpha=settings.alpha,
-        ratio=settings.ratio,
-        scope=settings.scope,
-        seed=settings.seed,
+        config=settings.scoring,
     )
     zeros = np.zeros(n, dtype=np.float32)
     return TokenAnalysis(

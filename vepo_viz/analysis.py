@@ -325,11 +325,7 @@ def _assemble(
         entropy_noisy=mean["entropy_noisy"],
         jsd=mean["jsd"],
         kl=mean["kl"],
-        score_type=settings.score_type,
-        alpha=settings.alpha,
-        ratio=settings.ratio,
-        scope=settings.scope,
-        seed=settings.seed,
+        config=settings.scoring,
         exclude=(
             floor.at_floor(mean["jsd"], mean["entropy_noisy"] - stats.entropy, noise_floor)
             if settings.skip_floor

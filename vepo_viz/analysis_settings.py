@@ -1,21 +1,22 @@
 """`AnalysisSettings`: everything that determines an analysis besides its inputs.
 
-A frozen dataclass (generation, counterfactual views, scoring) that `analyze` takes and
-`TokenAnalysis.settings` keeps as the typed object; it becomes a dict only when a result
-is saved. Its own module so that `results` (which loads it) and `analysis` (which runs
-it) can both import it without importing each other. Re-exported as
-`vepo_viz.analysis.AnalysisSettings` and `vepo_viz.AnalysisSettings`.
+A frozen dataclass (generation, and the `PerturbConfig` and `ScoringConfig` it composes)
+that `analyze` takes and `TokenAnalysis.settings` keeps as the typed object; it becomes a
+dict only when a result is saved. Its own module so that `results` (which loads it) and
+`analysis` (which runs it) can both import it without importing each other. Re-exported
+as `vepo_viz.analysis.AnalysisSettings` and `vepo_viz.AnalysisSettings`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from vepo_viz import scoring
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import MAX_SEED, PerturbConfig
+from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
 from vepo_viz.settings import LegacyMapping, build_config
 
 
@@ -23,10 +24,13 @@ from vepo_viz.settings import LegacyMapping, build_config
 class AnalysisSettings(LegacyMapping):
     """Everything that determines an analysis besides model, image, question and response.
 
-    Defaults are the VEPO reference: sampled at temperature 1, one Gaussian view with
-    sigma 2 in normalised pixel space, score type D with alpha 0.7, top 20% per response.
-    `settings["score_type"]`, `settings["perturb"]["seed"]` read fields too (LegacyMapping:
-    the legacy dict view of the time results carried a dict).
+    Generation and noise-floor fields of its own, and two configs it composes, as
+    TrainConfig does: `perturb` (the counterfactual views) and `scoring` (score type,
+    alpha, ratio, scope); their defaults are theirs (the VEPO reference). Saved flat, as
+    results always were (`to_dict`: score_type, alpha, ratio and scope beside the other
+    keys, perturb a table); `from_dict` reads that, the older files' subsets of it, or a
+    `scoring` table. `settings["score_type"]`, `settings["perturb"]["seed"]` read fields
+    too (LegacyMapping: the legacy dict view of the time results carried a flat dict).
     """
 
     max_new_tokens: int = 64
@@ -39,16 +43,12 @@ class AnalysisSettings(LegacyMapping):
     seed: int = 0
     """Seed of sampling and of the "random" score type (at most perturb.MAX_SEED)."""
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
-    """The counterfactual views (mode, sigma, n_draws K, seed, ...)."""
-    score_type: str = field(default="D", metadata={"registry": scoring.SCORE_TYPES})
-    """Score of the VEPO selection; "D" is VEPO."""
-    alpha: float = 0.7
-    """Weight of JSD vs |dH| in the visual-sensitivity noisy-OR."""
-    ratio: float = 0.2
-    """Share of tokens selected, in (0, 1]."""
-    scope: str = field(default="response", metadata={"choices": scoring.SCOPES})
-    """Selection scope: per response (reference), whole batch or batch quantile; on one
-    response they select nearly the same tokens."""
+    """The counterfactual views (mode, sigma, n_draws K, seed, ...); a dict of its fields
+    is taken too."""
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    """The selection: score_type, alpha, ratio, scope (flat keys in files and flags); a
+    dict of them is taken too. Its temperature and seed are this analysis' own (`tau`
+    and `seed`, set here whatever was given)."""
     score_temperature: float | None = None
     """Temperature tau of the scoring softmax, if it should differ from the sampling
     temperature (unset: the sampling temperature, 1 when greedy)."""
@@ -65,13 +65,18 @@ class AnalysisSettings(LegacyMapping):
     """VEPO selection skips tokens at the noise floor (no visual signal beyond rounding);
     False = the reference selection. Scores and the entropy baseline are unchanged."""
 
+    _legacy_keys: ClassVar[dict[str, str]] = dict.fromkeys(SCORING_KEYS, "scoring")
+
     def __post_init__(self) -> None:
         if isinstance(self.perturb, dict):
             object.__setattr__(
                 self, "perturb", build_config(PerturbConfig, self.perturb, "perturb")
             )
-        if not isinstance(self.perturb, PerturbConfig):
-            raise VepoInputError("AnalysisSettings.perturb must be a PerturbConfig")
+        for name, cls in (("perturb", PerturbConfig), ("scoring", ScoringConfig)):
+            if not isinstance(getattr(self, name), cls | dict):
+                raise VepoInputError(
+                    f"AnalysisSettings.{name} must be a {cls.__name__} (or a dict of its fields)"
+                )
         _check_int("max_new_tokens", self.max_new_tokens, 1)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("top_k", self.top_k, 1)
@@ -94,10 +99,12 @@ class AnalysisSettings(LegacyMapping):
                 raise VepoInputError(
                     f"AnalysisSettings.score_temperature={st} must be > 0 (or None)"
                 )
-        try:
-            self.scoring  # noqa: B018 - validates score_type, alpha, ratio, scope
-        except ValueError as error:
-            raise VepoInputError(str(error).replace("ScoringConfig", "AnalysisSettings")) from error
+        own = {"temperature": self.tau, "seed": self.seed}
+        if isinstance(self.scoring, dict):  # built once, with this analysis' own values
+            scoring = build_config(ScoringConfig, {**self.scoring, **own}, "scoring")
+            object.__setattr__(self, "scoring", scoring)
+        elif (self.scoring.temperature, self.scoring.seed) != tuple(own.values()):
+            object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, **own))
 
     @property
     def tau(self) -> float:
@@ -106,33 +113,59 @@ class AnalysisSettings(LegacyMapping):
             return float(self.score_temperature)
         return float(self.temperature) if self.temperature > 0 else 1.0
 
-    @property
-    def scoring(self) -> scoring.ScoringConfig:
-        return scoring.ScoringConfig(
-            score_type=self.score_type,
-            alpha=float(self.alpha),
-            ratio=float(self.ratio),
-            scope=self.scope,
-            temperature=self.tau,
-            seed=self.seed,
-        )
+    def replace_scoring(self, **changes: Any) -> AnalysisSettings:
+        """These settings with other selection choices (score_type, alpha, ratio, scope),
+        checked by ScoringConfig."""
+        unknown = sorted(set(changes) - set(SCORING_KEYS))
+        if unknown:
+            raise VepoInputError(
+                f"replace_scoring takes {', '.join(SCORING_KEYS)}, not {', '.join(unknown)} "
+                "(the scoring temperature and seed are the analysis' own: replace those)"
+            )
+        if not changes:
+            return self
+        return dataclasses.replace(self, scoring=dataclasses.replace(self.scoring, **changes))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The saved form: every field, the selection choices flat among them (score_type,
+        alpha, ratio, scope, as saved results always had them), perturb as a table."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "scoring":
+                out.update({key: getattr(value, key) for key in SCORING_KEYS})
+            elif f.name == "perturb":
+                out[f.name] = dataclasses.asdict(value)
+            else:
+                out[f.name] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalysisSettings:
+        """Settings of `to_dict`'s flat form (or with a `scoring` table or ScoringConfig
+        instead of the flat selection keys); a key it does not know is refused."""
+        data = dict(data)
+        flat = {key: data.pop(key) for key in SCORING_KEYS if key in data}
+        if flat:
+            if "scoring" in data:
+                raise VepoInputError(
+                    f"AnalysisSettings: give {', '.join(flat)} either flat or in `scoring`, "
+                    "not both"
+                )
+            data["scoring"] = flat
         return build_config(cls, data, "AnalysisSettings")
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> AnalysisSettings:
         """The settings of a saved result: like `from_dict`, but keys this version does
         not know (from another version) are left out, so any saved analysis loads."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        perturb = known.get("perturb")
-        if isinstance(perturb, dict):
-            fields_ = PerturbConfig.__dataclass_fields__
-            known["perturb"] = {k: v for k, v in perturb.items() if k in fields_}
+        known = {
+            k: v for k, v in data.items() if k in cls.__dataclass_fields__ or k in SCORING_KEYS
+        }
+        for name, config in (("perturb", PerturbConfig), ("scoring", ScoringConfig)):
+            if isinstance(known.get(name), dict):
+                fields_ = config.__dataclass_fields__
+                known[name] = {k: v for k, v in known[name].items() if k in fields_}
         return cls.from_dict(known)
 
 

@@ -277,7 +277,7 @@ def finished_rows(job: Plan, settings: AnalysisSettings) -> list[tuple[Row, Toke
     scoring settings, also for rows scored earlier with other ones (no model needed)."""
     from vepo_viz.results import TokenAnalysis
 
-    scoring_now = {k: getattr(settings, k) for k in SCORING_KEYS}
+    scoring_now = {k: getattr(settings.scoring, k) for k in SCORING_KEYS}
     done = job.progress.done
     return [
         (row, TokenAnalysis.from_dict(done[row.key]["analysis"]).rescore(**scoring_now))

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vepo_viz.floor import NoiseFloor, at_floor, below_floor, verdict
+from vepo_viz.scoring import SCORING_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.scoring import ScoringConfig
 
 FORMAT = "vepo-viz/token-analysis"
 FORMAT_VERSION = 1
@@ -54,9 +56,6 @@ BOOL_ARRAYS = ("selected_vepo", "selected_entropy")
 
 DRAW_ARRAYS = ("entropy_noisy_draws", "jsd_draws", "kl_draws")
 """(K, T) float32 per-draw fields (None when not stored: results saved before them)."""
-
-SCORING_KEYS = ("score_type", "alpha", "ratio", "scope")
-"""Settings that `rescore` may change (everything else needs the model again)."""
 
 IMAGE_FIELDS = ("image", "counterfactual_image")
 """PIL image fields: saved as base64 PNG under "<name>_png" (`include_image=True`)."""
@@ -234,7 +233,7 @@ class TokenAnalysis:
     def __repr__(self) -> str:
         return (
             f"TokenAnalysis(T={len(self)}, model={self.model_id!r}, "
-            f"score_type={self.settings.score_type}, "
+            f"score_type={self.settings.scoring.score_type}, "
             f"selected={int(self.selected_vepo.sum())}, response={_clip(self.response, 40)!r})"
         )
 
@@ -300,7 +299,7 @@ class TokenAnalysis:
     @property
     def scoring_args(self) -> dict[str, Any]:
         """The selection settings the scores were made with, as `rescore` takes them."""
-        return {k: getattr(self.settings, k) for k in SCORING_KEYS}
+        return {k: getattr(self.settings.scoring, k) for k in SCORING_KEYS}
 
     def rescore(
         self,
@@ -314,20 +313,15 @@ class TokenAnalysis:
         per-token statistics (vepo_viz.scoring; no model). Unset arguments keep the
         current settings (`skip_floor`: AnalysisSettings.skip_floor)."""
         given = zip(SCORING_KEYS, (score_type, alpha, ratio, scope), strict=True)
-        changes = {k: v for k, v in given if v is not None}
+        settings = self.settings.replace_scoring(**{k: v for k, v in given if v is not None})
         if skip_floor is not None:
-            changes["skip_floor"] = bool(skip_floor)
-        settings = replace(self.settings, **changes)
+            settings = replace(settings, skip_floor=bool(skip_floor))
         arrays = score_arrays(
             entropy=self.entropy,
             entropy_noisy=self.entropy_noisy,
             jsd=self.jsd,
             kl=self.kl,
-            score_type=settings.score_type,
-            alpha=settings.alpha,
-            ratio=settings.ratio,
-            scope=settings.scope,
-            seed=settings.seed,
+            config=settings.scoring,
             exclude=self.at_floor if settings.skip_floor else None,
             draws=self.draws(),
         )
@@ -493,19 +487,16 @@ def score_arrays(
     entropy_noisy: np.ndarray,
     jsd: np.ndarray,
     kl: np.ndarray,
-    score_type: str = "D",
-    alpha: float = 0.7,
-    ratio: float = 0.2,
-    scope: str = "response",
-    seed: int = 0,
+    config: ScoringConfig | None = None,
     exclude: np.ndarray | None = None,
     draws: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Scores, selections and visual sensitivity of one response from its (T,) statistics.
 
     The single place where analysis and `rescore` call vepo_viz.scoring, so a re-score
-    with the analysis' own settings reproduces it bit for bit. `exclude` (T,) bool: tokens
-    the VEPO selection skips (AnalysisSettings.skip_floor; scores unchanged). `draws`:
+    with the analysis' own settings (`config`: its `settings.scoring`; None = the
+    reference) reproduces it bit for bit. `exclude` (T,) bool: tokens the VEPO selection
+    skips (AnalysisSettings.skip_floor; scores unchanged). `draws`:
     the (K, T) per-draw "entropy_noisy_draws", "jsd_draws", "kl_draws"; with K >= 2 each
     draw is scored and selected on its own, giving "selection_share" and "draw_jaccard"
     (scoring.selection_stability), else both are None.
@@ -521,9 +512,7 @@ def score_arrays(
         entropy=row(entropy), entropy_noisy=row(entropy_noisy), jsd=row(jsd), kl=row(kl)
     )
     mask = torch.ones(stats.shape, dtype=torch.bool)  # (1, T)
-    config = scoring.ScoringConfig(
-        score_type=score_type, alpha=float(alpha), ratio=float(ratio), scope=scope, seed=seed
-    )
+    config = config if config is not None else scoring.ScoringConfig()
     skip = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=bool))[None]
     scores, selected = scoring.score_and_select(stats, mask, config, exclude=skip)
     entropy_scores = scoring.score_tokens(stats, mask, "entropy")

@@ -25,7 +25,7 @@ import textwrap
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 
 @functools.cache
@@ -190,7 +190,13 @@ class LegacyMapping:
 
     __slots__ = ()
 
+    _legacy_keys: ClassVar[Mapping[str, str]] = {}
+    """{legacy key: the nested config field that holds it now}, e.g. "score_type" ->
+    "scoring": `settings["score_type"]` reads `settings.scoring.score_type`."""
+
     def __getitem__(self, key: str) -> Any:
+        if isinstance(key, str) and key in self._legacy_keys:
+            return getattr(getattr(self, self._legacy_keys[key]), key)
         if not isinstance(key, str) or key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
             raise KeyError(key)
         return getattr(self, key)
@@ -202,7 +208,8 @@ class LegacyMapping:
             return default
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key in self.__dataclass_fields__  # type: ignore[attr-defined]
+        fields = self.__dataclass_fields__  # type: ignore[attr-defined]
+        return isinstance(key, str) and (key in fields or key in self._legacy_keys)
 
     def __iter__(self):
         return iter(self.keys())

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(common.token_table(result, args.max_rows))
     print()
     print(
-        f"selected: {int(result.selected_vepo.sum())} by {config.score_type} (VEPO) and "
+        f"selected: {int(result.selected_vepo.sum())} by {config.scoring.score_type} (VEPO) and "
         f"{int(result.selected_entropy.sum())} by entropy; overlap (Jaccard) "
         f"{result.overlap():.2f}; VEPO picks below median entropy: "
         f"{common.percent(result.low_entropy_share())}"

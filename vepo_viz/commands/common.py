@@ -29,27 +29,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 PERTURB_FLAGS = {"mode": "perturb", "n_draws": "draws", "seed": "perturb_seed"}
 """PerturbConfig fields whose flags keep their historical names (--perturb, --draws, ...)."""
 
+SCORING_OWN = ("temperature", "seed")
+"""ScoringConfig fields that are no flags: the analysis' own (--temperature /
+--score-temperature and --seed set them)."""
+
 _GROUPS = (
     ("generation (when no response is given)", ("max_new_tokens", "temperature", "top_p", "seed")),
-    (
-        "scoring",
-        ("score_type", "alpha", "ratio", "scope", "score_temperature", "top_k", "chunk_size"),
-    ),
+    ("scoring", ("score_temperature", "top_k", "chunk_size")),
     ("noise floor", ("floor_pass", "skip_floor")),
 )
+"""AnalysisSettings' own flags by group; the scoring group starts with ScoringConfig's."""
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per AnalysisSettings and PerturbConfig field, generated from the
-    dataclasses (their docstrings are the help, their defaults the defaults, their
-    registries the choices). Values are checked by AnalysisSettings."""
+    """One flag per field of AnalysisSettings and of the ScoringConfig and PerturbConfig it
+    composes, generated from the dataclasses (their docstrings are the help, their
+    defaults the defaults, their registries the choices). Values are checked by them."""
     from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.perturb import PerturbConfig
+    from vepo_viz.scoring import ScoringConfig
 
     names = [f.name for f in settings.flag_fields(AnalysisSettings)]
     for title, fields in _GROUPS:
+        group = parser.add_argument_group(title)
+        if title == "scoring":
+            settings.add_flags(group, ScoringConfig, skip=SCORING_OWN)
         skip = tuple(n for n in names if n not in fields)
-        settings.add_flags(parser.add_argument_group(title), AnalysisSettings, skip=skip)
+        settings.add_flags(group, AnalysisSettings, skip=skip)
     settings.add_flags(
         parser.add_argument_group("counterfactual image"), PerturbConfig, rename=PERTURB_FLAGS
     )
@@ -59,9 +65,11 @@ def settings_from_args(args: argparse.Namespace):
     """AnalysisSettings from the parsed flags (VepoInputError on bad values)."""
     from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.perturb import PerturbConfig
+    from vepo_viz.scoring import ScoringConfig
 
     values = settings.given_values(args, AnalysisSettings)
     values["perturb"] = settings.given_values(args, PerturbConfig, rename=PERTURB_FLAGS)
+    values["scoring"] = settings.given_values(args, ScoringConfig, skip=SCORING_OWN)
     return AnalysisSettings.from_dict(values)
 
 

@@ -42,7 +42,7 @@ def _array(analysis: Any, name: str) -> np.ndarray | None:
 
 def score_label(analysis: Any) -> str:
     """Row label of the score: "VEPO score s" for type D, else the type's name."""
-    score_type = analysis.settings.score_type
+    score_type = analysis.settings.scoring.score_type
     return "VEPO score s" if score_type == "D" else f"score ({score_type})"
 
 

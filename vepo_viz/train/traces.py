@@ -12,7 +12,7 @@ a "trace" entry (step, row, rule, advantage, note) that TokenAnalysis.from_dict 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,8 @@ def trace_settings(
         score_type, ratio = "entropy", 1.0
     elif rule in ("entropy", "random"):
         score_type = rule
-    return AnalysisSettings(
-        perturb=perturb,
-        score_type=score_type,
-        alpha=scoring_cfg.alpha,
-        ratio=ratio,
-        scope=scoring_cfg.scope,
-        **generation,
-    )
+    scoring_cfg = replace(scoring_cfg, score_type=score_type, ratio=ratio)
+    return AnalysisSettings(perturb=perturb, scoring=scoring_cfg, **generation)
 
 
 def build_records(
@@ -105,10 +99,10 @@ def build_records(
 ) -> list[tuple[dict[str, Any], TokenAnalysis]]:
     """(trace metadata, TokenAnalysis) of the first `rows` completions of `batch`.
 
-    selected_entropy is the top `entropy_ratio` (default: settings.ratio) by entropy per
-    response, for comparison with the rule's selection (selected_vepo)."""
+    selected_entropy is the top `entropy_ratio` (default: settings.scoring.ratio) by entropy
+    per response, for comparison with the rule's selection (selected_vepo)."""
     text = _Text(tokenizer)
-    ratio = settings.ratio if entropy_ratio is None else float(entropy_ratio)
+    ratio = settings.scoring.ratio if entropy_ratio is None else float(entropy_ratio)
     note = _note(rule, batch)
     out = []
     for b in range(min(rows, batch.completion_ids.shape[0])):
@@ -161,7 +155,7 @@ def _record(
     row_stats = TokenStats(*(torch.from_numpy(a)[None] for a in (entropy, noisy, jsd, kl)))
     entropy_scores = scoring.score_tokens(row_stats, one, "entropy")
     selected_entropy = scoring.select_tokens(entropy_scores, one, entropy_ratio, "response")[0]
-    alpha = settings.alpha
+    alpha = settings.scoring.alpha
     sensitivity = zeros if stats is None else scoring.visual_sensitivity(row_stats, one, alpha)
     logprob = zeros if batch.logprob is None else row(batch.logprob)
     logprob_noisy = logprob if batch.logprob_noisy is None else row(batch.logprob_noisy)

@@ -15,7 +15,7 @@ from vepo_viz.errors import VepoInputError
 from vepo_viz.render import data as rdata
 from vepo_viz.render import figures as rfig
 from vepo_viz.ui.backend import EMBEDDED, Backend, model_key
-from vepo_viz.ui.controls import ControlValues
+from vepo_viz.ui.controls import ControlValues, rescore_args
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.handlers import check_inputs, rescored
 from vepo_viz.ui.session import Session, require
@@ -59,7 +59,7 @@ def compare(
     image = load_image(image_path)
     pasted = response if response and response.strip() else None
     base = controls.settings()
-    scoring = controls.scoring()
+    scoring = rescore_args(base.scoring)
     if what == "counterfactual mode":
         runs = [(model, _with_mode(base, a)), (model, _with_mode(base, b))]
         label_a, label_b = a, b

@@ -71,6 +71,11 @@ def typed(cls: type, **values: Any) -> Any:
     return build_config(cls, values)
 
 
+def rescore_args(config: ScoringConfig) -> dict[str, Any]:
+    """The selection of `config` as `TokenAnalysis.rescore` takes it."""
+    return {name: getattr(config, name) for name in SCORING_FIELDS}
+
+
 def scoring_args(ratio: Any, alpha: Any, score_type: str, scope: str) -> dict[str, Any]:
     """Validated rescore() arguments, checked by ScoringConfig (VepoInputError if bad)."""
     config = typed(
@@ -80,7 +85,7 @@ def scoring_args(ratio: Any, alpha: Any, score_type: str, scope: str) -> dict[st
         ratio=number("ratio", ratio),
         scope=scope,
     )
-    return {name: getattr(config, name) for name in SCORING_FIELDS}
+    return rescore_args(config)
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,10 @@ class ControlValues:
     cf_mode: str = DEFAULTS.perturb.mode
     sigma: Any = DEFAULTS.perturb.sigma
     n_draws: Any = DEFAULTS.perturb.n_draws
-    ratio: Any = DEFAULTS.ratio
-    alpha: Any = DEFAULTS.alpha
-    score_type: str = DEFAULTS.score_type
-    scope: str = DEFAULTS.scope
+    ratio: Any = DEFAULTS.scoring.ratio
+    alpha: Any = DEFAULTS.scoring.alpha
+    score_type: str = DEFAULTS.scoring.score_type
+    scope: str = DEFAULTS.scoring.scope
     patch_size: Any = DEFAULTS.perturb.patch_size
     patch_prob: Any = DEFAULTS.perturb.patch_prob
     blur_radius: Any = DEFAULTS.perturb.blur_radius
@@ -110,7 +115,7 @@ class ControlValues:
     def of(cls, settings: AnalysisSettings | dict[str, Any]) -> ControlValues:
         """The controls that reproduce `settings` (an analysis' typed or saved settings)."""
         if not isinstance(settings, AnalysisSettings):
-            settings = _settings_from_saved(settings or {})
+            settings = AnalysisSettings.from_saved(settings or {})
         perturb = settings.perturb
         return cls(
             max_new_tokens=settings.max_new_tokens,
@@ -119,7 +124,7 @@ class ControlValues:
             cf_mode=perturb.mode,
             sigma=perturb.sigma,
             n_draws=perturb.n_draws,
-            **{name: getattr(settings, name) for name in SCORING_FIELDS},
+            **rescore_args(settings.scoring),
             **{name: getattr(perturb, name) for name in EXTRA_MODE_FIELDS},
         )
 
@@ -145,20 +150,13 @@ class ControlValues:
             temperature=number("temperature", self.temperature),
             seed=seed,
             perturb=perturb,
-            score_type=self.score_type,
-            alpha=number("alpha", self.alpha),
-            ratio=number("ratio", self.ratio),
-            scope=self.scope,
+            scoring={  # built once, in AnalysisSettings
+                "score_type": self.score_type,
+                "alpha": number("alpha", self.alpha),
+                "ratio": number("ratio", self.ratio),
+                "scope": self.scope,
+            },
         )
-
-
-def _settings_from_saved(data: dict[str, Any]) -> AnalysisSettings:
-    """AnalysisSettings of a saved settings dict (fields it does not know are ignored)."""
-    known = {k: v for k, v in data.items() if k in AnalysisSettings.__dataclass_fields__}
-    if isinstance(known.get("perturb"), dict):
-        perturb_fields = PerturbConfig.__dataclass_fields__
-        known["perturb"] = {k: v for k, v in known["perturb"].items() if k in perturb_fields}
-    return AnalysisSettings.from_dict(known)
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,7 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
         ratio = gr.Slider(
             0.05,
             1.0,
-            value=DEFAULTS.ratio,
+            value=DEFAULTS.scoring.ratio,
             step=0.05,
             label="ratio (share of tokens kept)",
             elem_id="vv-ratio",
@@ -249,20 +247,24 @@ def build_controls(default_model: str) -> tuple[Controls, Any]:
         alpha = gr.Slider(
             0.0,
             1.0,
-            value=DEFAULTS.alpha,
+            value=DEFAULTS.scoring.alpha,
             step=0.05,
             label="alpha (JSD vs |entropy gap|)",
             elem_id="vv-alpha",
         )
         score_type = gr.Dropdown(
             score_type_choices(SCORE_TYPES),
-            value=DEFAULTS.score_type,
+            value=DEFAULTS.scoring.score_type,
             label="score type",
-            info=score_type_info(SCORE_TYPES, DEFAULTS.score_type),
+            info=score_type_info(SCORE_TYPES, DEFAULTS.scoring.score_type),
             elem_id="vv-score-type",
         )
         scope = gr.Dropdown(
-            list(SCOPES), value=DEFAULTS.scope, label="scope", info=SCOPE_INFO, elem_id="vv-scope"
+            list(SCOPES),
+            value=DEFAULTS.scoring.scope,
+            label="scope",
+            info=SCOPE_INFO,
+            elem_id="vv-scope",
         )
     with gr.Accordion("Model and generation", open=False):
         model = gr.Textbox(

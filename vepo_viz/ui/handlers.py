@@ -19,7 +19,13 @@ from vepo_viz.render import export as rexport
 from vepo_viz.render import figures as rfig
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, check_color_scale
 from vepo_viz.ui.backend import Backend
-from vepo_viz.ui.controls import ControlValues, number, scoring_args, whole_number
+from vepo_viz.ui.controls import (
+    ControlValues,
+    number,
+    rescore_args,
+    scoring_args,
+    whole_number,
+)
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.session import Session, file_stem, out_dir, require, run_key, save_session
 from vepo_viz.ui.views import View, image_views, render_view
@@ -62,7 +68,7 @@ def analyze(
 
     check_inputs(image_path, question)
     settings = controls.settings()  # the selection settings included: scored once
-    scoring = controls.scoring()
+    scoring = rescore_args(settings.scoring)
     pasted = response if response and response.strip() else None
     image = load_image(image_path)  # readable errors for broken or huge files
     key = run_key(model, image_path, question, pasted, settings)

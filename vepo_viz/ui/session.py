@@ -73,7 +73,7 @@ def out_dir() -> Path:
 
 def file_stem(analysis) -> str:
     digest = (getattr(analysis, "image_digest", "") or "").split(":")[-1][:8] or "analysis"
-    score_type = analysis.settings.score_type
+    score_type = analysis.settings.scoring.score_type
     return f"vepo-{digest}-{score_type}"
 
 
