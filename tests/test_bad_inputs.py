@@ -245,16 +245,18 @@ def run_cli(case: Case, folder: Path, capsys) -> tuple[int, str]:
 
 
 def run_app(case: Case, folder: Path):
-    controls = ControlValues(**{"max_new_tokens": 4, **case.controls})
-    return user_errors(h.analyze)(
-        ModelBackend(device="cpu"),
-        None,
-        str(_image_of(case, folder)),
-        case.question,
-        case.response or "",
-        _model_of(case, folder),
-        controls,
-    )
+    def on_analyze():  # as the app's event: the components' values through from_api
+        return h.analyze(
+            ModelBackend(device="cpu"),
+            None,
+            str(_image_of(case, folder)),
+            case.question,
+            case.response or "",
+            _model_of(case, folder),
+            ControlValues.from_api({"max_new_tokens": 4, **case.controls}),
+        )
+
+    return user_errors(on_analyze)()
 
 
 @pytest.mark.parametrize("name", list(CASES))

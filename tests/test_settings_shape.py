@@ -5,6 +5,7 @@ and the UI take their defaults from them, and saved settings keep their flat sha
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,21 @@ def test_numbers_are_kept_as_floats():
     json.dumps(AnalysisSettings(scoring=config).to_dict())
     with pytest.raises(VepoInputError, match="alpha"):
         ScoringConfig(alpha="0.5")
+
+
+# ---- the UI -------------------------------------------------------------------------
+
+
+def test_control_values_are_typed_and_built_once():
+    from vepo_viz.ui.controls import API_SUFFIX, ControlValues
+
+    kinds = typing.get_type_hints(ControlValues)
+    assert set(kinds.values()) <= {int, float, str}, kinds
+    raw = {"max_new_tokens": 12.0, "n_draws": 2.0, "alpha": "0.4", "ratio": 1, "seed": 3.0}
+    values = ControlValues.from_api({k + API_SUFFIX: v for k, v in raw.items()})
+    assert (values.max_new_tokens, values.n_draws, values.seed) == (12, 2, 3)
+    assert type(values.max_new_tokens) is int and (values.alpha, values.ratio) == (0.4, 1.0)
+    settings = values.settings()
+    assert settings.scoring.alpha == 0.4 and settings.perturb.n_draws == 2
+    assert ControlValues.of(settings) == values
+    assert ControlValues.of(settings.to_dict()) == values

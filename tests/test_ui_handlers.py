@@ -128,10 +128,13 @@ def test_token_detail_and_table_click(backend, image_path):
 )
 def test_bad_inputs_give_readable_errors(backend, image_path, image, question, controls, message):
     image = image_path if image == "IMG" else image
+
+    def on_analyze():  # as the app's event: the components' values through from_api
+        values = ControlValues.from_api(controls)
+        return h.analyze(backend, None, image, question, "", "embedded", values)
+
     with pytest.raises(gr.Error, match=message):
-        user_errors(h.analyze)(
-            backend, None, image, question, "", "embedded", ControlValues(**controls)
-        )
+        user_errors(on_analyze)()
     assert backend.calls == []
 
 

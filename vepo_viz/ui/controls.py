@@ -11,6 +11,7 @@ and the defaults from `AnalysisSettings()`: nothing here is a second table.
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -90,26 +91,43 @@ def scoring_args(ratio: Any, alpha: Any, score_type: str, scope: str) -> dict[st
 
 @dataclass(frozen=True)
 class ControlValues:
-    """The values of the `Controls`, as the components give them."""
+    """The values of the `Controls`, typed (`from_api` converts what the components give:
+    a slider's 64.0 for an int, ...). Its defaults are `AnalysisSettings()`'s, and
+    `settings()` builds the one AnalysisSettings (with its ScoringConfig) they mean."""
 
-    max_new_tokens: Any = DEFAULTS.max_new_tokens
-    temperature: Any = DEFAULTS.temperature
-    seed: Any = DEFAULTS.seed
+    max_new_tokens: int = DEFAULTS.max_new_tokens
+    temperature: float = DEFAULTS.temperature
+    seed: int = DEFAULTS.seed
     cf_mode: str = DEFAULTS.perturb.mode
-    sigma: Any = DEFAULTS.perturb.sigma
-    n_draws: Any = DEFAULTS.perturb.n_draws
-    ratio: Any = DEFAULTS.scoring.ratio
-    alpha: Any = DEFAULTS.scoring.alpha
+    sigma: float = DEFAULTS.perturb.sigma
+    n_draws: int = DEFAULTS.perturb.n_draws
+    ratio: float = DEFAULTS.scoring.ratio
+    alpha: float = DEFAULTS.scoring.alpha
     score_type: str = DEFAULTS.scoring.score_type
     scope: str = DEFAULTS.scoring.scope
-    patch_size: Any = DEFAULTS.perturb.patch_size
-    patch_prob: Any = DEFAULTS.perturb.patch_prob
-    blur_radius: Any = DEFAULTS.perturb.blur_radius
+    patch_size: int = DEFAULTS.perturb.patch_size
+    patch_prob: float = DEFAULTS.perturb.patch_prob
+    blur_radius: float = DEFAULTS.perturb.blur_radius
 
     @classmethod
     def from_api(cls, values: dict[str, Any]) -> ControlValues:
-        """From an event's keyword values ({"ratio_value": 0.2, ...})."""
-        return cls(**{k.removesuffix(API_SUFFIX): v for k, v in values.items()})
+        """From an event's keyword values ({"ratio_value": 0.2, ...}): each converted to
+        its field's type, or a readable error (UserFacingError) naming the control."""
+        kinds = typing.get_type_hints(cls)
+        out = {}
+        for key, value in values.items():
+            name = key.removesuffix(API_SUFFIX)
+            label = _LABELS.get(name, name.replace("_", " "))
+            kind = kinds.get(name)
+            if kind is None:
+                raise UserFacingError(f"unknown setting {key!r}")
+            if kind is int:
+                out[name] = whole_number(label, value)
+            elif kind is float:
+                out[name] = number(label, value)
+            else:
+                out[name] = value  # a dropdown's choice, checked by its config
+        return cls(**out)
 
     @classmethod
     def of(cls, settings: AnalysisSettings | dict[str, Any]) -> ControlValues:
@@ -134,29 +152,30 @@ class ControlValues:
 
     def settings(self) -> AnalysisSettings:
         """AnalysisSettings (a VepoInputError with a readable message when invalid)."""
-        seed = whole_number("seed", self.seed)
         perturb = typed(
             PerturbConfig,
             mode=self.cf_mode,
-            sigma=number("sigma", self.sigma),
-            n_draws=whole_number("number of draws K", self.n_draws),
-            seed=seed,
-            patch_size=whole_number("patch size", self.patch_size),
-            patch_prob=number("patch probability", self.patch_prob),
-            blur_radius=number("blur radius", self.blur_radius),
+            sigma=self.sigma,
+            n_draws=self.n_draws,
+            seed=self.seed,
+            **{name: getattr(self, name) for name in EXTRA_MODE_FIELDS},
         )
-        return AnalysisSettings(
-            max_new_tokens=whole_number("max new tokens", self.max_new_tokens),
-            temperature=number("temperature", self.temperature),
-            seed=seed,
+        return typed(
+            AnalysisSettings,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
             perturb=perturb,
-            scoring={  # built once, in AnalysisSettings
-                "score_type": self.score_type,
-                "alpha": number("alpha", self.alpha),
-                "ratio": number("ratio", self.ratio),
-                "scope": self.scope,
-            },
+            scoring={name: getattr(self, name) for name in SCORING_FIELDS},  # built once
         )
+
+
+_LABELS = {
+    "cf_mode": "counterfactual mode",
+    "n_draws": "number of draws K",
+    "patch_prob": "patch probability",
+}
+"""A control's name in messages, where its field's name (underscores as spaces) is not it."""
 
 
 @dataclass(frozen=True)
