@@ -210,6 +210,27 @@ def test_config_validates_through_the_registries(tmp_path):
     assert VEPOGRPOConfig(**_common(tmp_path, selection="vppo")).perturb_config.mode == "patch"
 
 
+def test_config_defaults_are_the_configs_and_trl_parses_it(tmp_path):
+    from trl import TrlParser
+
+    from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
+    from vepo_viz.train.trl_plugin import PERTURB_FIELDS
+
+    fields = VEPOGRPOConfig.__dataclass_fields__
+    for key in SCORING_KEYS:
+        assert fields[key].default == getattr(ScoringConfig(), key), key
+    for name, ours in PERTURB_FIELDS.items():
+        assert fields[ours].default == getattr(PerturbConfig(), name), ours
+    # TRL's own command-line parser takes it (every metadata key is one argparse knows).
+    (args,) = TrlParser(VEPOGRPOConfig).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--use_cpu", "--report_to", "none"]
+        + ["--alpha", "0.4", "--score_type", "C", "--sigma", "1.5"]
+    )
+    assert args.scoring == ScoringConfig(score_type="C", alpha=0.4)
+    assert args.perturb_config == PerturbConfig(sigma=1.5)
+    assert "visual-sensitivity" in fields["alpha"].metadata["help"]  # ScoringConfig's doc
+
+
 @pytest.mark.parametrize("selection", ["vepo", "entropy"])
 def test_clean_states_from_generation_equal_a_forward(vlm, scene, tmp_path, selection):
     # clean_from_generation (the default) records the output head's inputs while TRL

@@ -42,7 +42,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 from vepo_viz import scoring
 from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
-from vepo_viz.scoring import SCORE_TYPES, ScoringConfig, TokenStats
+from vepo_viz.scoring import SCORING_KEYS, ScoringConfig, TokenStats
+from vepo_viz.settings import field_default, field_docs
 from vepo_viz.train import traces
 from vepo_viz.train.rules import RULES, Selection, TokenSignals
 
@@ -62,36 +63,55 @@ VIEW_STRIDE = 1_000_003
 """view_seed(step, row) = (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row."""
 
 
+PERTURB_FIELDS: dict[str, str] = {
+    "sigma": "sigma",
+    "n_draws": "n_draws",
+    "seed": "perturb_seed",
+    "patch_size": "patch_size",
+    "patch_prob": "patch_prob",
+    "blur_radius": "blur_radius",
+}
+"""PerturbConfig field -> its VEPOGRPOConfig field (the mode is `perturb`: "" = the rule's
+reference). The ScoringConfig fields of scoring.SCORING_KEYS keep their names."""
+
+
+def _from(cls: type, name: str, help: str = "") -> Any:
+    """A field whose default is `cls.name`'s (ScoringConfig, PerturbConfig: never written a
+    second time) and whose help is its docstring unless given."""
+    return field(
+        default=field_default(cls.__dataclass_fields__[name]),
+        metadata={"help": help or field_docs(cls).get(name, "")},
+    )
+
+
 @dataclass
 class VEPOGRPOConfig(GRPOConfig):
-    """TRL's GRPOConfig plus vepo-viz's token selection (defaults: the VEPO reference)."""
+    """TRL's GRPOConfig plus vepo-viz's token selection (defaults: the VEPO reference).
+
+    Flat fields, as TRL's parsers (HfArgumentParser, TrlParser) read them; their defaults
+    are ScoringConfig's and PerturbConfig's, and `scoring` / `perturb_config` give them
+    back as those configs (the selection rules read `scoring`, as they do TrainConfig's)."""
 
     selection: str = field(
-        default="vepo",
-        metadata={"help": "Token-selection rule (train.rules.RULES).", "registry": RULES},
+        default=RULES.reference,
+        metadata={"help": "Token-selection rule (train.rules.RULES)."},
     )
-    score_type: str = field(
-        default="D",
-        metadata={"help": "Score of the vepo rule (scoring.SCORE_TYPES).", "registry": SCORE_TYPES},
-    )
-    alpha: float = field(default=0.7, metadata={"help": "JSD vs |dH| weight of the noisy-OR."})
-    ratio: float = field(default=0.2, metadata={"help": "Share of tokens selected, in (0, 1]."})
-    scope: str = field(
-        default="response",
-        metadata={"help": "response (reference) or batch (one cut over all processes)."},
+    score_type: str = _from(ScoringConfig, "score_type")
+    alpha: float = _from(ScoringConfig, "alpha")
+    ratio: float = _from(ScoringConfig, "ratio")
+    scope: str = _from(
+        ScoringConfig, "scope", "response (reference) or batch (one cut over all processes)."
     )
     perturb: str = field(
         default="",
         metadata={"help": "Counterfactual mode (perturb.MODES); empty = the rule's reference."},
     )
-    sigma: float = field(default=2.0, metadata={"help": "Noise std of the counterfactual."})
-    n_draws: int = field(default=1, metadata={"help": "Counterfactual views averaged (K)."})
-    perturb_seed: int = field(default=0, metadata={"help": "Seed of the counterfactual views."})
-    patch_size: int = field(default=14, metadata={"help": 'Patch side in pixels ("patch").'})
-    patch_prob: float = field(
-        default=0.5, metadata={"help": 'Share of patches blackened ("patch").'}
-    )
-    blur_radius: float = field(default=6.0, metadata={"help": 'Blur radius in pixels ("blur").'})
+    sigma: float = _from(PerturbConfig, "sigma")
+    n_draws: int = _from(PerturbConfig, "n_draws")
+    perturb_seed: int = _from(PerturbConfig, "seed")
+    patch_size: int = _from(PerturbConfig, "patch_size")
+    patch_prob: float = _from(PerturbConfig, "patch_prob")
+    blur_radius: float = _from(PerturbConfig, "blur_radius")
     loss_mode: str = field(
         default="mask", metadata={"help": "mask: loss over selected tokens; weight: 1 + lambda."}
     )
@@ -127,30 +147,32 @@ class VEPOGRPOConfig(GRPOConfig):
             raise ValueError(f"weight_lambda={self.weight_lambda} must be >= 0")
         if self.trace_every < 0 or self.trace_samples < 1:
             raise ValueError("trace_every must be >= 0 and trace_samples >= 1")
-        self.scoring_config  # noqa: B018 - validates score_type, alpha, ratio
+        self.scoring  # noqa: B018 - validates score_type, alpha, ratio
         self.perturb_config  # noqa: B018 - validates the counterfactual settings
+
+    @staticmethod
+    def selection_fields(scoring: ScoringConfig, perturb: PerturbConfig) -> dict[str, Any]:
+        """{field: value} of `scoring`'s selection and `perturb`'s parameters (not its
+        mode: `perturb` is set apart, "" meaning the rule's reference)."""
+        return {
+            **{key: getattr(scoring, key) for key in SCORING_KEYS},
+            **{ours: getattr(perturb, name) for name, ours in PERTURB_FIELDS.items()},
+        }
 
     @property
     def rule(self):
         return RULES[self.selection]
 
     @property
-    def scoring_config(self) -> ScoringConfig:
-        return ScoringConfig(
-            score_type=self.score_type, alpha=self.alpha, ratio=self.ratio, scope=self.scope
-        )
+    def scoring(self) -> ScoringConfig:
+        """The selection settings as a ScoringConfig (built on each call: TRL's configs
+        may be changed after they are made)."""
+        return ScoringConfig(**{key: getattr(self, key) for key in SCORING_KEYS})
 
     @property
     def perturb_config(self) -> PerturbConfig:
-        return PerturbConfig(
-            mode=self.perturb or self.rule.perturb,
-            sigma=self.sigma,
-            n_draws=self.n_draws,
-            seed=self.perturb_seed,
-            patch_size=self.patch_size,
-            patch_prob=self.patch_prob,
-            blur_radius=self.blur_radius,
-        )
+        fields = {name: getattr(self, ours) for name, ours in PERTURB_FIELDS.items()}
+        return PerturbConfig(mode=self.perturb or self.rule.perturb, **fields)
 
 
 def view_seed(perturb_seed: int, step: int, row: int) -> int:
@@ -248,7 +270,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
         )
         settings = traces.trace_settings(
             args.selection,
-            args.scoring_config,
+            args.scoring,
             args.perturb_config,
             max_new_tokens=max(1, int(args.max_completion_length or 1)),
             temperature=float(self.temperature),
@@ -381,7 +403,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
     # ---- selection -------------------------------------------------------------------
 
     def _select(self, signals: TokenSignals, step: int) -> Selection:
-        rule, cfg = self.args.rule, self.args.scoring_config
+        rule, cfg = self.args.rule, self.args.scoring
         generator = torch.Generator().manual_seed(view_seed(self.args.seed, step, 0))
         if cfg.scope != "batch" or self.accelerator.num_processes == 1:
             return rule.select(_rule_config(self.args), signals, generator)

@@ -113,11 +113,12 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
     any other GRPOConfig field, e.g. use_vllm) wins over the mapping, and `overrides`
     (e.g. report_to, use_cpu) over both.
     """
-    selection, quantile = cfg.selection, 1.0
-    if cfg.scope == "quantile":  # TRL's own entropy quantile, for comparison
+    selection, quantile, scoring = cfg.selection, 1.0, cfg.scoring
+    if scoring.scope == "quantile":  # TRL's own entropy quantile, for comparison
         if cfg.selection != "entropy":
             raise ValueError('scope="quantile" is TRL\'s entropy quantile: use selection="entropy"')
-        selection, quantile = "all", cfg.ratio
+        selection, quantile = "all", scoring.ratio
+        scoring = dataclasses.replace(scoring, scope="response")
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     ckpt_every = cfg.ckpt_every or cfg.steps
     values = dict(
@@ -154,17 +155,8 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         top_entropy_quantile=quantile,
         reward_weights=[1.0, 0.0, 0.0],  # verifier_reward; correct and well_formed: logged only
         selection=selection,
-        score_type=cfg.score_type,
-        alpha=cfg.alpha,
-        ratio=cfg.ratio,
-        scope="response" if cfg.scope == "quantile" else cfg.scope,
+        **VEPOGRPOConfig.selection_fields(scoring, cfg.perturb_config),
         perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's reference
-        sigma=cfg.sigma,
-        n_draws=cfg.n_draws,
-        perturb_seed=cfg.seed,
-        patch_size=cfg.perturb_config.patch_size,
-        patch_prob=cfg.perturb_config.patch_prob,
-        blur_radius=cfg.perturb_config.blur_radius,
         loss_mode=cfg.loss_mode,
         weight_lambda=cfg.weight_lambda,
         vppo_rescale=cfg.vppo_rescale,
