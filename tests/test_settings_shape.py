@@ -14,6 +14,7 @@ from vepo_viz.analysis_settings import AnalysisSettings
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import PerturbConfig
 from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
+from vepo_viz.train.config import TrainConfig
 
 LEGACY = Path(__file__).parent / "legacy"
 
@@ -85,7 +86,15 @@ def test_numbers_are_kept_as_floats():
         ScoringConfig(alpha="0.5")
 
 
-# ---- the UI -------------------------------------------------------------------------
+# ---- TrainConfig and the UI ---------------------------------------------------------
+
+
+def test_train_config_reads_through_its_configs():
+    cfg = TrainConfig.from_dict({"alpha": 0.4, "score_type": "C", "sigma": 1.5})
+    assert (cfg.scoring.alpha, cfg.scoring.score_type, cfg.perturb_config.sigma) == (0.4, "C", 1.5)
+    assert not any(hasattr(cfg, k) for k in (*SCORING_KEYS, "sigma", "n_draws", "perturb_mode"))
+    flat = cfg.to_dict()
+    assert (flat["alpha"], flat["score_type"], flat["sigma"]) == (0.4, "C", 1.5)
 
 
 def test_control_values_are_typed_and_built_once():

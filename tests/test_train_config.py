@@ -52,17 +52,19 @@ def test_all_problems_are_reported_at_once():
 
 def test_defaults_are_the_vepo_reference():
     cfg = TrainConfig()
-    assert (cfg.selection, cfg.score_type, cfg.alpha, cfg.ratio, cfg.scope) == (
+    sc = cfg.scoring
+    assert (cfg.selection, sc.score_type, sc.alpha, sc.ratio, sc.scope) == (
         "vepo",
         "D",
         0.7,
         0.2,
         "response",
     )
-    assert cfg.perturb_mode == "gaussian" and cfg.sigma == 2.0 and cfg.loss_mode == "mask"
-    assert TrainConfig(selection="vppo").perturb_mode == "patch"
+    view = cfg.perturb_config
+    assert view.mode == "gaussian" and view.sigma == 2.0 and cfg.loss_mode == "mask"
+    assert TrainConfig(selection="vppo").perturb_config.mode == "patch"
     assert (
-        TrainConfig.from_dict({"selection": "vppo", "perturb": "gaussian"}).perturb_mode
+        TrainConfig.from_dict({"selection": "vppo", "perturb": "gaussian"}).perturb_config.mode
         == "gaussian"
     )
 

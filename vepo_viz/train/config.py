@@ -5,12 +5,13 @@
     vepo-viz train --config run.toml --steps 80              # the command line
 
 The defaults are a small CPU run of the embedded tiny model on the task suite with the
-VEPO reference selection (type D, alpha 0.7, top 20% per response, Gaussian sigma 2.0 on
-normalised pixels). A bad value raises `VepoInputError` with a message that says what to
+VEPO reference selection (ScoringConfig's and PerturbConfig's defaults: type D, top 20%
+per response, Gaussian noise on normalised pixels). A bad value raises `VepoInputError` with a message that says what to
 do, before any model is loaded.
 
 Scoring and the counterfactual view are the app's own `ScoringConfig` and `PerturbConfig`
-(fields `scoring` and `perturb`), validated by themselves. Files and flags stay flat
+(fields `scoring` and `perturb`), validated by themselves and read there
+(`cfg.scoring.alpha`, `cfg.perturb_config.sigma`). Files and flags stay flat
 (score_type = "D", sigma = 2.0, perturb = "patch", ...): `from_dict` sorts those keys
 into the two configs and `to_dict` writes them back flat, so old run folders resume.
 """
@@ -278,35 +279,6 @@ class TrainConfig:
         return PerturbConfig(mode=self.rule.perturb, seed=self.seed)
 
     @property
-    def perturb_mode(self) -> str:
-        """The counterfactual mode actually used."""
-        return self.perturb_config.mode
-
-    @property
-    def sigma(self) -> float:
-        return self.perturb_config.sigma
-
-    @property
-    def n_draws(self) -> int:
-        return self.perturb_config.n_draws
-
-    @property
-    def score_type(self) -> str:
-        return self.scoring.score_type
-
-    @property
-    def alpha(self) -> float:
-        return self.scoring.alpha
-
-    @property
-    def ratio(self) -> float:
-        return self.scoring.ratio
-
-    @property
-    def scope(self) -> str:
-        return self.scoring.scope
-
-    @property
     def needs_counterfactual(self) -> bool:
         """Whether every step runs the counterfactual pass (the rule's entry says)."""
         return self.rule.needs_counterfactual(self)
@@ -542,8 +514,9 @@ class _Checks:
             bracket = "(" if lo_open else "["
             self.errors.append(f"{name}={value!r} must be a number in {bracket}{lo}, {hi}]{hint}")
 
-    def need_choice(self, name: str, choices, hint: str = "") -> bool:
-        value = getattr(self.cfg, name)
+    def need_choice(self, name: str, choices, hint: str = "", value: Any = None) -> bool:
+        """`value` (default: the field `name`) is one of `choices`."""
+        value = getattr(self.cfg, name) if value is None else value
         if value not in choices:
             self.errors.append(f"{name}={value!r} is not one of {', '.join(choices)}{hint}")
             return False
@@ -653,6 +626,7 @@ def _check_selection(cfg: TrainConfig, c: _Checks) -> None:
                 "score_type",
                 SCORE_TYPES.names(rule.score_types),
                 ' (for entropy-only or random selection set selection="entropy"/"random")',
+                value=cfg.scoring.score_type,
             )
         if cfg.selection == "all" and cfg.loss_mode == "weight":
             c.errors.append(

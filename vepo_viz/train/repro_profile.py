@@ -238,7 +238,7 @@ def profile_prompts(init: str, prompts, settings: dict, rules: list[str], seed: 
             cfg.replace(selection=rule), signals, torch.Generator().manual_seed(seed)
         )
         out[rule] = {
-            **selection_metrics(signals, selection, cfg.alpha),
+            **selection_metrics(signals, selection, cfg.scoring.alpha),
             **kind_metrics(kinds, selection.selected, signals.mask),
             "selected_fraction": float(selection.selected.sum()) / out["n_tokens"],
         }

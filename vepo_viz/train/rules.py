@@ -2,8 +2,8 @@
 `vepo-viz train --selection` help and the config validation all read it).
 
 A rule maps the rollout batch's per-token signals to the tokens a step trains on. It is
-pure: a config (read for its scoring fields only), `TokenSignals` and a generator in, a
-`Selection` out, through the app's own `scoring` functions.
+pure: a config (read for its `scoring` and `vppo_rescale` only), `TokenSignals` and a
+generator in, a `Selection` out, through the app's own `scoring` functions.
 
 Shapes: N sequences, T response positions.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vepo_viz.lazy import torch
+from vepo_viz.perturb import MODES
 from vepo_viz.registry import Registry
 from vepo_viz.scoring import (
     SCORE_TYPES,
@@ -63,16 +64,17 @@ class SelectionRule:
     description: str
     """One line for the UI's choices, the CLI's help and the docs."""
     select: Callable[[Any, TokenSignals, torch.Generator], Selection]
-    """(cfg, signals, generator) -> Selection. `cfg` has ratio, scope, alpha, score_type,
-    vppo_rescale; `generator` is seeded per step by the trainer."""
+    """(cfg, signals, generator) -> Selection. `cfg` has `scoring` (a ScoringConfig:
+    score_type, alpha, ratio, scope) and `vppo_rescale`, as TrainConfig and VEPOGRPOConfig
+    do; `generator` is seeded per step by the trainer."""
     counterfactual: bool | Callable[[Any], bool] = False
     """Whether the rule reads the counterfactual pass (a function of cfg if it depends on
     its settings, e.g. on the score type)."""
-    perturb: str = "gaussian"
+    perturb: str = MODES.reference
     """The counterfactual mode the rule uses when the config names none (its reference)."""
     score_types: Callable[[Any], bool] | None = None
-    """Which SCORE_TYPES entries `cfg.score_type` may name for this rule (None: it reads no
-    score type)."""
+    """Which SCORE_TYPES entries `cfg.scoring.score_type` may name for this rule (None: it
+    reads no score type)."""
 
     def needs_counterfactual(self, cfg: Any) -> bool:
         return self.counterfactual(cfg) if callable(self.counterfactual) else self.counterfactual
@@ -86,7 +88,8 @@ def _entropy_only_stats(entropy: torch.Tensor) -> TokenStats:
 
 def _top(cfg, signals: TokenSignals, scores: torch.Tensor) -> Selection:
     return Selection(
-        selected=select_tokens(scores, signals.mask, cfg.ratio, cfg.scope), scores=scores
+        selected=select_tokens(scores, signals.mask, cfg.scoring.ratio, cfg.scoring.scope),
+        scores=scores,
     )
 
 
@@ -109,7 +112,8 @@ def _baseline(score_type: str):
 def _vepo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
     if signals.stats is None:
         raise ValueError("the vepo rule needs the counterfactual statistics (signals.stats)")
-    return _top(cfg, signals, score_tokens(signals.stats, signals.mask, cfg.score_type, cfg.alpha))
+    sc = cfg.scoring
+    return _top(cfg, signals, score_tokens(signals.stats, signals.mask, sc.score_type, sc.alpha))
 
 
 def _vppo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
@@ -117,7 +121,7 @@ def _vppo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
         raise ValueError("the vppo rule needs the counterfactual log-probs (signals.logp_noisy)")
     scores = vppo_token_dependency(signals.logp_old, signals.logp_noisy, signals.mask)
     scale = vppo_advantage_scale(scores, signals.mask) if cfg.vppo_rescale else None
-    selected = select_tokens(scores, signals.mask, cfg.ratio, cfg.scope)
+    selected = select_tokens(scores, signals.mask, cfg.scoring.ratio, cfg.scoring.scope)
     return Selection(selected=selected, scores=scores, advantage_scale=scale)
 
 
@@ -138,7 +142,7 @@ for _rule in (
         "vepo",
         "top ratio by a VEPO score (score_type; D = reference)",
         _vepo,
-        counterfactual=lambda cfg: SCORE_TYPES[cfg.score_type].needs_counterfactual,
+        counterfactual=lambda cfg: SCORE_TYPES[cfg.scoring.score_type].needs_counterfactual,
         score_types=vepo_score_type,
     ),
     SelectionRule(

@@ -33,7 +33,7 @@ tested against the pinned trl version (requirements.txt).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -511,9 +511,9 @@ class _GenerationCapture:
 
 
 def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
-    """The fields a selection rule reads (ratio, scope, alpha, score_type, vppo_rescale)."""
-    fields = ("ratio", "scope", "alpha", "score_type", "vppo_rescale")
-    return SimpleNamespace(**{**{f: getattr(args, f) for f in fields}, **overrides})
+    """What a selection rule reads: `scoring` (with `overrides`) and `vppo_rescale`."""
+    scoring_cfg = replace(args.scoring, **overrides)
+    return SimpleNamespace(scoring=scoring_cfg, vppo_rescale=args.vppo_rescale)
 
 
 def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:
