@@ -4,7 +4,12 @@ and the UI take their defaults from them, and saved settings keep their flat sha
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import shutil
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -16,7 +21,158 @@ from vepo_viz.perturb import PerturbConfig
 from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
 from vepo_viz.train.config import TrainConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "legacy"
+
+SETTING_NAMES = {
+    "score_type",
+    "alpha",
+    "ratio",
+    "scope",
+    "sigma",
+    "n_draws",
+    "patch_size",
+    "patch_prob",
+    "blur_radius",
+    "perturb_seed",
+}
+"""Names of ScoringConfig / PerturbConfig settings, wherever they are a parameter or field."""
+
+OWNERS = {"ScoringConfig", "PerturbConfig"}
+OTHER_MEANING = {"TokenAnalysis.patch_size"}
+"""Same name, another quantity: the model's ViT patch size a result was made with."""
+
+
+def literal_defaults(source: str, where: str) -> list[str]:
+    """'where:line name = value' for each parameter or class field named in SETTING_NAMES
+    whose default is a literal (a number or string typed again), outside the owners."""
+
+    def literal(node: ast.AST | None) -> bool:
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "field":
+            node = next((k.value for k in node.keywords if k.arg == "default"), None)
+        if isinstance(node, ast.UnaryOp):
+            node = node.operand
+        return isinstance(node, ast.Constant) and node.value is not None
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            positional = a.posonlyargs + a.args
+            pairs = [
+                *zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True),
+                *zip(a.kwonlyargs, a.kw_defaults, strict=True),
+            ]
+            found += [
+                f"{where}:{d.lineno} {arg.arg} = {ast.unparse(d)}"
+                for arg, d in pairs
+                if arg.arg in SETTING_NAMES and literal(d)
+            ]
+        elif isinstance(node, ast.ClassDef) and node.name not in OWNERS:
+            for stmt in node.body:
+                if (
+                    isinstance(stmt, ast.AnnAssign)
+                    and isinstance(stmt.target, ast.Name)
+                    and stmt.target.id in SETTING_NAMES
+                    and f"{node.name}.{stmt.target.id}" not in OTHER_MEANING
+                    and literal(stmt.value)
+                ):
+                    found.append(f"{where}:{stmt.lineno} {node.name}.{stmt.target.id}")
+    return found
+
+
+def test_the_scan_sees_a_default_typed_again():
+    """The probe itself: a second literal default is caught, the owners' are not."""
+    source = (
+        "def f(x, alpha=0.7, *, scope='response'): pass\n"
+        "class S:\n    ratio: float = field(default=0.2)\n    sigma: float = DEFAULT_SIGMA\n"
+        "class ScoringConfig:\n    alpha: float = 0.7\n"
+    )
+    assert literal_defaults(source, "x.py") == [
+        "x.py:1 alpha = 0.7",
+        "x.py:1 scope = 'response'",
+        "x.py:3 S.ratio",
+    ]
+
+
+def test_every_scoring_and_view_default_is_written_once():
+    found = []
+    for path in sorted((ROOT / "vepo_viz").rglob("*.py")):
+        found += literal_defaults(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    assert found == [], "defaults typed again (take them from ScoringConfig/PerturbConfig)"
+
+
+PATCHES = {
+    "vepo_viz/scoring.py": [
+        ("DEFAULT_ALPHA = 0.7\n", "DEFAULT_ALPHA = 0.55\n"),
+        ("DEFAULT_RATIO = 0.2\n", "DEFAULT_RATIO = 0.35\n"),
+        ('Registry("score type", reference="D")', 'Registry("score type", reference="C")'),
+    ],
+    "vepo_viz/perturb.py": [
+        ("DEFAULT_SIGMA = 2.0\n", "DEFAULT_SIGMA = 1.25\n"),
+        ("DEFAULT_PATCH_SIZE = 14\n", "DEFAULT_PATCH_SIZE = 10\n"),
+        ("DEFAULT_BLUR_RADIUS = 6.0\n", "DEFAULT_BLUR_RADIUS = 4.5\n"),
+    ],
+}
+PATCHED = {
+    "score_type": "C",
+    "alpha": 0.55,
+    "ratio": 0.35,
+    "sigma": 1.25,
+    "patch_size": 10,
+    "blur_radius": 4.5,
+}
+
+PROBE = r"""
+import inspect, json
+from vepo_viz import scoring
+from vepo_viz.analysis_settings import AnalysisSettings
+from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.trl_plugin import VEPOGRPOConfig
+from vepo_viz.ui.controls import ControlValues
+
+a, t, c = AnalysisSettings(), TrainConfig(), ControlValues()
+trl = {k: f.default for k, f in VEPOGRPOConfig.__dataclass_fields__.items()}
+seen = {}
+for name in ("score_type", "alpha", "ratio"):
+    seen[name] = [getattr(a.scoring, name), getattr(t.scoring, name), trl[name], getattr(c, name)]
+for name in ("sigma", "patch_size", "blur_radius"):
+    seen[name] = [getattr(a.perturb, name), getattr(t.perturb_config, name), trl[name],
+                  getattr(c, name)]
+sig = inspect.signature
+seen["alpha"] += [sig(scoring.score_tokens).parameters["alpha"].default,
+                  sig(scoring.visual_sensitivity).parameters["alpha"].default]
+seen["ratio"].append(sig(scoring.select_tokens).parameters["ratio"].default)
+seen["score_type"].append(sig(scoring.score_tokens).parameters["score_type"].default)
+print(json.dumps(seen))
+"""
+
+
+def test_changing_a_config_default_changes_every_consumer(tmp_path):
+    """A copy of the package with other defaults in ScoringConfig's and PerturbConfig's
+    modules: AnalysisSettings, TrainConfig, VEPOGRPOConfig, the UI controls and the
+    scoring functions all follow (none keeps a copy of the old value)."""
+    copy = tmp_path / "vepo_viz"
+    shutil.copytree(ROOT / "vepo_viz", copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    for name, edits in PATCHES.items():
+        path = tmp_path / name
+        text = path.read_text(encoding="utf-8")
+        for old, new in edits:
+            assert text.count(old) == 1, f"{name} no longer has {old!r}: update PATCHES"
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    for name, values in seen.items():
+        assert values == [PATCHED[name]] * len(values), name
 
 
 # ---- AnalysisSettings: composed in memory, flat when saved ---------------------------
