@@ -17,7 +17,7 @@ On CPU the ratios are of process CPU time per step with --threads threads (defau
 on a shared machine the wall clock mostly measures waiting for a core); the wall-clock
 ratios are printed beside them. On CUDA they are of synchronised wall-clock time.
 
-Memory. The plug-in's hidden -> token_stats path (`trl_plugin._stats_from_hidden`:
+Memory. The plug-in's hidden -> token_stats path (`engine.head_walk`:
 chunks of positions through the output head, clean and counterfactual) against a naive
 version that materialises the (B, T, V) logits of both passes and computes the stats at
 once (benchmarks/scoring_memory.py's reference formula), at Qwen's vocabulary (151,936)
@@ -226,11 +226,11 @@ def _memory_inputs(B: int, T: int, V: int, D: int, device: str, seed: int = 0):
 
 
 def plugin_stats(head, hidden, noisy, ids) -> dict:
-    from vepo_viz.train.trl_plugin import _stats_from_hidden
+    from vepo_viz.models.engine import head_walk
 
-    stats, logp, logq, _ = _stats_from_hidden(head, hidden, [noisy], ids, 1.0, 0)
-    out = {f: getattr(stats[0], f) for f in ("entropy", "entropy_noisy", "jsd", "kl")}
-    return {**out, "logp": logp, "logq": logq}
+    signals = head_walk(head, hidden, [noisy], ids)
+    out = {f: getattr(signals.stats(), f) for f in ("entropy", "entropy_noisy", "jsd", "kl")}
+    return {**out, "logp": signals.logprob, "logq": signals.logprob_noisy[0]}
 
 
 @torch.no_grad()

@@ -22,32 +22,25 @@ from __future__ import annotations
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vepo_viz import floor, ood, scoring
+from vepo_viz import floor, ood
 from vepo_viz.analysis_settings import AnalysisSettings
 from vepo_viz.errors import NumericsError, VepoInputError
 from vepo_viz.limits import RequestLimits, check_context
+from vepo_viz.models import engine
 from vepo_viz.models.images import image_digest, load_image
 from vepo_viz.perturb import counterfactual_preview
 from vepo_viz.results import Normalization, TokenAnalysis, score_arrays
 
-HEAD_CHUNK_ELEMENTS_CPU = 2**22
-"""Default output-head chunk on CPU, in (rows x vocab) elements: 16 MB of float32 logits
-per pass (27 rows at V = 151,936)."""
-
-HEAD_CHUNK_ELEMENTS_GPU = 2**26
-"""Default output-head chunk on accelerators: 256 MB of float32 per pass."""
-
-
 # ---- per-token statistics -----------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class PerTokenStats:
     """Per-token arrays of one response: clean values (T,) and per-draw values (K, T)."""
 
@@ -60,83 +53,35 @@ class PerTokenStats:
     kl: np.ndarray  # (K, T)
     logprob_noisy: np.ndarray  # (K, T)
     top_probs_noisy: np.ndarray  # (K, T, k)
+    extra: dict[str, np.ndarray]  # {hidden-state signal: (K, T)}
 
+    @classmethod
+    def of_row(cls, signals: engine.Signals, row: int = 0) -> PerTokenStats:
+        """Row `row` of the engine's (B, T) / (K, B, T) signals, as numpy."""
+        return cls(
+            entropy=signals.entropy[row].numpy(),
+            logprob=signals.logprob[row].numpy(),
+            top_ids=signals.top_ids[row].numpy(),
+            top_probs=signals.top_probs[row].numpy(),
+            entropy_noisy=signals.entropy_noisy[:, row].numpy(),
+            jsd=signals.jsd[:, row].numpy(),
+            kl=signals.kl[:, row].numpy(),
+            logprob_noisy=signals.logprob_noisy[:, row].numpy(),
+            top_probs_noisy=signals.top_probs_noisy[:, row].numpy(),
+            extra={name: x[:, row].numpy() for name, x in signals.extra.items()},
+        )
 
-def head_chunk_rows(vocab_size: int, device: torch.device) -> int:
-    """Default positions per output-head chunk (see HEAD_CHUNK_ELEMENTS_*)."""
-    elements = HEAD_CHUNK_ELEMENTS_CPU if device.type == "cpu" else HEAD_CHUNK_ELEMENTS_GPU
-    return max(1, elements // max(1, vocab_size))
-
-
-@torch.no_grad()
-def token_statistics(
-    head,
-    hidden_clean: torch.Tensor,
-    hidden_noisy: list[torch.Tensor],
-    token_ids: list[int],
-    *,
-    vocab_size: int,
-    temperature: float = 1.0,
-    top_k: int = 5,
-    chunk_size: int | None = None,
-) -> PerTokenStats:
-    """Per-token statistics from hidden states, chunk by chunk over positions.
-
-    Args:
-        head: callable (n, D) -> (n, V) logits (the model's output head).
-        hidden_clean: (T, D) clean hidden states; hidden_noisy: K tensors (T, D).
-        token_ids: the T response tokens (for their own log-probs).
-        vocab_size: V (sets the default chunk: HEAD_CHUNK_ELEMENTS_* / V positions).
-    """
-    T = hidden_clean.shape[0]
-    K = len(hidden_noisy)
-    device = hidden_clean.device
-    ids = torch.tensor(token_ids, dtype=torch.long, device=device)  # (T,)
-    k = top_k
-    out_clean = {
-        "entropy": torch.empty(T),
-        "logprob": torch.empty(T),
-        "top_probs": torch.empty(T, k),
-    }
-    top_ids = torch.empty(T, k, dtype=torch.long)
-    out_noisy = {name: torch.empty(K, T) for name in ("entropy_noisy", "jsd", "kl", "logprob")}
-    top_noisy = torch.empty(K, T, k)
-    rows = chunk_size or head_chunk_rows(vocab_size, device)
-    for start in range(0, T, rows):
-        stop = min(start + rows, T)
-        z_clean = head(hidden_clean[start:stop])  # (n, D) -> (n, V)
-        logp = torch.log_softmax(z_clean.float() / temperature, dim=-1)  # (n, V)
-        top_logp, top_index = logp.topk(min(k, logp.shape[-1]), dim=-1)  # (n, k)
-        top_ids[start:stop] = top_index.cpu()
-        out_clean["top_probs"][start:stop] = top_logp.exp().cpu()
-        out_clean["logprob"][start:stop] = logp.gather(-1, ids[start:stop, None])[:, 0].cpu()
-        del logp
-        for draw, hidden in enumerate(hidden_noisy):
-            z_noisy = head(hidden[start:stop])  # (n, V)
-            stats = scoring.token_stats(z_clean[None], z_noisy[None], temperature=temperature)
-            logq = torch.log_softmax(z_noisy.float() / temperature, dim=-1)  # (n, V)
-            out_noisy["entropy_noisy"][draw, start:stop] = stats.entropy_noisy[0].cpu()
-            out_noisy["jsd"][draw, start:stop] = stats.jsd[0].cpu()
-            out_noisy["kl"][draw, start:stop] = stats.kl[0].cpu()
-            out_noisy["logprob"][draw, start:stop] = logq.gather(-1, ids[start:stop, None])[
-                :, 0
-            ].cpu()
-            top_noisy[draw, start:stop] = logq.gather(-1, top_index).exp().cpu()  # (n, k)
-            del z_noisy, logq
-            if draw == 0:
-                out_clean["entropy"][start:stop] = stats.entropy[0].cpu()
-        del z_clean
-    return PerTokenStats(
-        entropy=out_clean["entropy"].numpy(),
-        logprob=out_clean["logprob"].numpy(),
-        top_ids=top_ids.numpy(),
-        top_probs=out_clean["top_probs"].numpy(),
-        entropy_noisy=out_noisy["entropy_noisy"].numpy(),
-        jsd=out_noisy["jsd"].numpy(),
-        kl=out_noisy["kl"].numpy(),
-        logprob_noisy=out_noisy["logprob"].numpy(),
-        top_probs_noisy=top_noisy.numpy(),
-    )
+    def draws(self, views: slice) -> PerTokenStats:
+        """The same clean values with the per-view arrays of `views` only."""
+        return replace(
+            self,
+            entropy_noisy=self.entropy_noisy[views],
+            jsd=self.jsd[views],
+            kl=self.kl[views],
+            logprob_noisy=self.logprob_noisy[views],
+            top_probs_noisy=self.top_probs_noisy[views],
+            extra={name: x[views] for name, x in self.extra.items()},
+        )
 
 
 # ---- the pipeline -------------------------------------------------------------------
@@ -223,29 +168,30 @@ def analyze(
         # What the model scored: equal to `response` except where the tokenizer
         # normalises text or cannot encode some characters (then offsets follow this).
         text, truncated = vlm.decode(token_ids), False
-    hidden_noisy: list[torch.Tensor] = []  # K x (T, D)
-    with _timed(timing, "counterfactual"):
-        for k in range(n_draws):
-            deadline.check(f"counterfactual draw {k + 1} of {n_draws}")
-            views = vlm.view_inputs(prompt, settings.perturb, k)
-            hidden_noisy.append(vlm.hidden_states(prompt, token_ids, views))
     null_pass = response is None and settings.floor_pass
-    if null_pass:  # the clean image through the counterfactual's path: the noise floor
-        deadline.check("the noise-floor pass")
-        with _timed(timing, "floor_pass"):
-            hidden_noisy.append(vlm.hidden_states(prompt, token_ids))  # (T, D), last
+    with _timed(timing, "counterfactual"):
+        # K draws and, for a generated response, the null pass (the clean image through
+        # the counterfactual's path: the noise floor), batched into few forwards.
+        views = [vlm.view_inputs(prompt, settings.perturb, k) for k in range(n_draws)]
+        views += [{}] if null_pass else []
+
+        def before_forward(first: int) -> None:
+            what = f"counterfactual draw {first + 1} of {n_draws}"
+            deadline.check(what if first < n_draws else "the noise-floor pass")
+
+        hidden_views = vlm.view_hidden_states(prompt, token_ids, views, before_forward)
     deadline.check("the per-token statistics")
     with _timed(timing, "stats"):
         try:
-            stats = token_statistics(
-                vlm.logits,
-                hidden_clean,
-                hidden_noisy,
-                token_ids,
-                vocab_size=vlm.vocab_size,
+            signals = engine.head_walk(
+                vlm.head,
+                hidden_clean[None],  # (1, T, D)
+                [h[None] for h in hidden_views],  # (K [+ 1]) x (1, T, D)
+                torch.tensor([token_ids], device=hidden_clean.device),  # (1, T)
                 temperature=settings.tau,
                 top_k=min(settings.top_k, vlm.vocab_size),
-                chunk_size=settings.chunk_size,
+                rows=settings.chunk_size,
+                n_vocab=vlm.vocab_size,
             )
         except ValueError as error:
             if "NaN/inf" in str(error) or "overflow" in str(error):
@@ -255,6 +201,7 @@ def analyze(
                     f"{error}"
                 ) from error
             raise
+        stats = PerTokenStats.of_row(signals)
     with _timed(timing, "finish"):
         stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
         result = _assemble(
@@ -285,18 +232,7 @@ def split_null_pass(stats: PerTokenStats) -> tuple[PerTokenStats, floor.NoiseFlo
     null pass (the clean image, teacher-forced: vepo_viz.floor)."""
     jsd_null = stats.jsd[-1]  # (T,)
     gap_null = stats.entropy_noisy[-1] - stats.entropy  # (T,)
-    draws = PerTokenStats(
-        entropy=stats.entropy,
-        logprob=stats.logprob,
-        top_ids=stats.top_ids,
-        top_probs=stats.top_probs,
-        entropy_noisy=stats.entropy_noisy[:-1],
-        jsd=stats.jsd[:-1],
-        kl=stats.kl[:-1],
-        logprob_noisy=stats.logprob_noisy[:-1],
-        top_probs_noisy=stats.top_probs_noisy[:-1],
-    )
-    return draws, floor.estimate_floor(jsd_null, gap_null)
+    return stats.draws(slice(None, -1)), floor.estimate_floor(jsd_null, gap_null)
 
 
 def patch_grid(vlm, prompt) -> tuple[tuple[int, int] | None, int]:
@@ -378,6 +314,7 @@ def _assemble(
         entropy_noisy_draws=stats.entropy_noisy,
         jsd_draws=stats.jsd,
         kl_draws=stats.kl,
+        signals={name: x.mean(0) for name, x in stats.extra.items()},
         **scored,
     )
 

@@ -179,6 +179,9 @@ class TokenAnalysis:
     input_warnings: list[str] = field(default_factory=list)
     """Why the input may be unlike what the model knows (vepo_viz.ood; the embedded
     model only), said before the result."""
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    """{name: (T,) float32} the hidden-state signals registered in the engine
+    (`vepo_viz.models.engine.SIGNALS`), mean over the counterfactual draws."""
 
     def __post_init__(self) -> None:
         self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(-1)
@@ -225,6 +228,10 @@ class TokenAnalysis:
             self.patch_grid = (int(self.patch_grid[0]), int(self.patch_grid[1]))
         self.patch_size = int(self.patch_size or 0)
         self.input_warnings = [str(w) for w in self.input_warnings or []]
+        self.signals = {
+            str(name): _float_array(value, f"signals[{name!r}]", (n,))
+            for name, value in (self.signals or {}).items()
+        }
 
     # ---- basics -----------------------------------------------------------------
 
@@ -359,6 +366,8 @@ class TokenAnalysis:
         for name in BOOL_ARRAYS:
             data[name] = getattr(self, name)
         data["at_floor"] = self.at_floor
+        for name, values in self.signals.items():  # the engine's registered signals
+            data[f"signal_{name}"] = values
         if self.selection_share is not None:
             data["selection_share"] = self.selection_share
         data["top_ids"] = [row.tolist() for row in self.top_ids]
@@ -384,6 +393,8 @@ class TokenAnalysis:
                 value = value.to_dict()
             elif isinstance(value, np.ndarray):
                 value = value.tolist()  # float32 -> Python float is exact
+            elif f.name == "signals":
+                value = {name: array.tolist() for name, array in value.items()}
             elif f.name == "image_normalization" and value is not None:
                 value = [list(value[0]), list(value[1])]
             elif isinstance(value, tuple):

@@ -193,6 +193,55 @@ def _raise_non_finite(tensors: dict[str, torch.Tensor], temperature: float) -> N
     )
 
 
+def max_entropy(vocab_size: int) -> float:
+    """ln V, the largest entropy of a distribution over V tokens (the clamp of H, H')."""
+    return math.log(vocab_size)
+
+
+def pair_stats(
+    p: torch.Tensor,
+    logp: torch.Tensor,
+    q: torch.Tensor,
+    logq: torch.Tensor,
+    tmp: torch.Tensor,
+    tmp2: torch.Tensor,
+) -> torch.Tensor:
+    """(3, n) H', JSD(p, q) and KL(p || q) of n rows, from both distributions and their
+    logs (n, V) float32, computed once by the caller. Log space; no cancellation.
+
+    p, logp and logq are left unchanged (one clean distribution is compared with many
+    views); q, tmp and tmp2 are workspaces (their contents are overwritten). H of p is
+    `-(p * logp).sum(-1)`, the same expression as H' of q here. Not clamped: the caller
+    checks finiteness and clamps to the mathematical ranges (`clamp_stats`).
+    """
+    out = torch.empty(3, p.shape[0], dtype=torch.float32, device=p.device)
+    torch.sum(torch.mul(q, logq, out=tmp), dim=-1, out=out[0]).neg_()  # H'
+    torch.sum(torch.sub(logp, logq, out=tmp).mul_(p), dim=-1, out=out[2])  # KL(p || q)
+    # log m = log((p + q) / 2) without forming m: stays finite when p and q underflow.
+    logm = torch.logaddexp(logp, logq, out=tmp).sub_(LN2)
+    # Sum p (log p - log m) term by term (not -H/2 - H'/2 + H_m): no cancellation when
+    # JSD << H, which is most tokens.
+    jsd_p = torch.sub(logp, logm, out=tmp2).mul_(p).sum(dim=-1)  # (n,)
+    jsd_q = logq.sub_(logm).mul_(q).sum(dim=-1)  # (n,)
+    torch.add(jsd_p, jsd_q, out=out[1]).mul_(0.5)
+    return out
+
+
+def entropy_of(p: torch.Tensor, logp: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """(n,) H = -sum p log p of n rows (n, V) float32 (tmp: a workspace)."""
+    return torch.sum(torch.mul(p, logp, out=tmp), dim=-1).neg_()
+
+
+def clamp_stats(
+    entropy: torch.Tensor, entropy_noisy: torch.Tensor, jsd: torch.Tensor, kl: torch.Tensor, V: int
+) -> None:
+    """Remove float32 rounding outside the mathematical ranges (|error| ~ 1e-7), in place."""
+    entropy.clamp_(0.0, max_entropy(V))
+    entropy_noisy.clamp_(0.0, max_entropy(V))
+    jsd.clamp_(0.0, LN2)
+    kl.clamp_(min=0.0)
+
+
 def _stats_chunk(
     zc: torch.Tensor,
     zn: torch.Tensor,
@@ -202,12 +251,12 @@ def _stats_chunk(
 ) -> None:
     """H, H', JSD and KL of one chunk of n rows into out (4, n); log space, float32.
 
-    work is a (5, >= n, V) float32 workspace reused across chunks: every op writes into
+    work is a (6, >= n, V) float32 workspace reused across chunks: every op writes into
     it (out=, in-place), so the loop allocates nothing per chunk and never faults fresh
     pages in from the OS.
     """
     n = zc.shape[0]
-    a, b, logp, logq, tmp = (w[:n] for w in work)  # each (n, V)
+    a, b, logp, logq, tmp, tmp2 = (w[:n] for w in work)  # each (n, V)
     a.copy_(zc)  # upcast to float32
     b.copy_(zn)
     if inv_temperature != 1.0:
@@ -217,16 +266,9 @@ def _stats_chunk(
     torch.log_softmax(b, dim=-1, out=logq)
     p = torch.exp(logp, out=a)  # the scaled logits are no longer needed
     q = torch.exp(logq, out=b)
-    torch.sum(torch.mul(p, logp, out=tmp), dim=-1, out=out[0]).neg_()  # H
-    torch.sum(torch.mul(q, logq, out=tmp), dim=-1, out=out[1]).neg_()  # H'
-    torch.sum(torch.sub(logp, logq, out=tmp).mul_(p), dim=-1, out=out[3])  # KL(p || q)
-    # log m = log((p + q) / 2) without forming m: stays finite when p and q underflow.
-    logm = torch.logaddexp(logp, logq, out=tmp).sub_(LN2)
-    # Sum p (log p - log m) term by term (not -H/2 - H'/2 + H_m): no cancellation when
-    # JSD << H, which is most tokens.
-    jsd_p = logp.sub_(logm).mul_(p).sum(dim=-1)  # (n,)
-    jsd_q = logq.sub_(logm).mul_(q).sum(dim=-1)  # (n,)
-    torch.add(jsd_p, jsd_q, out=out[2]).mul_(0.5)
+    out[0] = entropy_of(p, logp, tmp)  # H
+    noisy = pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, n): H', JSD, KL
+    out[1], out[2], out[3] = noisy[0], noisy[1], noisy[2]
 
 
 @no_grad
@@ -244,7 +286,7 @@ def token_stats(
         temperature: tau; both distributions are softmax(z / tau) (1.0 in the reference).
         chunk_size: rows of the flattened (B*T, V) logits handled at once; None picks one
             from the vocabulary size and device (`default_chunk_rows`). Any value gives the
-            same result up to float32 rounding; extra memory is about 5 x chunk x V floats.
+            same result up to float32 rounding; extra memory is about 6 x chunk x V floats.
 
     Returns:
         TokenStats of float32 (B, T) tensors on the logits' device, in nats.
@@ -268,7 +310,7 @@ def token_stats(
     flat_noisy = logits_noisy.reshape(B * T, V)  # (N, V)
     device = logits_clean.device
     out = torch.empty(4, B * T, dtype=torch.float32, device=device)  # (4, N): H, H', JSD, KL
-    work = torch.empty(5, min(rows, B * T), V, dtype=torch.float32, device=device)
+    work = torch.empty(6, min(rows, B * T), V, dtype=torch.float32, device=device)
     inv_temperature = 1.0 / temperature
     for start in range(0, B * T, rows):
         stop = min(start + rows, B * T)
@@ -284,11 +326,7 @@ def token_stats(
     if not bool(torch.isfinite(out).all()):
         _raise_non_finite({"logits_clean": logits_clean, "logits_noisy": logits_noisy}, temperature)
 
-    # Remove float32 rounding outside the mathematical ranges (|error| ~ 1e-7).
-    out[0].clamp_(0.0, math.log(V))
-    out[1].clamp_(0.0, math.log(V))
-    out[2].clamp_(0.0, LN2)
-    out[3].clamp_(min=0.0)
+    clamp_stats(out[0], out[1], out[2], out[3], V)
     out = out.view(4, B, T)  # (4, B, T)
     return TokenStats(entropy=out[0], entropy_noisy=out[1], jsd=out[2], kl=out[3])
 

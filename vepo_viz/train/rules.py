@@ -11,7 +11,7 @@ Shapes: N sequences, T response positions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vepo_viz.lazy import torch
@@ -40,6 +40,8 @@ class TokenSignals:
     """Clean-vs-counterfactual statistics (None when no counterfactual pass ran)."""
     logp_noisy: torch.Tensor | None = None
     """(N, T) log-probs of the sampled tokens with the counterfactual image (VPPO)."""
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    """{name: (N, T)} the engine's registered hidden-state signals (mean over draws)."""
 
 
 @dataclass(frozen=True, eq=False)
