@@ -1,20 +1,24 @@
-"""The mini-reproduction's parts without a model: the 95% interval, the doc blocks, the
-premise numbers (where image-read tokens sit in the entropy ranking, which wrong readings
-were confident) and the annotation of a response's wrong image-read token."""
+"""The mini-reproduction's parts without a model: the 95% interval, the doc blocks and the
+command they name, the premise numbers (where image-read tokens sit in the entropy
+ranking, which wrong readings were confident) and the annotation of a response's wrong
+image-read token."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from vepo_viz.repro.doc import command_text, verdict_text, write_doc
+from vepo_viz.repro.profile import Response, _annotate, headroom, premise_numbers
+from vepo_viz.repro.run import COMMAND, grid_command
+from vepo_viz.repro.summary import interval
 from vepo_viz.tasks import make_example
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.repro_doc import verdict_text, write_doc
-from vepo_viz.train.repro_profile import Response, _annotate, headroom, premise_numbers
-from vepo_viz.train.repro_summary import interval
 from vepo_viz.train.rules import TokenSignals
 
 
@@ -42,6 +46,36 @@ def test_verdict_and_doc_blocks(tmp_path):
     assert write_doc(doc, summary) == ["verdict"]  # no profile yet: that block stays
     body = doc.read_text()
     assert "old" not in body and text in body and "kept" in body and body.startswith("intro")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_documented_commands_name_modules_that_run():
+    named = {m for doc in DOCS for m in re.findall(r"python -m (vepo_viz[\w.]*)", doc.read_text())}
+    assert {"vepo_viz.repro", "vepo_viz.repro.pool"} <= named
+    for name in named:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, f"{name} is named in the docs but does not exist"
+        if spec.submodule_search_locations is not None:  # a package: needs its __main__
+            assert importlib.util.find_spec(f"{name}.__main__") is not None, name
+
+
+def test_doc_command_blocks_are_the_command_the_grid_writes(tmp_path):
+    pattern = r"<!-- BEGIN repro:command -->\n(.*?)\n<!-- END repro:command -->"
+    blocks = [b for doc in DOCS for b in re.findall(pattern, doc.read_text(), re.S)]
+    assert len(blocks) >= 2
+    for block in blocks:
+        assert block.startswith(f"    {COMMAND} --init "), block[:60]
+    # a grid started before the move wrote the old module name: read under today's
+    started = tmp_path / "command.txt"
+    started.write_text("python -m vepo_viz.train.repro --init tiny --out runs/r\n")
+    assert grid_command(started) == f"{COMMAND} --init tiny --out runs/r"
+    assert (
+        command_text({"command": grid_command(started)})
+        == f"    {COMMAND} --init tiny --out runs/r"
+    )
 
 
 class _Vocab:

@@ -165,7 +165,7 @@ def test_background_run_stop_resume_and_open(tmp_path):
 
 
 def test_repro_summary_table_and_mean_curves(tmp_path):
-    from vepo_viz.train import repro
+    from vepo_viz.repro import run as repro
 
     for rule in ("entropy", "vepo"):
         for seed in (0, 1):

@@ -10,7 +10,7 @@ process each). Layout: config.py (settings), rules.py (the RULES registry) and
 selection.py (pure selection math and its metrics), trl_plugin.py (VEPOGRPOTrainer /
 VEPOGRPOConfig), trl_data.py and data.py (prompts, rewards, held-out evaluation),
 trl_train.py (a TrainConfig run into a run folder), jobs.py (run folders and
-processes), curves.py (plots), repro.py (the mini-reproduction).
+processes), curves.py (plots). The mini-reproduction built on it is vepo_viz.repro.
 """
 
 from __future__ import annotations
