@@ -25,8 +25,7 @@ from vepo_viz.perturb import MODES, CounterfactualMode, PerturbConfig
 from vepo_viz.registry import Registry
 from vepo_viz.scoring import SCORE_TYPES, ScoreType, ScoringConfig, TokenStats, score_tokens
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.rules import RULES, Selection, SelectionRule, TokenSignals
-from vepo_viz.train.selection import select_for_step
+from vepo_viz.train.rules import RULES, Selection, SelectionRule, TokenSignals, select_for_step
 
 QUESTION = "What colour is the square?"
 RESPONSE = "The square is red."

@@ -1,11 +1,13 @@
 """The mini-reproduction's parts without a model: the 95% interval, the doc blocks and the
-command they name, the premise numbers (where image-read tokens sit in the entropy
+command they name, what each rule selects (selected-vs-all metrics, token kinds), the
+premise numbers (where image-read tokens sit in the entropy
 ranking, which wrong readings were confident) and the annotation of a response's wrong
 image-read token."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,13 +15,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.test_train_selection import _signals
 from vepo_viz.repro.doc import command_text, verdict_text, write_doc
-from vepo_viz.repro.profile import Response, _annotate, headroom, premise_numbers
+from vepo_viz.repro.profile import (
+    Response,
+    _annotate,
+    headroom,
+    kind_metrics,
+    premise_numbers,
+    selection_metrics,
+)
 from vepo_viz.repro.run import COMMAND, grid_command
 from vepo_viz.repro.summary import interval
 from vepo_viz.tasks import make_example
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.rules import TokenSignals
+from vepo_viz.train.rules import TokenSignals, select_for_step
 
 
 def test_interval_is_the_t_interval_of_the_mean():
@@ -143,3 +153,29 @@ def test_premise_numbers_rank_image_read_tokens_and_confident_misreadings():
     assert p["wrong_read_selected"]["entropy"] == 0.0  # entropy-only skips it
     h = headroom(responses, group_size=2)
     assert h["nonzero_adv_groups"] == 1.0 and h["sampled_acc"] == 0.5
+
+
+def test_selection_metrics_compare_selected_with_all():
+    signals, _ = _signals()
+    sel = select_for_step(TrainConfig(selection="entropy"), signals, torch.Generator())
+    m = selection_metrics(signals, sel, 0.7)
+    assert m["entropy_selected"] > m["entropy_all"]  # entropy top-20% has the highest H
+    assert set(m) >= {"jsd_selected", "jsd_all", "vis_selected", "vis_all"}
+    everything = select_for_step(TrainConfig(selection="all"), signals, torch.Generator())
+    m = selection_metrics(signals, everything, 0.7)
+    assert m["entropy_selected"] == pytest.approx(m["entropy_all"])
+
+
+def test_kind_metrics_counts_selected_token_kinds():
+    mask = torch.tensor(
+        [[True, True, True, False], [True, True, True, True], [True, True, False, False]]
+    )
+    selected = torch.tensor(
+        [[True, False, False, False], [False, True, True, False], [True, True, False, False]]
+    )
+    kinds = [("visual", "template", "free"), ("template", "visual", "answer", "visual"), None]
+    m = kind_metrics(kinds, selected, mask)
+    assert m["share_visual"] == pytest.approx(2 / 3) and m["share_answer"] == pytest.approx(1 / 3)
+    assert m["share_template"] == 0 and m["recall_visual"] == pytest.approx(2 / 3)
+    assert m["kinds_rows"] == 2
+    assert math.isnan(kind_metrics([None] * 3, selected, mask)["share_visual"])

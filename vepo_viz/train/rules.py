@@ -1,9 +1,13 @@
 """RULES: the token-selection rules of training, one table (the Train tab's choices, the
-`vepo-viz train --selection` help and the config validation all read it).
+`vepo-viz train --selection` help and the config validation all read it), and the one
+place training selects through: the TRL plug-in calls a rule's `select`, the
+mini-reproduction (vepo_viz.repro) and tests call `select_for_step`.
 
 A rule maps the rollout batch's per-token signals to the tokens a step trains on. It is
 pure: a config (read for its scoring fields only), `TokenSignals` and a generator in, a
-`Selection` out, through the app's own `scoring` functions.
+`Selection` out, through the app's own `scoring` functions (`score_tokens`,
+`select_tokens`; VPPO: the `vppo_*` functions), exactly what the Analyze tab shows for the
+same response.
 
 Shapes: N sequences, T response positions.
 """
@@ -152,3 +156,12 @@ for _rule in (
 ):
     RULES.register(_rule)
 del _rule
+
+
+def select_for_step(cfg: Any, signals: TokenSignals, generator: torch.Generator) -> Selection:
+    """Apply the rule cfg.selection (an entry of RULES) to the rollout batch's signals.
+
+    `cfg` is a TrainConfig (or anything with selection and the fields the rule reads);
+    `generator` drives the "random" rule only (seeded per step by the trainer).
+    """
+    return RULES[cfg.selection].select(cfg, signals, generator)
