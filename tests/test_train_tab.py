@@ -76,6 +76,10 @@ def test_form_config_and_its_errors(tmp_path):
         tt.form_config(tmp_path, **{**FORM, "group_size": 1})
     with pytest.raises(VepoInputError, match="steps must be a whole number"):
         tt.form_config(tmp_path, **{**FORM, "steps": 2.5})
+    # the form offers no scope; one typed in the extra settings is what training honours
+    assert tt.form_config(tmp_path, **{**FORM, "extra": 'scope = "batch"'}).scope == "batch"
+    with pytest.raises(VepoInputError, match="scope='quantile' is not a training scope"):
+        tt.form_config(tmp_path, **{**FORM, "extra": 'scope = "quantile"'})
 
 
 def test_table_curves_log_and_open_in_analyze(tmp_path):
