@@ -200,3 +200,23 @@ def test_a_registered_hidden_state_signal_is_computed_per_view():
     torch.testing.assert_close(out.extra["test_distance"][0], torch.full((1, 4), 8**0.5))
     assert out.extra["test_distance"][1].abs().max() == 0
     assert "test_distance" not in engine.SIGNALS
+
+
+def test_head_walk_chunk_sizes_change_no_bit():
+    """Every statistic is a per-row reduction: how positions are chunked (head chunks,
+    the statistics' sub-chunks) leaves every number bit-identical, given logits that do
+    not depend on the chunk (a matmul's rounding may: the head here runs row by row)."""
+    _, linear, _ = _head(vocab=97)
+
+    def head(hidden):
+        return torch.cat([linear(hidden[i : i + 1]) for i in range(hidden.shape[0])])
+
+    clean = torch.randn(3, 7, 8)
+    views = [clean + 0.2 * torch.randn(3, 7, 8), clean - 0.1]
+    ids = torch.randint(0, 97, (3, 7))
+    base = engine.head_walk(head, clean, views, ids, top_k=3, rows=21)
+    for rows in (1, 2, 5):
+        other = engine.head_walk(head, clean, views, ids, top_k=3, rows=rows)
+        for name in ("entropy", "logprob", "entropy_noisy", "jsd", "kl", "logprob_noisy",
+                     "top_probs", "top_probs_noisy", "top_ids_noisy"):  # fmt: skip
+            assert torch.equal(getattr(other, name), getattr(base, name)), (rows, name)

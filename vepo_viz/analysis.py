@@ -119,6 +119,20 @@ def analyze(
     """
     from vepo_viz.models import VLM, load_model
 
+    settings, limits = check_request(question, response, settings, limits)
+    vlm = model if isinstance(model, VLM) else load_model(model)
+    return analyze_checked(vlm, load_image(image), question, response, settings, limits)
+
+
+def check_request(
+    question: str,
+    response: str | None,
+    settings: AnalysisSettings | None,
+    limits: RequestLimits | None,
+) -> tuple[AnalysisSettings, RequestLimits]:
+    """(settings, limits) of a request whose text and settings pass `limits`, defaults
+    filled in; VepoInputError otherwise. Costs no model work (the app refuses a request
+    with it before waiting for the model)."""
     settings = settings if settings is not None else AnalysisSettings()
     if not isinstance(settings, AnalysisSettings):
         raise VepoInputError(f"settings must be an AnalysisSettings, got {type(settings).__name__}")
@@ -131,14 +145,24 @@ def analyze(
         raise VepoInputError(f"limits must be a RequestLimits, got {type(limits).__name__}")
     limits.check_text(question, response)
     limits.check_settings(settings, generating=response is None)
-    vlm = model if isinstance(model, VLM) else load_model(model)
+    return settings, limits
+
+
+def analyze_checked(
+    vlm,
+    rgb: Image.Image,
+    question: str,
+    response: str | None,
+    settings: AnalysisSettings,
+    limits: RequestLimits,
+) -> TokenAnalysis:
+    """`analyze` of a request already through `check_request`, with the image already
+    loaded (`load_image`): the app loads and checks once, then calls this."""
     deadline = limits.deadline()  # model work only (a first load is not counted)
     n_draws = settings.perturb.n_draws
     context = model_context(vlm)
 
     timing: dict[str, float] = {}
-    with _timed(timing, "image"):
-        rgb = load_image(image)
     with _timed(timing, "prompt"):
         prompt = vlm.prompt(rgb, question)
     limits.check_image(int(prompt.inputs["pixel_values"].numel()), 1 + n_draws)

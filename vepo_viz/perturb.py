@@ -120,8 +120,8 @@ def _gaussian(pixel_values: torch.Tensor, params, gen: torch.Generator) -> torch
     # Noise is drawn in float32 on the generator's device, so a draw is the same whatever
     # the input's dtype or device.
     noise = torch.randn(pixel_values.shape, generator=gen, device=gen.device, dtype=torch.float32)
-    noise = noise.to(pixel_values.device)
-    return (pixel_values.float() + sigma * noise).to(pixel_values.dtype)
+    noise = noise.to(pixel_values.device).mul_(sigma)  # in place: the same bits as sigma * noise
+    return noise.add_(pixel_values).to(pixel_values.dtype)  # pixel_values + sigma * noise
 
 
 def _gaussian_pixel(rgb: Image.Image, params, gen: torch.Generator) -> Image.Image:

@@ -45,10 +45,11 @@ K3_LOG_RATIO_MAX = 20.0
 clamps its log-ratio the same way), so one extreme token cannot overflow float32. exp(20) ~ 5e8; real tokens stay far
 below it."""
 
-CHUNK_ELEMENTS_CPU = 2**21
-"""Default chunk size of `token_stats` on CPU, in (row x vocab) elements: ~8 MB of float32
-per workspace buffer (13 rows at V = 151,936), five buffers, about 40 MB in all. Near
-cache size, and few enough chunks that thread synchronisation stays cheap."""
+CHUNK_ELEMENTS_CPU = 2**19
+"""Default chunk size of `token_stats` on CPU, in (row x vocab) elements: ~2 MB of float32
+per workspace buffer (3 rows at V = 151,936). Measured at T = 2,048, V = 151,936, one
+thread (benchmarks/scoring_memory.py --part speed): 2-3 rows per chunk run ~1.4x faster
+than 13 (2**21), whose six workspaces no longer fit the caches."""
 
 CHUNK_ELEMENTS_CUDA = 2**24
 """Default chunk size on accelerators: ~64 MB of float32 per workspace buffer (110 rows at
@@ -193,6 +194,20 @@ def _raise_non_finite(tensors: dict[str, torch.Tensor], temperature: float) -> N
     )
 
 
+def log_softmax_into(
+    z: torch.Tensor, inv_temperature: float, scaled: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """log softmax(z / tau) of (n, V) logits into `out` (float32), through the `scaled`
+    workspace when z needs an upcast or a temperature (float32 z at tau = 1 is read as
+    it is: the copy would be exact, and it costs a pass over memory)."""
+    if z.dtype == torch.float32 and inv_temperature == 1.0:
+        return torch.log_softmax(z, dim=-1, out=out)
+    scaled.copy_(z)  # upcast to float32
+    if inv_temperature != 1.0:
+        scaled.mul_(inv_temperature)
+    return torch.log_softmax(scaled, dim=-1, out=out)
+
+
 def max_entropy(vocab_size: int) -> float:
     """ln V, the largest entropy of a distribution over V tokens (the clamp of H, H')."""
     return math.log(vocab_size)
@@ -257,13 +272,8 @@ def _stats_chunk(
     """
     n = zc.shape[0]
     a, b, logp, logq, tmp, tmp2 = (w[:n] for w in work)  # each (n, V)
-    a.copy_(zc)  # upcast to float32
-    b.copy_(zn)
-    if inv_temperature != 1.0:
-        a.mul_(inv_temperature)
-        b.mul_(inv_temperature)
-    torch.log_softmax(a, dim=-1, out=logp)
-    torch.log_softmax(b, dim=-1, out=logq)
+    log_softmax_into(zc, inv_temperature, a, logp)
+    log_softmax_into(zn, inv_temperature, b, logq)
     p = torch.exp(logp, out=a)  # the scaled logits are no longer needed
     q = torch.exp(logq, out=b)
     out[0] = entropy_of(p, logp, tmp)  # H

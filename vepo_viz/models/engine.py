@@ -324,8 +324,9 @@ def head_walk(
         min_chunks: make at least this many head calls per pass (idle one-row calls), so
             every process of a ZeRO-3 run makes the same number of collective calls.
 
-    Each chunk's logits are computed once per pass and each log-softmax once; at most
-    six (chunk, V) float32 buffers exist at a time, reused across chunks.
+    Each chunk's logits are computed once per pass and each log-softmax once; besides the
+    head's (chunk, V) logits, two (chunk, V) and four small float32 buffers exist at a
+    time, reused across chunks (`_Walk`).
     """
     B, T, D = clean.shape
     N, K = B * T, len(views)
@@ -342,13 +343,11 @@ def head_walk(
         head(flat_clean[:1])  # idle: only the number of calls matters (ZeRO-3)
     k = min(int(top_k), V)
     out = _Outputs(N, K, k)
-    n = min(step, N)
-    work = torch.empty(6, n, V, dtype=torch.float32, device=clean.device) if N else None
-    inv_t = 1.0 / temperature
+    walk = _Walk(head, flat_clean, flat_views, flat_ids, 1.0 / temperature, k, out)
+    walk.allocate(min(step, N), min(scoring.default_chunk_rows(V, clean.device), step, N), V)
     for start in starts:
-        stop = min(start + step, N)
-        _walk_chunk(head, flat_clean, flat_views, flat_ids, start, stop, inv_t, k, work, out)
-    del work
+        walk.chunk(start, min(start + step, N))
+    del walk
     out.check_and_clamp(V, temperature)
     extra = _hidden_signals(flat_clean, flat_views)
     return out.signals(B, T, extra)
@@ -399,37 +398,64 @@ class _Outputs:
         )
 
 
-def _scaled_log_softmax(z: torch.Tensor, inv_t: float, scaled: torch.Tensor, out: torch.Tensor):
-    """log softmax(z / tau) into `out` (float32), through the `scaled` buffer."""
-    scaled.copy_(z)  # upcast to float32
-    if inv_t != 1.0:
-        scaled.mul_(inv_t)
-    return torch.log_softmax(scaled, dim=-1, out=out)
+class _Walk:
+    """The head walk's loop. Two levels of chunks: the head turns `step` positions into
+    logits at once (its weights, V x D, are read once per chunk), and the statistics walk
+    those logits `sub` rows at a time (scoring's chunk: the per-row workspaces stay in
+    cache; on CPU that alone makes them ~1.4x faster at V = 151,936). Buffers: the
+    clean chunk's p and log p (step, V), four (sub, V) workspaces."""
 
+    def __init__(self, head, clean, views, ids, inv_t: float, k: int, out: _Outputs) -> None:
+        self.head, self.clean, self.views, self.ids = head, clean, views, ids
+        self.inv_t, self.k, self.out = inv_t, k, out
 
-def _walk_chunk(head, flat_clean, flat_views, flat_ids, start, stop, inv_t, k, work, out):
-    n = stop - start
-    p, logp, q, logq, tmp, tmp2 = (w[:n] for w in work)  # each (n, V) float32
-    ids = flat_ids[start:stop]  # (n, 1)
-    _scaled_log_softmax(head(flat_clean[start:stop]), inv_t, p, logp)  # (n, V)
-    out.logprob[start:stop] = logp.gather(-1, ids)[:, 0].cpu()
-    if k:
-        top_logp, top_index = logp.topk(k, dim=-1)  # (n, k)
-        out.top_ids[start:stop] = top_index.cpu()
-        out.top_probs[start:stop] = top_logp.exp().cpu()
-    torch.exp(logp, out=p)  # the scaled logits are no longer needed
-    out.entropy[start:stop] = scoring.entropy_of(p, logp, tmp).cpu()
-    for view, hidden in enumerate(flat_views):
-        _scaled_log_softmax(head(hidden[start:stop]), inv_t, q, logq)  # (n, V)
-        out.noisy[3, view, start:stop] = logq.gather(-1, ids)[:, 0].cpu()
+    def allocate(self, step: int, sub: int, V: int) -> None:
+        device = self.clean.device
+        self.sub = max(1, sub)
+        self.big = torch.empty(2, max(step, 1), V, dtype=torch.float32, device=device)
+        self.small = torch.empty(4, self.sub, V, dtype=torch.float32, device=device)
+
+    def _subs(self, n: int):
+        return [(a, min(a + self.sub, n)) for a in range(0, n, self.sub)]
+
+    def chunk(self, start: int, stop: int) -> None:
+        n, out, k = stop - start, self.out, self.k
+        p, logp = (b[:n] for b in self.big)  # (n, V) each: the clean distribution
+        ids = self.ids[start:stop]  # (n, 1)
+        z = self.head(self.clean[start:stop])  # (n, V)
+        top_index = None
+        for a, b in self._subs(n):
+            scaled, tmp = self.small[0, : b - a], self.small[1, : b - a]
+            scoring.log_softmax_into(z[a:b], self.inv_t, scaled, logp[a:b])  # (s, V)
+            out.logprob[start + a : start + b] = logp[a:b].gather(-1, ids[a:b])[:, 0].cpu()
+            torch.exp(logp[a:b], out=p[a:b])
+            out.entropy[start + a : start + b] = scoring.entropy_of(p[a:b], logp[a:b], tmp).cpu()
+        del z
         if k:
-            out.top_probs_noisy[view, start:stop] = logq.gather(-1, top_index).exp().cpu()
-            own_logq, own_index = logq.topk(k, dim=-1)  # (n, k)
-            out.top_ids_noisy[view, start:stop] = own_index.cpu()
-            out.top_probs_noisy_own[view, start:stop] = own_logq.exp().cpu()
+            top_logp, top_index = logp.topk(k, dim=-1)  # (n, k)
+            out.top_ids[start:stop] = top_index.cpu()
+            out.top_probs[start:stop] = top_logp.exp().cpu()
+        for view, hidden in enumerate(self.views):
+            zq = self.head(hidden[start:stop])  # (n, V)
+            for a, b in self._subs(n):
+                self._view_rows(
+                    view, zq[a:b], p[a:b], logp[a:b], ids[a:b], start + a, top_index, a, b
+                )
+            del zq
+
+    def _view_rows(self, view, zq, p, logp, ids, at, top_index, a, b) -> None:
+        out, k, s = self.out, self.k, zq.shape[0]
+        q, logq, tmp, tmp2 = (w[:s] for w in self.small)  # (s, V) each
+        scoring.log_softmax_into(zq, self.inv_t, q, logq)
+        out.noisy[3, view, at : at + s] = logq.gather(-1, ids)[:, 0].cpu()
+        if k:
+            out.top_probs_noisy[view, at : at + s] = logq.gather(-1, top_index[a:b]).exp().cpu()
+            own_logq, own_index = logq.topk(k, dim=-1)  # (s, k)
+            out.top_ids_noisy[view, at : at + s] = own_index.cpu()
+            out.top_probs_noisy_own[view, at : at + s] = own_logq.exp().cpu()
         torch.exp(logq, out=q)
-        stats = scoring.pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, n): H', JSD, KL
-        out.noisy[:3, view, start:stop] = stats.cpu()
+        stats = scoring.pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, s): H', JSD, KL
+        out.noisy[:3, view, at : at + s] = stats.cpu()
 
 
 def _hidden_signals(clean: torch.Tensor, views: Sequence[torch.Tensor]) -> dict:

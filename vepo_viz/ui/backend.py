@@ -65,16 +65,17 @@ class ModelBackend:
         return load_model(model_key(model_name), device=self.device, dtype=self.dtype)
 
     def analyze(self, model_name, image, question, response, settings, progress=None):
-        from vepo_viz.analysis import analyze
+        from vepo_viz.analysis import analyze_checked, check_request
+        from vepo_viz.models.images import load_image
 
         key = model_key(model_name)
         # Refused before waiting for the model: a too-large request costs nothing.
-        self.limits.check_text(question, response)
-        self.limits.check_settings(settings, generating=response is None)
+        settings, limits = check_request(question, response, settings, self.limits)
+        rgb = load_image(image)  # a path is decoded here, an RGB image passes as it is
         with self._lock(key):
             if progress:
                 progress(0.05, f"loading model {key or EMBEDDED}")
             vlm = self.model(key)
             if progress:
                 progress(0.3, "running the clean and counterfactual passes")
-            return analyze(vlm, image, question, response, settings, limits=self.limits)
+            return analyze_checked(vlm, rgb, question, response, settings, limits)
