@@ -266,10 +266,6 @@ class Signals:
     """(B, T, k) their clean probabilities."""
     top_probs_noisy: torch.Tensor | None = None
     """(K, B, T, k) their probabilities under each view."""
-    top_ids_noisy: torch.Tensor | None = None
-    """(K, B, T, k) each view's own top-k token ids (what the model says instead)."""
-    top_probs_noisy_own: torch.Tensor | None = None
-    """(K, B, T, k) their probabilities under that view."""
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
     """{hidden-state signal name: (K, B, T)} of every registered hidden-state signal."""
 
@@ -317,8 +313,8 @@ def head_walk(
         clean: (B, T, D) clean states; views: K tensors (B, T, D), one per view.
         ids: (B, T) response token ids (any valid id at padding).
         temperature: tau; every distribution is softmax(z / tau).
-        top_k: also the clean top-k candidates, their probabilities under each view and
-            each view's own top-k (0: none).
+        top_k: also the clean top-k candidates and their probabilities under each view
+            (0: none).
         rows: positions per chunk (None: `chunk_rows`); n_vocab: V if known (else one
             one-row head call reads it).
         min_chunks: make at least this many head calls per pass (idle one-row calls), so
@@ -364,8 +360,6 @@ class _Outputs:
         self.top_ids = torch.empty(N, k, dtype=torch.long)
         self.top_probs = torch.empty(N, k)
         self.top_probs_noisy = torch.empty(K, N, k)
-        self.top_ids_noisy = torch.empty(K, N, k, dtype=torch.long)
-        self.top_probs_noisy_own = torch.empty(K, N, k)
 
     def check_and_clamp(self, V: int, temperature: float) -> None:
         """NaN/inf -> ValueError (as `scoring.token_stats`); then the ranges' clamps."""
@@ -392,8 +386,6 @@ class _Outputs:
             top_ids=self.top_ids.view(B, T, self.k) if top else None,
             top_probs=self.top_probs.view(B, T, self.k) if top else None,
             top_probs_noisy=self.top_probs_noisy.view(K, B, T, self.k) if top else None,
-            top_ids_noisy=self.top_ids_noisy.view(K, B, T, self.k) if top else None,
-            top_probs_noisy_own=self.top_probs_noisy_own.view(K, B, T, self.k) if top else None,
             extra={name: x.view(K, B, T) for name, x in extra.items()},
         )
 
@@ -450,9 +442,6 @@ class _Walk:
         out.noisy[3, view, at : at + s] = logq.gather(-1, ids)[:, 0].cpu()
         if k:
             out.top_probs_noisy[view, at : at + s] = logq.gather(-1, top_index[a:b]).exp().cpu()
-            own_logq, own_index = logq.topk(k, dim=-1)  # (s, k)
-            out.top_ids_noisy[view, at : at + s] = own_index.cpu()
-            out.top_probs_noisy_own[view, at : at + s] = own_logq.exp().cpu()
         torch.exp(logq, out=q)
         stats = scoring.pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, s): H', JSD, KL
         out.noisy[:3, view, at : at + s] = stats.cpu()
