@@ -110,7 +110,7 @@ def load_session(
     if analysis.image is not None and analysis.counterfactual_image is None:
         from vepo_viz.analysis import add_views  # a file saved before results held previews
 
-        add_views(analysis)
+        analysis = add_views(analysis)
     session = Session(
         base=analysis, current=analysis, key=None, image=analysis.image, color_scale=color_scale
     )
