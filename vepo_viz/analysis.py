@@ -10,7 +10,7 @@ Steps (shared/PAPER.md, "Definitions"):
 4. chunk by chunk over positions: logits through the output head for the clean and every
    noisy state, `scoring.token_stats`, top-k candidates; a chunk's (n, V) logits are freed
    before the next, so memory is O(chunk x V), never O(T x V);
-5. mean (and spread) over draws, then scores and selections (`results.score_arrays`);
+5. mean (and spread) over draws, then scores and selections (`scoring.score_response`);
 6. beside them (never changing them): the noise floor (for a generated response one more
    teacher-forced pass with the clean image, compared like a draw: vepo_viz.floor), the
    selection stability over draws, and, for the embedded model, warnings when the input
@@ -34,8 +34,9 @@ from vepo_viz.errors import NumericsError, VepoInputError
 from vepo_viz.limits import RequestLimits, check_context
 from vepo_viz.models import engine
 from vepo_viz.models.images import image_digest, load_image
-from vepo_viz.perturb import counterfactual_preview
-from vepo_viz.results import Normalization, TokenAnalysis, score_arrays
+from vepo_viz.perturb import PerturbConfig, counterfactual_preview
+from vepo_viz.results import Normalization, TokenAnalysis
+from vepo_viz.scoring import ResponseScores, score_response
 
 # ---- per-token statistics -----------------------------------------------------------
 
@@ -228,17 +229,65 @@ def analyze_checked(
         stats = PerTokenStats.of_row(signals)
     with _timed(timing, "finish"):
         stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
-        result = _assemble(
-            vlm, prompt, rgb, text, token_ids, stats, settings, truncated, noise_floor
-        )
-        result.generated = response is None
-        result.input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
-        result.patch_grid, result.patch_size = patch_grid(vlm, prompt)
+        entropy_noisy, jsd, kl = (x.mean(0) for x in (stats.entropy_noisy, stats.jsd, stats.kl))
+        scored = _score(stats, entropy_noisy, jsd, kl, settings, noise_floor)  # (T,) means
+        spans = vlm.token_spans(token_ids, text)
+        tokens = vlm.token_strings(token_ids, text, spans)
+        top_tokens = _top_strings(vlm, stats.top_ids)
+        input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
+        grid, patch_size = patch_grid(vlm, prompt)
     with _timed(timing, "preview"):
-        add_views(result, prompt.image, vlm.image_normalization)
+        views = image_views(prompt.image, settings.perturb, vlm.image_normalization)
     timing["total"] = sum(timing.values())
-    result.timing = timing
-    return result
+    return TokenAnalysis(
+        response=text,
+        tokens=tokens,
+        token_ids=np.asarray(token_ids),
+        offsets=np.asarray(spans).reshape(-1, 2),
+        entropy=stats.entropy,
+        entropy_noisy=entropy_noisy,
+        jsd=jsd,
+        kl=kl,
+        entropy_gap=entropy_noisy - stats.entropy,
+        entropy_noisy_std=stats.entropy_noisy.std(0),
+        jsd_std=stats.jsd.std(0),
+        kl_std=stats.kl.std(0),
+        entropy_gap_std=(stats.entropy_noisy - stats.entropy[None]).std(0),  # (K, T) -> (T,)
+        logprob=stats.logprob,
+        logprob_noisy=stats.logprob_noisy.mean(0),
+        top_ids=stats.top_ids,
+        top_tokens=top_tokens,
+        top_probs=stats.top_probs,
+        top_probs_noisy=stats.top_probs_noisy.mean(0),
+        visual_sensitivity=scored.visual_sensitivity,
+        scores=scored.scores,
+        selected_vepo=scored.selected_vepo,
+        selected_entropy=scored.selected_entropy,
+        selection_share=scored.selection_share,
+        draw_jaccard=scored.draw_jaccard,
+        question=prompt.question,
+        model_id=vlm.model_id,
+        family=vlm.family.name,
+        image_digest=image_digest(prompt.image),
+        image_size=prompt.image.size,
+        generated=response is None,
+        truncated=truncated,
+        settings=settings,
+        versions=package_versions(),
+        timing=timing,
+        image=views.image,
+        image_normalization=views.normalization,
+        counterfactual_image=views.counterfactual_image,
+        counterfactual_caption=views.counterfactual_caption,
+        noise_floor=noise_floor,
+        entropy_noisy_draws=stats.entropy_noisy,
+        jsd_draws=stats.jsd,
+        kl_draws=stats.kl,
+        patch_grid=grid,
+        patch_size=patch_size,
+        input_warnings=input_warnings,
+        signals={name: x.mean(0) for name, x in stats.extra.items()},
+    )
 
 
 def model_context(vlm) -> int | None:
@@ -270,101 +319,93 @@ def patch_grid(vlm, prompt) -> tuple[tuple[int, int] | None, int]:
     return (cols, rows), int(size) if isinstance(size, int) else 0
 
 
-def _assemble(
-    vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings, truncated, noise_floor
-):
-    spans = vlm.token_spans(token_ids, text)
-    mean = {
-        "entropy_noisy": stats.entropy_noisy.mean(0),
-        "jsd": stats.jsd.mean(0),
-        "kl": stats.kl.mean(0),
-    }
-    gap_draws = stats.entropy_noisy - stats.entropy[None]  # (K, T)
-    scored = score_arrays(
+def _score(
+    stats: PerTokenStats,
+    entropy_noisy: np.ndarray,
+    jsd: np.ndarray,
+    kl: np.ndarray,
+    settings: AnalysisSettings,
+    noise_floor: floor.NoiseFloor,
+) -> ResponseScores:
+    """`scoring.score_response` of the (T,) means over draws (and of each draw in
+    `stats`: the selection stability)."""
+    return score_response(
         entropy=stats.entropy,
-        entropy_noisy=mean["entropy_noisy"],
-        jsd=mean["jsd"],
-        kl=mean["kl"],
+        entropy_noisy=entropy_noisy,
+        jsd=jsd,
+        kl=kl,
         score_type=settings.score_type,
         alpha=settings.alpha,
         ratio=settings.ratio,
         scope=settings.scope,
         seed=settings.seed,
         exclude=(
-            floor.at_floor(mean["jsd"], mean["entropy_noisy"] - stats.entropy, noise_floor)
+            floor.at_floor(jsd, entropy_noisy - stats.entropy, noise_floor)
             if settings.skip_floor
             else None
         ),
-        draws={
-            "entropy_noisy_draws": stats.entropy_noisy,
-            "jsd_draws": stats.jsd,
-            "kl_draws": stats.kl,
-        },
-    )
-    flat_top = stats.top_ids.reshape(-1).tolist()
-    top_strings = vlm.tokenizer.batch_decode(
-        [[i] for i in flat_top], skip_special_tokens=False, clean_up_tokenization_spaces=False
-    )
-    k = stats.top_ids.shape[1]
-    return TokenAnalysis(
-        response=text,
-        tokens=vlm.token_strings(token_ids, text, spans),
-        token_ids=np.asarray(token_ids),
-        offsets=np.asarray(spans).reshape(-1, 2),
-        entropy=stats.entropy,
-        entropy_noisy=mean["entropy_noisy"],
-        jsd=mean["jsd"],
-        kl=mean["kl"],
-        entropy_gap=mean["entropy_noisy"] - stats.entropy,
-        entropy_noisy_std=stats.entropy_noisy.std(0),
-        jsd_std=stats.jsd.std(0),
-        kl_std=stats.kl.std(0),
-        entropy_gap_std=gap_draws.std(0),
-        logprob=stats.logprob,
-        logprob_noisy=stats.logprob_noisy.mean(0),
-        top_ids=stats.top_ids,
-        top_tokens=[top_strings[i : i + k] for i in range(0, len(top_strings), k)],
-        top_probs=stats.top_probs,
-        top_probs_noisy=stats.top_probs_noisy.mean(0),
-        question=prompt.question,
-        model_id=vlm.model_id,
-        family=vlm.family.name,
-        image_digest=image_digest(prompt.image),
-        image_size=prompt.image.size,
-        truncated=truncated,
-        settings=settings,
-        versions=package_versions(),
-        noise_floor=noise_floor,
         entropy_noisy_draws=stats.entropy_noisy,
         jsd_draws=stats.jsd,
         kl_draws=stats.kl,
-        signals={name: x.mean(0) for name, x in stats.extra.items()},
-        **scored,
     )
+
+
+def _top_strings(vlm, top_ids: np.ndarray) -> list[list[str]]:
+    """(T, k) decoded strings of the (T, k) candidate ids."""
+    flat = top_ids.reshape(-1).tolist()
+    strings = vlm.tokenizer.batch_decode(
+        [[i] for i in flat], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
+    k = top_ids.shape[1]
+    return [strings[i : i + k] for i in range(0, len(strings), k)]
+
+
+@dataclass(frozen=True)
+class ImageViews:
+    """What the image views of a result show (`image_views`): the TokenAnalysis fields
+    image, image_normalization, counterfactual_image and counterfactual_caption."""
+
+    image: Image.Image
+    """The image as the processor received it."""
+    normalization: Normalization | None
+    """(mean, std) of the processor's normalisation, or None if not known."""
+    counterfactual_image: Image.Image
+    """Draw 0's counterfactual preview (perturb.counterfactual_preview)."""
+    counterfactual_caption: str
+    """What the preview is, in one sentence."""
+
+
+def image_views(
+    image: Image.Image, perturb: PerturbConfig, normalization: Normalization | None = None
+) -> ImageViews:
+    """The image and draw 0's counterfactual preview under `perturb`, so that the views
+    never call the model or perturb (`perturb.counterfactual_preview`)."""
+    mean, std = normalization if normalization is not None else (None, None)
+    preview, caption = counterfactual_preview(image, perturb, image_mean=mean, image_std=std)
+    return ImageViews(image, normalization, preview, caption)
 
 
 def add_views(
     result: TokenAnalysis,
     image: Image.Image | None = None,
     normalization: Normalization | None = None,
-) -> None:
-    """Store on `result` what the views show, so that they never call the model or
-    perturb: the image as the processor received it, its normalisation (mean, std) and
-    draw 0's counterfactual preview (`perturb.counterfactual_preview` with the result's
-    settings). `image`/`normalization` default to the result's own (a loaded result
-    that stores its image but no preview gets one; no-op without an image)."""
+) -> TokenAnalysis:
+    """`result` with what the views show (`image_views` under the result's settings): a
+    new TokenAnalysis. `image`/`normalization` default to the result's own (a loaded
+    result that stores its image but no preview gets one); `result` itself when there is
+    no image."""
     image = image if image is not None else result.image
     if image is None:
-        return
+        return result
     normalization = normalization if normalization is not None else result.image_normalization
-    mean, std = normalization if normalization is not None else (None, None)
-    preview, caption = counterfactual_preview(
-        image, result.settings.perturb, image_mean=mean, image_std=std
+    views = image_views(image, result.settings.perturb, normalization)
+    return replace(
+        result,
+        image=views.image,
+        image_normalization=views.normalization,
+        counterfactual_image=views.counterfactual_image,
+        counterfactual_caption=views.counterfactual_caption,
     )
-    result.image = image
-    result.image_normalization = normalization
-    result.counterfactual_image = preview
-    result.counterfactual_caption = caption
 
 
 def package_versions() -> dict[str, str]:

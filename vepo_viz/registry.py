@@ -1,7 +1,7 @@
 """`Registry`: one table per extension point, from which everything else is derived.
 
-vepo-viz has six extension points: views, the counterfactual modes (`perturb.MODES`),
-per-token signals (`models.engine.SIGNALS`), score types (`scoring.SCORE_TYPES`),
+vepo-viz has six extension points: the views, i.e. counterfactual modes
+(`perturb.MODES`), per-token signals (`models.engine.SIGNALS`), score types (`scoring.SCORE_TYPES`),
 training selection rules (`train.rules.RULES`), answer verifiers
 (`data.verifiers.VERIFIERS`) and VLM families (`models.families.FAMILIES`). Each is a
 `Registry`: an ordered table of named entries. The UI's choices, the CLI's flags and

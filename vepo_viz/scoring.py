@@ -1,7 +1,8 @@
 """VEPO token scoring: per-token statistics, score types, top-k selection, VPPO weights.
 
 Everything here is pure tensor math (tensors and a config in, tensors out): no model, no
-processor, no I/O. The UI, the CLI, dataset scoring and training all call these same
+processor, no I/O; `score_response` wraps it for one stored response (numpy in, a frozen
+`ResponseScores` out: what `analyze` and `TokenAnalysis.rescore` store). The UI, the CLI, dataset scoring and training all call these same
 functions, so every number the app shows is computed once, here. Definitions follow
 shared/PAPER.md (the reference code of Jin et al. 2026); the reference is the default of
 every setting and each departure is a named setting.
@@ -20,6 +21,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
+
+import numpy as np
 
 from vepo_viz.lazy import no_grad, torch
 from vepo_viz.registry import Registry
@@ -786,6 +789,99 @@ def selection_stability(selected_kt: torch.Tensor) -> tuple[torch.Tensor, float]
     if not bool(pairs.any()):
         return share, math.nan
     return share, float((inter[pairs].double() / union[pairs].double()).mean())
+
+
+# --------------------------------------------------------------------------------------
+# One response's stored statistics (numpy in, numpy out)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ResponseScores:
+    """Scores, selections and visual sensitivity of one response (`score_response`).
+
+    numpy arrays, (T,) each: what `TokenAnalysis` stores beside its statistics.
+    """
+
+    visual_sensitivity: np.ndarray
+    """(T,) float32 v_t, per-response normalised (`visual_sensitivity`)."""
+    scores: np.ndarray
+    """(T,) float32 selection score of the config's score type."""
+    selected_vepo: np.ndarray
+    """(T,) bool: the top-ratio tokens by `scores` (minus any excluded)."""
+    selected_entropy: np.ndarray
+    """(T,) bool: the top-ratio tokens by entropy alone (the 80/20 baseline)."""
+    selection_share: np.ndarray | None = None
+    """(T,) float32 share of the K draws whose own statistics select each token (the
+    `scores` selection); None when fewer than 2 draws are given."""
+    draw_jaccard: float | None = None
+    """Mean Jaccard between the selections of pairs of draws (None when K < 2)."""
+
+
+def score_response(
+    *,
+    entropy: np.ndarray,
+    entropy_noisy: np.ndarray,
+    jsd: np.ndarray,
+    kl: np.ndarray,
+    score_type: str = "D",
+    alpha: float = 0.7,
+    ratio: float = 0.2,
+    scope: str = "response",
+    seed: int = 0,
+    exclude: np.ndarray | None = None,
+    entropy_noisy_draws: np.ndarray | None = None,
+    jsd_draws: np.ndarray | None = None,
+    kl_draws: np.ndarray | None = None,
+) -> ResponseScores:
+    """Scores, selections and visual sensitivity of one response from its (T,) statistics.
+
+    The single place where `analyze` and `TokenAnalysis.rescore` score, so a re-score
+    with the analysis' own settings reproduces it bit for bit. `exclude` (T,) bool:
+    tokens the `scores` selection skips (AnalysisSettings.skip_floor; scores unchanged).
+    `*_draws` (K, T): the per-draw statistics; with all three given and K >= 2 each draw
+    is scored and selected on its own (`selection_stability`).
+    """
+    config = ScoringConfig(
+        score_type=score_type, alpha=float(alpha), ratio=float(ratio), scope=scope, seed=seed
+    )
+    stats = _row_stats(entropy, entropy_noisy, jsd, kl)
+    mask = torch.ones(stats.shape, dtype=torch.bool)  # (1, T)
+    skip = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=bool))[None]
+    scores, selected = score_and_select(stats, mask, config, exclude=skip)  # (1, T) each
+    entropy_scores = score_tokens(stats, mask, "entropy")  # (1, T)
+    selected_entropy = select_tokens(entropy_scores, mask, config.ratio, config.scope)
+    sensitivity = visual_sensitivity(stats, mask, config.alpha)  # (1, T)
+    share, jaccard = None, None
+    draws = (entropy_noisy_draws, jsd_draws, kl_draws)
+    if all(d is not None for d in draws) and len(jsd_draws) >= 2:
+        per_draw = [
+            score_and_select(_row_stats(entropy, h, j, k), mask, config, exclude=skip)[1][0]
+            for h, j, k in zip(*draws, strict=True)
+        ]  # K x (T,)
+        share_t, jaccard = selection_stability(torch.stack(per_draw))  # (T,), float
+        share = share_t.numpy()
+    return ResponseScores(
+        visual_sensitivity=sensitivity[0].numpy(),
+        scores=scores[0].numpy(),
+        selected_vepo=selected[0].numpy(),
+        selected_entropy=selected_entropy[0].numpy(),
+        selection_share=share,
+        draw_jaccard=jaccard,
+    )
+
+
+def _row_stats(
+    entropy: np.ndarray, entropy_noisy: np.ndarray, jsd: np.ndarray, kl: np.ndarray
+) -> TokenStats:
+    """(T,) numpy statistics as the (1, T) float32 TokenStats of one response."""
+
+    def row(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # (1, T)
+
+    return TokenStats(
+        entropy=row(entropy), entropy_noisy=row(entropy_noisy), jsd=row(jsd), kl=row(kl)
+    )
 
 
 # --------------------------------------------------------------------------------------
