@@ -48,9 +48,9 @@ def measure(model: str, n_greedy: int, n_sampled: int) -> dict:
     import torch
 
     from vepo_viz.models import load_model
+    from vepo_viz.repro.profile import headroom, sample_responses
     from vepo_viz.train.config import TrainConfig
     from vepo_viz.train.data import PromptSource
-    from vepo_viz.train.repro_profile import headroom, sample_responses
     from vepo_viz.train.trl_data import evaluate
 
     torch.set_num_threads(1)

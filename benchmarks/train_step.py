@@ -17,7 +17,7 @@ On CPU the ratios are of process CPU time per step with --threads threads (defau
 on a shared machine the wall clock mostly measures waiting for a core); the wall-clock
 ratios are printed beside them. On CUDA they are of synchronised wall-clock time.
 
-Memory. The plug-in's hidden -> token_stats path (`trl_plugin._stats_from_hidden`:
+Memory. The plug-in's hidden -> token_stats path (`engine.head_walk`:
 chunks of positions through the output head, clean and counterfactual) against a naive
 version that materialises the (B, T, V) logits of both passes and computes the stats at
 once (benchmarks/scoring_memory.py's reference formula), at Qwen's vocabulary (151,936)
@@ -26,7 +26,10 @@ CPU), through a random bf16 head of hidden size D (default 1024; --quick: 64). E
 in its own subprocess; "extra" is its peak RSS (ru_maxrss) minus the RSS once the head and
 hidden states exist, as scoring_memory.py measures (on CUDA: torch's allocator peak).
 
-Goals (issue 12): vepo/entropy <= 1.15 and vepo/plain <= 1.15.
+Goals (issue 12): vepo/entropy <= 1.15 and vepo/plain <= 1.15. Issue 22: the plug-in's own
+time per vepo step (its passes, head walk, selection and hand-over) <= 1.1 x the time of
+the no-grad forward over the views that the method needs (every `engine.view_passes`
+call of the step, timed inside the same step).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ sys.path.insert(0, str(HERE))
 from scoring_memory import QWEN_VOCAB, naive_token_stats, rss_bytes  # noqa: E402
 
 RATIO_GOAL = 1.15
+OWN_GOAL = 1.1  # issue 22: the plug-in's own time <= 1.1 x the forward the method needs
 MIB = 2**20
 RULES = ("vepo", "entropy", "plain")
 
@@ -116,6 +120,28 @@ def build_trainers(args, steps: int, out: Path) -> tuple[dict, dict]:
     return trainers, info
 
 
+VIEW_FORWARD = {"wall_s": 0.0, "cpu_s": 0.0}
+"""Seconds in the engine's no-grad forwards over the views (the forward the method needs),
+accumulated over one step."""
+
+
+def _time_view_forwards() -> None:
+    """Time every `engine.view_passes` call (the plug-in's counterfactual forwards)."""
+    from vepo_viz.models import engine
+
+    original = engine.view_passes
+
+    def timed(*a, **kw):
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return original(*a, **kw)
+        finally:
+            VIEW_FORWARD["wall_s"] += time.perf_counter() - t
+            VIEW_FORWARD["cpu_s"] += time.process_time() - c
+
+    engine.view_passes = timed
+
+
 def _time_selection(trainer) -> None:
     """Accumulate the seconds the plug-in spends in its own passes and selection."""
     trainer.bench_select_s = trainer.bench_select_cpu_s = 0.0
@@ -137,6 +163,7 @@ def one_step(trainer, cuda: bool) -> dict:
     """One optimizer step of `trainer` as Trainer's loop runs it; its times."""
     inputs = next(trainer.bench_batches)
     trainer.bench_select_s = trainer.bench_select_cpu_s = 0.0
+    VIEW_FORWARD.update(wall_s=0.0, cpu_s=0.0)
     if cuda:
         torch.cuda.synchronize()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -153,6 +180,8 @@ def one_step(trainer, cuda: bool) -> dict:
         "cpu_s": time.process_time() - cpu0,
         "select_s": trainer.bench_select_s,
         "select_cpu_s": trainer.bench_select_cpu_s,
+        "forward_s": VIEW_FORWARD["wall_s"],
+        "forward_cpu_s": VIEW_FORWARD["cpu_s"],
     }
 
 
@@ -162,6 +191,7 @@ def step_times(args) -> None:
         trainers, info = build_trainers(args, steps + 1, Path(tmp))
         for rule in ("vepo", "entropy"):
             _time_selection(trainers[rule])
+        _time_view_forwards()
         trainers["plain"].bench_select_s = trainers["plain"].bench_select_cpu_s = 0.0
         cuda = info["device"].startswith("cuda")
         print(
@@ -206,6 +236,14 @@ def step_times(args) -> None:
         f"views plus the selection) = {floor:.1%} of the plain step: vepo/plain cannot be "
         f"below {1 + floor:.2f} while that forward costs what it does"
     )
+    fwd = "forward_s" if cuda else "forward_cpu_s"
+    own = median("vepo", sel) / median("vepo", fwd)
+    verdict = "PASS" if own <= OWN_GOAL else "FAIL"
+    print(
+        f"the plug-in's own time per vepo step / its no-grad forward over the views = "
+        f"{median('vepo', sel):.3f} / {median('vepo', fwd):.3f} s = {own:.3f} ({basis}; "
+        f"goal <= {OWN_GOAL}: {verdict})"
+    )
     print(f"{steps} timed steps each, {wall:.0f} s")
 
 
@@ -226,11 +264,11 @@ def _memory_inputs(B: int, T: int, V: int, D: int, device: str, seed: int = 0):
 
 
 def plugin_stats(head, hidden, noisy, ids) -> dict:
-    from vepo_viz.train.trl_plugin import _stats_from_hidden
+    from vepo_viz.models.engine import head_walk
 
-    stats, logp, logq, _ = _stats_from_hidden(head, hidden, [noisy], ids, 1.0, 0)
-    out = {f: getattr(stats[0], f) for f in ("entropy", "entropy_noisy", "jsd", "kl")}
-    return {**out, "logp": logp, "logq": logq}
+    signals = head_walk(head, hidden, [noisy], ids)
+    out = {f: getattr(signals.stats(), f) for f in ("entropy", "entropy_noisy", "jsd", "kl")}
+    return {**out, "logp": signals.logprob, "logq": signals.logprob_noisy[0]}
 
 
 @torch.no_grad()

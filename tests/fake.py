@@ -19,8 +19,8 @@ def draw_scene(width: int = 96, height: int = 64) -> Image.Image:
 
 def synthetic_analysis(n_tokens: int = 12, seed: int = 0, **overrides):
     """A TokenAnalysis with random but valid statistics, scored like the real pipeline."""
-    from vepo_viz.results import TokenAnalysis, score_arrays
-    from vepo_viz.scoring import ScoringConfig
+    from vepo_viz.results import TokenAnalysis
+    from vepo_viz.scoring import ScoringConfig, score_response
 
     rng = np.random.default_rng(seed)
     words = ["The", " square", " is", " red", ",", " so", " x", " =", " 4", ".", " Yes", "!"]
@@ -63,14 +63,20 @@ def synthetic_analysis(n_tokens: int = 12, seed: int = 0, **overrides):
         versions={"vepo_viz": "test"},
         timing={"total": 0.0},
     )
+    scored = score_response(
+        entropy=entropy,
+        entropy_noisy=entropy_noisy,
+        jsd=jsd,
+        kl=kl,
+        config=ScoringConfig(**settings),
+    )
     fields.update(
-        score_arrays(
-            entropy=entropy,
-            entropy_noisy=entropy_noisy,
-            jsd=jsd,
-            kl=kl,
-            config=ScoringConfig(**settings),
-        )
+        visual_sensitivity=scored.visual_sensitivity,
+        scores=scored.scores,
+        selected_vepo=scored.selected_vepo,
+        selected_entropy=scored.selected_entropy,
+        selection_share=scored.selection_share,
+        draw_jaccard=scored.draw_jaccard,
     )
     fields.update(overrides)
     return TokenAnalysis(**fields)

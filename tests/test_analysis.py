@@ -11,7 +11,6 @@ import torch
 
 from tests.test_models import full_forward_logits
 from vepo_viz import AnalysisSettings, TokenAnalysis, analyze
-from vepo_viz.analysis import token_statistics
 from vepo_viz.errors import NumericsError, VepoInputError
 from vepo_viz.models import load_model
 from vepo_viz.perturb import PerturbConfig
@@ -138,27 +137,6 @@ def test_chunk_size_does_not_change_numbers(tiny_vlm, scene):
         for name in ("entropy", "entropy_noisy", "jsd", "kl", "logprob", "top_probs"):
             np.testing.assert_allclose(getattr(other, name), getattr(base, name), atol=1e-5)
         assert np.array_equal(other.top_ids, base.top_ids)
-
-
-def test_token_statistics_never_builds_full_logits():
-    """The head is called on chunks of at most chunk_size positions."""
-    torch.manual_seed(0)
-    head = torch.nn.Linear(8, 50, bias=False)
-    seen = []
-
-    def spy(hidden):
-        seen.append(hidden.shape[0])
-        return head(hidden)
-
-    hidden = torch.randn(23, 8)
-    stats = token_statistics(
-        spy, hidden, [hidden + 0.1, hidden - 0.1], list(range(23)), vocab_size=50, chunk_size=4
-    )
-    assert max(seen) == 4 and stats.jsd.shape == (2, 23)
-    full = torch.log_softmax(head(hidden), -1)
-    np.testing.assert_allclose(
-        stats.logprob, full[range(23), range(23)].detach().numpy(), atol=1e-6
-    )
 
 
 def test_image_path_and_pil_give_the_same_result(qwen, scene, tmp_path):

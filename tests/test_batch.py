@@ -4,6 +4,7 @@ resume through the progress file, re-scoring with the current settings."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -144,8 +145,8 @@ def test_aggregate_accuracy_by_verifier_and_group():
     finished = []
     for i, (answer, _) in enumerate(answers):
         row = Row(i, f"r{i}", None, "q", None, "f", answer=answer, extra=(("level", str(i % 2)),))
-        result = synthetic_analysis(6, seed=i)
-        result.response = "the answer is 3" if i == 0 else "the answer is C"
+        response = "the answer is 3" if i == 0 else "the answer is C"
+        result = replace(synthetic_analysis(6, seed=i), response=response)
         finished.append((row, result))
     agg = batch.aggregate(finished, group_by="level")
     assert agg["verifiers"] == {

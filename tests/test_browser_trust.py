@@ -41,7 +41,11 @@ def test_sigma_zero_warns_and_marks_no_visual_signal(page):  # noqa: F811
     page.get_by_text("Counterfactual image").click()
     sigma = page.locator('#vv-sigma input[data-testid="number-input"]')
     sigma.fill("0")
-    sigma.press("Enter")
+    sigma.press("Tab")  # the slider commits a typed value on blur (Enter does nothing)
+    # the range input shares the component's value: 0 there means the value took
+    page.wait_for_function(
+        "() => document.querySelector('#vv-sigma input[type=range]').value === '0'"
+    )
     page.locator("#vv-analyze").click()
     # the analysis is done when its summary names sigma 0 (a failure shows what is there)
     done = "() => /sigma\\s0\\b/.test(document.querySelector('#vv-summary').innerText)"

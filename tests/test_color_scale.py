@@ -6,6 +6,7 @@ sample of sample_data/, measured from the rendered pixels."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,8 +27,7 @@ def heavy_tailed(seed: int = 0):
     a = fake_analysis(seed=seed)
     n = len(a.tokens)
     rng = np.random.default_rng(seed)
-    a.scores = 10.0 ** rng.uniform(-11, -2, n)
-    return a
+    return replace(a, scores=10.0 ** rng.uniform(-11, -2, n))
 
 
 def lut(cmap: str = DEFAULT_COLORMAP) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 import gradio as gr
 import numpy as np
@@ -30,8 +31,7 @@ LONG_NUMBER = re.compile(r"\d\.?\d{7,}")
 def tiny_signal():
     """An analysis whose JSD is float noise (3e-08) while v spans 0-1 (normalised)."""
     a = fake_analysis()
-    a.jsd = np.full(len(a.tokens), 3e-8) * np.linspace(1, 2, len(a.tokens))
-    return a
+    return replace(a, jsd=np.full(len(a.tokens), 3e-8) * np.linspace(1, 2, len(a.tokens)))
 
 
 def test_hover_shows_raw_jsd_and_gap_beside_v_and_s():
@@ -84,8 +84,9 @@ def test_scope_is_explained_and_the_note_says_when_all_three_agree():
     assert "response" in SCOPE_INFO and "batch" in SCOPE_INFO and "quantile" in SCOPE_INFO
     assert "select the same tokens" in scope_note(a)
     tied = fake_analysis()
-    tied.scores = np.zeros(len(tied.tokens))  # every score ties: quantile keeps them all
-    tied.selected_vepo = np.zeros(len(tied.tokens), dtype=bool)
+    n = len(tied.tokens)
+    # every score ties: quantile keeps them all
+    tied = replace(tied, scores=np.zeros(n), selected_vepo=np.zeros(n, dtype=bool))
     assert "differ" in scope_note(tied)
 
 
@@ -149,8 +150,8 @@ def test_load_restores_the_image_and_every_counterfactual_setting(tmp_path):
     perturb = PerturbConfig(mode="patch", patch_size=9, patch_prob=0.3, n_draws=2, seed=4)
     settings = AnalysisSettings(perturb=perturb, scoring={"ratio": 0.4}, seed=4)
     assert ControlValues.of(settings).settings() == settings
-    analysis = fake_analysis(settings=settings)
-    analysis.image = Image.new("RGB", (112, 112), (10, 200, 30))
+    image = Image.new("RGB", (112, 112), (10, 200, 30))
+    analysis = replace(fake_analysis(settings=settings), image=image)
     path = save_session(Session(base=analysis, current=analysis))
 
     demo = build_app(FakeBackend(), samples=[])

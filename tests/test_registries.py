@@ -9,14 +9,17 @@ The UI's choices are tested with the UI (tests/test_ui_*.py).
 from __future__ import annotations
 
 import argparse
+import importlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vepo_viz import cli
+from vepo_viz import cli, registry
 from vepo_viz.analysis import AnalysisSettings, analyze
 from vepo_viz.commands import common
 from vepo_viz.models import load_model
@@ -25,8 +28,7 @@ from vepo_viz.perturb import MODES, CounterfactualMode, PerturbConfig
 from vepo_viz.registry import Registry
 from vepo_viz.scoring import SCORE_TYPES, ScoreType, ScoringConfig, TokenStats, score_tokens
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.rules import RULES, Selection, SelectionRule, TokenSignals
-from vepo_viz.train.selection import select_for_step
+from vepo_viz.train.rules import RULES, Selection, SelectionRule, TokenSignals, select_for_step
 
 QUESTION = "What colour is the square?"
 RESPONSE = "The square is red."
@@ -52,6 +54,24 @@ def random_stats(b: int = 2, t: int = 7, seed: int = 0) -> TokenStats:
         jsd=torch.rand(b, t, generator=gen) * 0.1,
         kl=torch.rand(b, t, generator=gen) * 0.2,
     )
+
+
+def test_registry_docstring_names_every_registry_where_it_lives():
+    """registry.py's list of extension points is the registries that exist, each under the
+    module that owns it."""
+    package = Path(registry.__file__).parent
+    defined = set()
+    for path in package.rglob("*.py"):
+        module = ".".join(path.relative_to(package).with_suffix("").parts)
+        for name in re.findall(r"^(\w+): Registry\[", path.read_text(), re.M):
+            defined.add(f"{module}.{name}")
+    named = set(re.findall(r"`((?:\w+\.)+[A-Z_]+)`", registry.__doc__))
+    assert {"train.rules.RULES", "scoring.SCORE_TYPES"} <= defined
+    assert named == defined
+    for dotted in named:
+        module, _, name = dotted.rpartition(".")
+        table = getattr(importlib.import_module(f"vepo_viz.{module}"), name)
+        assert isinstance(table, Registry), dotted
 
 
 # -- score types ------------------------------------------------------------------------

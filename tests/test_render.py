@@ -160,9 +160,10 @@ def test_views_of_results_without_images():
     app = TokenAnalysis.load(legacy / "app_session_v1.json")
     clean, view, caption = views_of(app)
     assert clean is app.image and view is None and "no counterfactual preview" in caption
-    add_views(app)  # an old app file's image gets its preview (CLIP's normalisation)
-    clean, view, caption = views_of(app)
-    assert view.size == clean.size and caption.endswith(f"{app.counterfactual_caption}.")
+    viewed = add_views(app)  # an old app file's image gets its preview (CLIP's normalisation)
+    assert viewed is not app and app.counterfactual_image is None  # a new result
+    clean, view, caption = views_of(viewed)
+    assert view.size == clean.size and caption.endswith(f"{viewed.counterfactual_caption}.")
 
 
 def test_render_imports_no_torch():

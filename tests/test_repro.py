@@ -1,4 +1,4 @@
-"""The mini-reproduction script (vepo_viz.train.repro) on the TRL trainer: its --help, and
+"""The mini-reproduction script (vepo_viz.repro) on the TRL trainer: its --help, and
 a tiny grid (one rule, one seed, two steps) end to end: data export, the run, the summary,
 the extra evaluation and the selection profile."""
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_help_works():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "vepo_viz.train.repro", "--help"],
+        [sys.executable, "-m", "vepo_viz.repro", "--help"],
         capture_output=True,
         text=True,
         env=env,
@@ -37,7 +37,7 @@ def test_help_works():
     reason="the embedded tiny model is not built (vepo_viz/tiny/model)",
 )
 def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
-    from vepo_viz.train import repro
+    from vepo_viz.repro import run as repro
     from vepo_viz.train.jobs import read_status
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the grid's `vepo-viz train` processes
@@ -59,8 +59,8 @@ def test_tiny_grid_end_to_end(tmp_path, monkeypatch):
     assert profile["n_responses"] == 4 and 0 < profile["vepo"]["selected_fraction"] < 1
     assert "| vepo |" in repro.markdown_table(summary)
     # the scan: every suite family, one prompt x G responses, with entropy and vepo added
+    from vepo_viz.repro.doc import scan_table
     from vepo_viz.tasks import FAMILIES
-    from vepo_viz.train.repro_doc import scan_table
 
     scan = summary["scan"]
     assert list(scan) == list(FAMILIES)

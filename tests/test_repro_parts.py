@@ -1,21 +1,35 @@
-"""The mini-reproduction's parts without a model: the 95% interval, the doc blocks, the
-premise numbers (where image-read tokens sit in the entropy ranking, which wrong readings
-were confident) and the annotation of a response's wrong image-read token."""
+"""The mini-reproduction's parts without a model: the 95% interval, the doc blocks and the
+command they name, what each rule selects (selected-vs-all metrics, token kinds), the
+premise numbers (where image-read tokens sit in the entropy
+ranking, which wrong readings were confident) and the annotation of a response's wrong
+image-read token."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from tests.test_train_selection import _signals
+from vepo_viz.repro.doc import command_text, verdict_text, write_doc
+from vepo_viz.repro.profile import (
+    Response,
+    _annotate,
+    headroom,
+    kind_metrics,
+    premise_numbers,
+    selection_metrics,
+)
+from vepo_viz.repro.run import COMMAND, grid_command
+from vepo_viz.repro.summary import interval
 from vepo_viz.tasks import make_example
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.repro_doc import verdict_text, write_doc
-from vepo_viz.train.repro_profile import Response, _annotate, headroom, premise_numbers
-from vepo_viz.train.repro_summary import interval
-from vepo_viz.train.rules import TokenSignals
+from vepo_viz.train.rules import TokenSignals, select_for_step
 
 
 def test_interval_is_the_t_interval_of_the_mean():
@@ -42,6 +56,36 @@ def test_verdict_and_doc_blocks(tmp_path):
     assert write_doc(doc, summary) == ["verdict"]  # no profile yet: that block stays
     body = doc.read_text()
     assert "old" not in body and text in body and "kept" in body and body.startswith("intro")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_documented_commands_name_modules_that_run():
+    named = {m for doc in DOCS for m in re.findall(r"python -m (vepo_viz[\w.]*)", doc.read_text())}
+    assert {"vepo_viz.repro", "vepo_viz.repro.pool"} <= named
+    for name in named:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, f"{name} is named in the docs but does not exist"
+        if spec.submodule_search_locations is not None:  # a package: needs its __main__
+            assert importlib.util.find_spec(f"{name}.__main__") is not None, name
+
+
+def test_doc_command_blocks_are_the_command_the_grid_writes(tmp_path):
+    pattern = r"<!-- BEGIN repro:command -->\n(.*?)\n<!-- END repro:command -->"
+    blocks = [b for doc in DOCS for b in re.findall(pattern, doc.read_text(), re.S)]
+    assert len(blocks) >= 2
+    for block in blocks:
+        assert block.startswith(f"    {COMMAND} --init "), block[:60]
+    # a grid started before the move wrote the old module name: read under today's
+    started = tmp_path / "command.txt"
+    started.write_text("python -m vepo_viz.train.repro --init tiny --out runs/r\n")
+    assert grid_command(started) == f"{COMMAND} --init tiny --out runs/r"
+    assert (
+        command_text({"command": grid_command(started)})
+        == f"    {COMMAND} --init tiny --out runs/r"
+    )
 
 
 class _Vocab:
@@ -109,3 +153,29 @@ def test_premise_numbers_rank_image_read_tokens_and_confident_misreadings():
     assert p["wrong_read_selected"]["entropy"] == 0.0  # entropy-only skips it
     h = headroom(responses, group_size=2)
     assert h["nonzero_adv_groups"] == 1.0 and h["sampled_acc"] == 0.5
+
+
+def test_selection_metrics_compare_selected_with_all():
+    signals, _ = _signals()
+    sel = select_for_step(TrainConfig(selection="entropy"), signals, torch.Generator())
+    m = selection_metrics(signals, sel, 0.7)
+    assert m["entropy_selected"] > m["entropy_all"]  # entropy top-20% has the highest H
+    assert set(m) >= {"jsd_selected", "jsd_all", "vis_selected", "vis_all"}
+    everything = select_for_step(TrainConfig(selection="all"), signals, torch.Generator())
+    m = selection_metrics(signals, everything, 0.7)
+    assert m["entropy_selected"] == pytest.approx(m["entropy_all"])
+
+
+def test_kind_metrics_counts_selected_token_kinds():
+    mask = torch.tensor(
+        [[True, True, True, False], [True, True, True, True], [True, True, False, False]]
+    )
+    selected = torch.tensor(
+        [[True, False, False, False], [False, True, True, False], [True, True, False, False]]
+    )
+    kinds = [("visual", "template", "free"), ("template", "visual", "answer", "visual"), None]
+    m = kind_metrics(kinds, selected, mask)
+    assert m["share_visual"] == pytest.approx(2 / 3) and m["share_answer"] == pytest.approx(1 / 3)
+    assert m["share_template"] == 0 and m["recall_visual"] == pytest.approx(2 / 3)
+    assert m["kinds_rows"] == 2
+    assert math.isnan(kind_metrics([None] * 3, selected, mask)["share_visual"])

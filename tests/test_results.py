@@ -3,10 +3,12 @@ summary helpers. No model needed (synthetic analyses)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,40 @@ def test_results_import_stays_light():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_loading_saving_and_summarising_a_result_never_import_torch(tmp_path):
+    """results.py is plain data: only `rescore` (vepo_viz.scoring) brings torch in."""
+    code = (
+        "import sys; from vepo_viz.results import TokenAnalysis, summary; "
+        f"r = TokenAnalysis.load({str(LEGACY / 'app_session_v1.json')!r}); "
+        f"r.save({str(tmp_path / 'r.json')!r}); summary(r); r.to_dataframe(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+    tree = ast.parse(Path(vepo_viz.results.__file__).read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.split(".")[0] == "torch"}  # not even in a function
+
+
+def test_a_result_is_frozen_and_a_changed_view_is_a_new_object():
+    result = synthetic_analysis(8)
+    scores = result.scores.copy()
+    for name, value in (("scores", np.zeros(8)), ("image", None), ("question", "other")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(result, name, value)
+    with pytest.raises(FrozenInstanceError):
+        del result.tokens
+    rescored = result.rescore(ratio=0.5)
+    assert rescored is not result and rescored.settings.scoring.ratio == 0.5
+    assert result.settings.scoring.ratio == 0.2 and np.array_equal(result.scores, scores)
+    asked = replace(result, question="Which shape is red?")  # replace re-validates
+    assert asked.question == "Which shape is red?" and result.question != asked.question
+    assert asked.scores.dtype == np.float32 and asked.token_ids.dtype == np.int64
+    with pytest.raises(ValueError, match="expected"):
+        replace(result, jsd=np.zeros(3))
+
+
 # ---- what the views need: images, normalisation, typed settings ---------------------
 
 LEGACY = Path(__file__).parent / "legacy"
@@ -136,11 +172,13 @@ LEGACY = Path(__file__).parent / "legacy"
 def _with_views(result: TokenAnalysis) -> TokenAnalysis:
     from tests.fake import draw_scene
 
-    result.image = draw_scene()
-    result.image_normalization = ((0.5, 0.25, 0.125), (0.3, 0.2, 0.1))
-    result.counterfactual_image = draw_scene().rotate(90, expand=True)
-    result.counterfactual_caption = "exact view used (draw 1 of 1): black"
-    return result
+    return replace(
+        result,
+        image=draw_scene(),
+        image_normalization=((0.5, 0.25, 0.125), (0.3, 0.2, 0.1)),
+        counterfactual_image=draw_scene().rotate(90, expand=True),
+        counterfactual_caption="exact view used (draw 1 of 1): black",
+    )
 
 
 def test_images_normalization_and_caption_round_trip_exactly(tmp_path):

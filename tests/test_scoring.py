@@ -488,3 +488,89 @@ def test_vppo_advantage_scale():
     # row means 2 and 1 (row 2 empty) -> batch mean 1.5
     torch.testing.assert_close(vppo_advantage_scale(dep, mask), torch.tensor([4 / 3, 2 / 3, 1.0]))
     torch.testing.assert_close(vppo_advantage_scale(torch.zeros(2, 3), mask[:2]), torch.ones(2))
+
+
+# ------------------------------------------------------------------ one stored response
+
+
+def _stored_response():
+    """(T,) clean entropy and (K, T) per-draw statistics of one made-up response."""
+    rng = np.random.default_rng(7)
+    T, K = 10, 3
+    entropy = rng.uniform(0, 3, T).astype(np.float32)
+    h = (entropy[None] + rng.normal(0, 0.4, (K, T))).clip(0).astype(np.float32)
+    j = rng.uniform(0, 0.3, (K, T)).astype(np.float32)
+    k = (2 * j + rng.uniform(0, 0.1, (K, T))).astype(np.float32)
+    return entropy, h, j, k
+
+
+# What results.score_arrays (the dict it returned before ResponseScores) gave on
+# `_stored_response`: score_response must reproduce it bit for bit, or saved analyses
+# re-score differently from how they were made.
+BEFORE = {
+    (0.7, False): dict(
+        scores=[0.6949169635772705, 0.13822120428085327, 0.39099201560020447,
+                0.08466412127017975, 0.06145274639129639, 0.16090987622737885, 0.0,
+                0.9148097038269043, 0.5774781703948975, 0.22293925285339355],
+        selected_vepo=[0, 7, 8],
+        selected_entropy=[1, 5, 7],
+        visual_sensitivity=[1.0, 0.13822120428085327, 0.45266807079315186,
+                            0.34334537386894226, 0.18586808443069458, 0.1652945727109909,
+                            0.0, 1.0, 0.6505154371261597, 0.4297889769077301],
+        selection_share=[1.0, 1 / 3, 1 / 3, 0.0, 0.0, 1 / 3, 0.0, 2 / 3, 1 / 3, 0.0],
+        draw_jaccard=0.3,
+    ),
+    (0.5, True): dict(
+        scores=[0.6949169635772705, 0.12422575056552887, 0.4783930778503418,
+                0.095913827419281, 0.08261088281869888, 0.13483747839927673, 0.0,
+                0.9148097038269043, 0.6559941172599792, 0.22217607498168945],
+        selected_vepo=[2, 8, 9],
+        selected_entropy=[1, 5, 7],
+        visual_sensitivity=[1.0, 0.12422575056552887, 0.5538560152053833,
+                            0.38896724581718445, 0.24986232817173004, 0.13851171731948853,
+                            0.0, 1.0, 0.7389617562294006, 0.42831769585609436],
+        selection_share=[0.0, 2 / 3, 1.0, 0.0, 0.0, 2 / 3, 0.0, 0.0, 2 / 3, 0.0],
+        draw_jaccard=0.5,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("alpha", "skip"), list(BEFORE))
+def test_score_response_returns_frozen_scores_equal_to_the_previous_numbers(alpha, skip):
+    import dataclasses
+
+    from vepo_viz.scoring import ResponseScores, ScoringConfig, score_response
+
+    entropy, h, j, k = _stored_response()
+    exclude = np.isin(np.arange(10), [0, 7]) if skip else None  # two of the top picks
+    out = score_response(
+        entropy=entropy, entropy_noisy=h.mean(0), jsd=j.mean(0), kl=k.mean(0),
+        config=ScoringConfig(alpha=alpha, ratio=0.3),
+        exclude=exclude, entropy_noisy_draws=h, jsd_draws=j, kl_draws=k,
+    )  # fmt: skip
+    assert isinstance(out, ResponseScores)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.scores = out.scores * 0
+    want = BEFORE[(alpha, skip)]
+    for name in ("scores", "visual_sensitivity", "selection_share"):
+        got = getattr(out, name)
+        assert got.dtype == np.float32 and got.shape == (10,)
+        np.testing.assert_array_equal(got, np.asarray(want[name], dtype=np.float32), name)
+    for name in ("selected_vepo", "selected_entropy"):
+        got = getattr(out, name)
+        assert got.dtype == bool and np.flatnonzero(got).tolist() == want[name], name
+    assert out.draw_jaccard == pytest.approx(want["draw_jaccard"], abs=1e-12)
+
+
+def test_score_response_without_several_draws_has_no_stability():
+    from vepo_viz.scoring import score_response
+
+    entropy, h, j, k = _stored_response()
+    means = dict(entropy=entropy, entropy_noisy=h.mean(0), jsd=j.mean(0), kl=k.mean(0))
+    for draws in ({}, dict(entropy_noisy_draws=h[:1], jsd_draws=j[:1], kl_draws=k[:1])):
+        out = score_response(**means, **draws)
+        assert out.selection_share is None and out.draw_jaccard is None
+    full = score_response(**means, entropy_noisy_draws=h, jsd_draws=j, kl_draws=k)
+    alone = score_response(**means)  # the draws change only the stability fields
+    np.testing.assert_array_equal(full.scores, alone.scores)
+    np.testing.assert_array_equal(full.selected_vepo, alone.selected_vepo)

@@ -27,6 +27,13 @@ from vepo_viz.train.data import PromptSource, load_jsonl
         ({"steps": 2.5}, "steps=2.5 must be an integer"),
         ({"perturb": "noise"}, "perturb='noise' is not a counterfactual view"),
         ({"scope": "global"}, "scope='global' is not one of response, batch, quantile"),
+        ({"scope": "quantile"}, 'scope="response", the reference) or of the whole batch'),
+        (
+            {"scope": "quantile", "selection": "entropy", "ratio": 0.3},
+            'entropy quantile set selection="all" and top_entropy_quantile in the [trl] table '
+            "(--trl top_entropy_quantile=0.3)",
+        ),
+        ({"trl": {"top_entropy_quantile": 0.2}}, "on top of the 'vepo' rule's"),
         ({"families": ("color", "shapes")}, "unknown families ['shapes']"),
         ({"data": "/no/such.jsonl"}, "no such file"),
         ({"loss_mode": "weight", "selection": "all"}, 'use loss_mode="mask"'),
@@ -115,6 +122,27 @@ def test_cli_reports_bad_config_without_traceback(capsys):
     args = _parse(["--group-size", "1"])
     assert args.func(args) == 2
     assert "error: invalid training config: group_size=1" in capsys.readouterr().err
+
+
+def test_scopes_training_cannot_honour_are_refused_not_mapped(capsys):
+    """scope "quantile" (the Analyze tab's) is refused by the command with what to use
+    instead; TRL's own entropy quantile is named as TRL names it, with selection "all"."""
+    args = _parse(["--selection", "entropy", "--scope", "quantile", "--print-config"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "error: invalid training config: scope='quantile' is not a training scope" in err
+    assert "--trl top_entropy_quantile=0.2" in err
+    args = _parse(["--selection", "entropy", "--trl", "top_entropy_quantile=0.2"])
+    assert args.func(args) == 2 and 'use it with selection="all"' in capsys.readouterr().err
+    for argv in (["--scope", "batch"], ["--selection", "all", "--trl", "top_entropy_quantile=0.2"]):
+        args = _parse([*argv, "--print-config"])
+        assert args.func(args) == 0, argv
+    out = capsys.readouterr().out
+    assert 'scope = "batch"' in out and 'trl = {"top_entropy_quantile" = 0.2}' in out
+    assert TrainConfig(trl={"top_entropy_quantile": 1.0}).selection == "vepo"  # 1.0: TRL's off
+    train = register(argparse.ArgumentParser().add_subparsers())
+    scope_help = " ".join(train.format_help().split()).rsplit("--scope SCOPE", 1)[1][:200]
+    assert "Choices: response, batch." in scope_help and "quantile" not in scope_help
 
 
 def test_cli_print_config(capsys):

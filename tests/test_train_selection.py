@@ -1,10 +1,8 @@
-"""Training's token selection (train.selection / train.rules) through the app's own scoring
-functions, on synthetic signals: every rule, the selected-vs-all metrics, token kinds.
-(The loss and the update are TRL's: tests/test_trl_plugin.py.)"""
+"""Training's token selection (train.rules) through the app's own scoring functions, on
+synthetic signals: every rule. (The loss and the update are TRL's: tests/test_trl_plugin.py;
+the mini-reproduction's selected-vs-all metrics and token kinds: tests/test_repro_parts.py.)"""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -17,14 +15,12 @@ from vepo_viz.scoring import (
     vppo_token_dependency,
 )
 from vepo_viz.train.config import TrainConfig
-from vepo_viz.train.selection import select_for_step, selection_metrics
+from vepo_viz.train.rules import TokenSignals, select_for_step
 
 # ---- selection through the app's scoring functions --------------------------------
 
 
 def _signals(seed=0, with_stats=True):
-    from vepo_viz.train.selection import TokenSignals
-
     gen = torch.Generator().manual_seed(seed)
     clean = torch.randn(4, 6, 20, generator=gen) * 2
     noisy = clean + torch.randn(4, 6, 20, generator=gen)
@@ -70,28 +66,3 @@ def test_entropy_random_all_and_vppo_rules():
     dep = vppo_token_dependency(signals.logp_old, signals.logp_noisy, mask)
     assert torch.equal(vppo.selected, select_tokens(dep, mask, 0.2))
     torch.testing.assert_close(vppo.advantage_scale, vppo_advantage_scale(dep, mask))
-
-
-def test_selection_metrics_compare_selected_with_all():
-    signals, _ = _signals()
-    sel = select_for_step(TrainConfig(selection="entropy"), signals, torch.Generator())
-    m = selection_metrics(signals, sel, 0.7)
-    assert m["entropy_selected"] > m["entropy_all"]  # entropy top-20% has the highest H
-    assert set(m) >= {"jsd_selected", "jsd_all", "vis_selected", "vis_all"}
-
-
-def test_kind_metrics_counts_selected_token_kinds():
-    from vepo_viz.train.selection import kind_metrics
-
-    mask = torch.tensor(
-        [[True, True, True, False], [True, True, True, True], [True, True, False, False]]
-    )
-    selected = torch.tensor(
-        [[True, False, False, False], [False, True, True, False], [True, True, False, False]]
-    )
-    kinds = [("visual", "template", "free"), ("template", "visual", "answer", "visual"), None]
-    m = kind_metrics(kinds, selected, mask)
-    assert m["share_visual"] == pytest.approx(2 / 3) and m["share_answer"] == pytest.approx(1 / 3)
-    assert m["share_template"] == 0 and m["recall_visual"] == pytest.approx(2 / 3)
-    assert m["kinds_rows"] == 2
-    assert math.isnan(kind_metrics([None] * 3, selected, mask)["share_visual"])

@@ -65,6 +65,32 @@ def test_tab_builds_inside_blocks(tmp_path):
     assert demo is not None
 
 
+def test_app_builds_the_tab_with_its_settings(tmp_path, monkeypatch):
+    """build_app passes the Train tab everything it takes, by name: the Analyze tab's model
+    box, the tabs, the runs folder (default jobs.DEFAULT_RUNS_ROOT), the policy and the
+    run limits."""
+    from tests.ui_fixtures import FakeBackend
+    from vepo_viz.train.app_runs import RunLimits
+    from vepo_viz.train.jobs import DEFAULT_RUNS_ROOT
+    from vepo_viz.ui import app
+    from vepo_viz.ui.policy import ServingPolicy
+
+    _fake_run(tmp_path, "a")
+    demo = app.build_app(FakeBackend(), samples=[], runs_root=tmp_path)
+    runs = [c for c in demo.blocks.values() if getattr(c, "elem_id", None) == "vv-train-runs"]
+    assert [r.value for r in runs] == [["a"]]  # the tab reads the given runs folder
+
+    calls = []
+    monkeypatch.setattr(app, "build_train_tab", lambda **kw: calls.append(kw))
+    policy, limits = ServingPolicy(), RunLimits(max_runs=3, keep_runs=True)
+    app.build_app(FakeBackend(), samples=[], policy=policy, run_limits=limits)
+    (kw,) = calls
+    assert set(kw) == {"model_box", "tabs", "runs_root", "policy", "run_limits"}
+    assert isinstance(kw["model_box"], gr.Textbox) and isinstance(kw["tabs"], gr.Tabs)
+    assert kw["runs_root"] == DEFAULT_RUNS_ROOT
+    assert kw["policy"] is policy and kw["run_limits"] is limits
+
+
 def test_form_config_and_its_errors(tmp_path):
     cfg = tt.form_config(tmp_path, **{**FORM, "extra": 'kl_beta = 0.01\nloss_mode = "weight"'})
     assert cfg.out == str(tmp_path / "r1") and cfg.kl_beta == 0.01 and cfg.families == ("color",)
@@ -76,6 +102,10 @@ def test_form_config_and_its_errors(tmp_path):
         tt.form_config(tmp_path, **{**FORM, "group_size": 1})
     with pytest.raises(VepoInputError, match="steps must be a whole number"):
         tt.form_config(tmp_path, **{**FORM, "steps": 2.5})
+    # the form offers no scope; one typed in the extra settings is what training honours
+    assert tt.form_config(tmp_path, **{**FORM, "extra": 'scope = "batch"'}).scoring.scope == "batch"
+    with pytest.raises(VepoInputError, match="scope='quantile' is not a training scope"):
+        tt.form_config(tmp_path, **{**FORM, "extra": 'scope = "quantile"'})
 
 
 def test_table_curves_log_and_open_in_analyze(tmp_path):
@@ -165,7 +195,7 @@ def test_background_run_stop_resume_and_open(tmp_path):
 
 
 def test_repro_summary_table_and_mean_curves(tmp_path):
-    from vepo_viz.train import repro
+    from vepo_viz.repro import run as repro
 
     for rule in ("entropy", "vepo"):
         for seed in (0, 1):

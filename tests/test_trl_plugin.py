@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from vepo_viz.models import engine
+
 pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
@@ -239,9 +241,11 @@ def test_clean_states_from_generation_equal_a_forward(vlm, scene, tmp_path, sele
     recorded: dict = {}
     clean_hidden = trainer._clean_hidden
 
-    def spy(model, out, mm):
-        hidden = clean_hidden(model, out, mm)
-        recorded.update(hidden=hidden, forward=trainer._hidden(model, out, mm))
+    def spy(model, out, batch):
+        hidden = clean_hidden(model, out, batch)
+        P, C = out["prompt_ids"].shape[1], out["completion_ids"].shape[1]
+        forward = engine.response_states(model, batch, P, C).last
+        recorded.update(hidden=hidden, forward=forward)
         return hidden
 
     trainer._clean_hidden = spy
@@ -262,10 +266,10 @@ def test_clean_states_from_generation_equal_a_forward(vlm, scene, tmp_path, sele
 
 
 def test_generation_capture_refuses_what_does_not_fit():
-    from vepo_viz.train.trl_plugin import _GenerationCapture
+    from vepo_viz.models.engine import GenerationCapture
 
     head = torch.nn.Linear(4, 3)
-    capture = _GenerationCapture()
+    capture = GenerationCapture()
     with capture.recording(head):
         head(torch.zeros(2, 5, 4))  # prefill: the last position is kept
         head(torch.zeros(2, 1, 4))
@@ -275,7 +279,7 @@ def test_generation_capture_refuses_what_does_not_fit():
     with capture.recording(head):  # a second generation (tool turns): not one batch
         head(torch.zeros(2, 1, 4))
     assert capture.hidden(2, 2) is None
-    flat = _GenerationCapture()
+    flat = GenerationCapture()
     with flat.recording(head):
         head(torch.zeros(7, 4))  # continuous batching's flat layout
     assert flat.hidden(7, 1) is None
@@ -286,7 +290,7 @@ def test_generation_capture_refuses_what_does_not_fit():
 def test_head_calls_are_padded_to_the_most_chunks_of_any_process():
     # ZeRO-3 gathers the head's weights in a collective on each call: every process must
     # call it equally often, whatever its completion lengths.
-    from vepo_viz.train.trl_plugin import _stats_from_hidden
+    from vepo_viz.models.engine import head_walk
 
     head = torch.nn.Linear(8, 5)
     calls = []
@@ -295,12 +299,11 @@ def test_head_calls_are_padded_to_the_most_chunks_of_any_process():
     hidden = torch.randn(2, 3, 8, generator=g)  # (B, C, D)
     view = hidden + 0.1 * torch.randn(2, 3, 8, generator=g)
     ids = torch.randint(0, 5, (2, 3), generator=g)
-    base = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2)
+    base = head_walk(head, hidden, [view], ids, rows=2)
     n_plain = len(calls)
     assert n_plain == 1 + 3 * 2  # V, then 3 chunks x (clean, view)
     calls.clear()
-    padded = _stats_from_hidden(head, hidden, [view], ids, 1.0, rows=2, min_chunks=5)
+    padded = head_walk(head, hidden, [view], ids, rows=2, min_chunks=5)
     assert len(calls) == 1 + 5 * 2
-    for a, b in zip(base[0][0].__dict__.values(), padded[0][0].__dict__.values(), strict=True):
-        assert torch.equal(a, b)  # the padding calls change no number
-    assert torch.equal(base[1], padded[1])
+    for name in ("entropy", "logprob", "entropy_noisy", "jsd", "kl", "logprob_noisy"):
+        assert torch.equal(getattr(base, name), getattr(padded, name))  # no number changes

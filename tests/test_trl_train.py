@@ -19,6 +19,7 @@ pytest.importorskip("trl")
 
 from transformers import TrainerCallback  # noqa: E402
 
+from vepo_viz.errors import VepoInputError  # noqa: E402
 from vepo_viz.tiny import DEFAULT_MODEL  # noqa: E402
 from vepo_viz.train.config import TrainConfig  # noqa: E402
 from vepo_viz.train.jobs import RunPaths, read_metrics, read_status  # noqa: E402
@@ -181,9 +182,16 @@ def test_trl_args_maps_the_train_config(tmp_path):
     split = trl_args(cfg.replace(micro_batch_size=5), tmp_path, use_cpu=True)
     assert (split.per_device_train_batch_size, split.gradient_accumulation_steps) == (4, 3)
     assert split.steps_per_generation == 3 and split.generation_batch_size == 12
-    # TRL's own entropy quantile, for comparison with the per-response top-k.
-    q = trl_args(cfg.replace(selection="entropy", scope="quantile"), tmp_path, use_cpu=True)
-    assert q.selection == "all" and q.top_entropy_quantile == 0.3
+    # The selection settings pass as they are: nothing is mapped to TRL's entropy quantile
+    # unless it is named, as TRL names it, with selection "all".
+    assert args.top_entropy_quantile == 1.0
+    named = cfg.replace(selection="all", loss_mode="mask", trl={"top_entropy_quantile": 0.3})
+    q = trl_args(named, tmp_path)
+    assert (q.selection, q.scope, q.top_entropy_quantile) == ("all", "batch", 0.3)
+    with pytest.raises(VepoInputError, match='use it with selection="all"'):
+        cfg.replace(trl={"top_entropy_quantile": 0.3})
+    with pytest.raises(VepoInputError, match="scope='quantile' is not a training scope"):
+        cfg.replace(selection="entropy", scope="quantile")
 
 
 def test_verifier_reward_is_the_suites():
@@ -444,6 +452,23 @@ def test_micro_batches_give_the_gradient_of_the_whole_batch(tmp_path, hard_promp
 
 
 @pytest.mark.slow
+@needs_embedded
+def test_offered_selection_scopes_and_trls_entropy_quantile_train(tmp_path, hard_prompts):
+    """What training offers runs as named: scope "batch" (one cut over the batch) and TRL's
+    own top_entropy_quantile with selection "all", which reaches TRL's loss (the first
+    step's gradient differs from plain GRPO's on the same completions)."""
+    cfg = _hard_cfg(tmp_path / "run", hard_prompts, steps=1, n_eval=0, max_grad_norm=0.0)
+    batch = train(cfg.replace(selection="entropy", scope="batch"), progress=False)
+    assert batch.steps_done == 1 and 0 < batch.last_metrics["selected_fraction"] <= 0.21
+    plain = _first_step_grads(cfg.replace(selection="all"), tmp_path / "all")
+    trl_cfg = cfg.replace(selection="all", trl={"top_entropy_quantile": 0.2})
+    quantile = _first_step_grads(trl_cfg, tmp_path / "quantile")
+    assert plain.keys() == quantile.keys()
+    assert any(float(g.abs().sum()) > 0 for g in plain.values())
+    assert any(not torch.allclose(plain[n], quantile[n]) for n in plain)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["smolvlm", "gemma3"])
 def test_other_families_train_with_pixel_space_views(family, tmp_path):
     """Tiles (SmolVLM) and (B, C, H, W) images (Gemma 3), VPPO's patch view re-processed
@@ -458,7 +483,6 @@ def test_other_families_train_with_pixel_space_views(family, tmp_path):
 
 
 def test_trl_table_passes_through_to_grpo_config(tmp_path):
-    from vepo_viz.errors import VepoInputError
     from vepo_viz.train.trl_train import check_trl_table
 
     cfg = TrainConfig(trl={"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.4,

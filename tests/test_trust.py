@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,14 +97,14 @@ def test_skip_floor_selects_among_tokens_with_signal():
     result = synthetic_analysis(10)
     mask = np.zeros(10, bool)
     mask[[0, 3, 4]] = True
-    result.at_floor = mask
+    result = replace(result, at_floor=mask)
     picked = result.rescore(ratio=0.5, skip_floor=True).selected_vepo
     assert not (picked & mask).any() and picked.sum() == 4  # ceil(0.5 * 7)
 
 
 def test_floor_fields_round_trip_and_old_files_load(tmp_path):
-    result = null_result()
-    result.noise_floor = floor.NoiseFloor(jsd=2e-6, abs_entropy_gap=4e-5, method="null_pass")
+    level = floor.NoiseFloor(jsd=2e-6, abs_entropy_gap=4e-5, method="null_pass")
+    result = replace(null_result(), noise_floor=level)
     path = result.save(tmp_path / "a.json")
     data = json.loads(path.read_text())
     assert data["below_floor"] is True and data["floor_verdict"] == floor.VERDICT
@@ -281,7 +282,7 @@ def test_caption_says_what_the_model_saw():
     result = synthetic_analysis(4, patch_grid=(8, 6), patch_size=14)
     from PIL import Image
 
-    result.image = Image.new("RGB", (112, 84), "white")
+    result = replace(result, image=Image.new("RGB", (112, 84), "white"))
     assert image_views(result)[2].endswith(
         "The model saw 112x84 px as an 8x6 patch grid of 14 px patches."
     )

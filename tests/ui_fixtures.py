@@ -1,7 +1,7 @@
 """Deterministic TokenAnalysis objects and a fake model backend for render/UI tests.
 
 No model, no weights: the per-token statistics are seeded random numbers and the scores
-and selections come from the real scoring code (`results.score_arrays`), so every view
+and selections come from the real scoring code (`scoring.score_response`), so every view
 shows numbers that obey the paper's definitions. Building one takes about a millisecond.
 """
 
@@ -12,7 +12,8 @@ import hashlib
 import numpy as np
 
 from vepo_viz.analysis import AnalysisSettings
-from vepo_viz.results import TokenAnalysis, score_arrays
+from vepo_viz.results import TokenAnalysis
+from vepo_viz.scoring import score_response
 
 DEFAULT_RESPONSE = "Looking at the diamond. It is red. Therefore, the answer is red."
 
@@ -49,6 +50,7 @@ def fake_analysis(
     settings: AnalysisSettings | None = None,
     tokens: list[str] | None = None,
     image_size: tuple[int, int] = (112, 112),
+    generated: bool = True,
 ) -> TokenAnalysis:
     """A TokenAnalysis of `response` with seeded statistics (same seed -> same numbers)."""
     settings = settings or AnalysisSettings()
@@ -70,7 +72,7 @@ def fake_analysis(
     top_tokens = [[tok] + [f" alt{j}" for j in range(1, k)] for tok in tokens]
     top_probs = np.sort(rng.dirichlet(np.ones(k + 1), n)[:, :k], axis=1)[:, ::-1]
     top_noisy = rng.dirichlet(np.ones(k + 1), n)[:, :k]
-    scored = score_arrays(
+    scored = score_response(
         entropy=entropy,
         entropy_noisy=entropy_noisy,
         jsd=jsd,
@@ -103,11 +105,16 @@ def fake_analysis(
         family="qwen2_vl",
         image_digest="sha256:" + hashlib.sha256(response.encode()).hexdigest(),
         image_size=image_size,
-        generated=True,
+        generated=generated,
         settings=settings.to_dict(),
         versions={"vepo_viz": "test"},
         timing={"total": 0.0},
-        **scored,
+        visual_sensitivity=scored.visual_sensitivity,
+        scores=scored.scores,
+        selected_vepo=scored.selected_vepo,
+        selected_entropy=scored.selected_entropy,
+        selection_share=scored.selection_share,
+        draw_jaccard=scored.draw_jaccard,
     )
 
 
@@ -142,13 +149,13 @@ class FakeBackend:
             model_id=model_name or "embedded",
             settings=settings,
             image_size=size,
+            generated=response is None,
         )
-        result.generated = response is None
         if image is not None:  # what a real analysis stores for the views
             from vepo_viz.analysis import add_views
             from vepo_viz.models.images import load_image
 
-            add_views(result, load_image(image))
+            result = add_views(result, load_image(image))
         return result
 
 

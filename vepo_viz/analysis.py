@@ -10,7 +10,7 @@ Steps (shared/PAPER.md, "Definitions"):
 4. chunk by chunk over positions: logits through the output head for the clean and every
    noisy state, `scoring.token_stats`, top-k candidates; a chunk's (n, V) logits are freed
    before the next, so memory is O(chunk x V), never O(T x V);
-5. mean (and spread) over draws, then scores and selections (`results.score_arrays`);
+5. mean (and spread) over draws, then scores and selections (`scoring.score_response`);
 6. beside them (never changing them): the noise floor (for a generated response one more
    teacher-forced pass with the clean image, compared like a draw: vepo_viz.floor), the
    selection stability over draws, and, for the embedded model, warnings when the input
@@ -22,32 +22,26 @@ from __future__ import annotations
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vepo_viz import floor, ood, scoring
+from vepo_viz import floor, ood
 from vepo_viz.analysis_settings import AnalysisSettings
 from vepo_viz.errors import NumericsError, VepoInputError
 from vepo_viz.limits import RequestLimits, check_context
+from vepo_viz.models import engine
 from vepo_viz.models.images import image_digest, load_image
-from vepo_viz.perturb import counterfactual_preview
-from vepo_viz.results import Normalization, TokenAnalysis, score_arrays
-
-HEAD_CHUNK_ELEMENTS_CPU = 2**22
-"""Default output-head chunk on CPU, in (rows x vocab) elements: 16 MB of float32 logits
-per pass (27 rows at V = 151,936)."""
-
-HEAD_CHUNK_ELEMENTS_GPU = 2**26
-"""Default output-head chunk on accelerators: 256 MB of float32 per pass."""
-
+from vepo_viz.perturb import PerturbConfig, counterfactual_preview
+from vepo_viz.results import Normalization, TokenAnalysis
+from vepo_viz.scoring import ResponseScores, score_response
 
 # ---- per-token statistics -----------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class PerTokenStats:
     """Per-token arrays of one response: clean values (T,) and per-draw values (K, T)."""
 
@@ -60,83 +54,35 @@ class PerTokenStats:
     kl: np.ndarray  # (K, T)
     logprob_noisy: np.ndarray  # (K, T)
     top_probs_noisy: np.ndarray  # (K, T, k)
+    extra: dict[str, np.ndarray]  # {hidden-state signal: (K, T)}
 
+    @classmethod
+    def of_row(cls, signals: engine.Signals, row: int = 0) -> PerTokenStats:
+        """Row `row` of the engine's (B, T) / (K, B, T) signals, as numpy."""
+        return cls(
+            entropy=signals.entropy[row].numpy(),
+            logprob=signals.logprob[row].numpy(),
+            top_ids=signals.top_ids[row].numpy(),
+            top_probs=signals.top_probs[row].numpy(),
+            entropy_noisy=signals.entropy_noisy[:, row].numpy(),
+            jsd=signals.jsd[:, row].numpy(),
+            kl=signals.kl[:, row].numpy(),
+            logprob_noisy=signals.logprob_noisy[:, row].numpy(),
+            top_probs_noisy=signals.top_probs_noisy[:, row].numpy(),
+            extra={name: x[:, row].numpy() for name, x in signals.extra.items()},
+        )
 
-def head_chunk_rows(vocab_size: int, device: torch.device) -> int:
-    """Default positions per output-head chunk (see HEAD_CHUNK_ELEMENTS_*)."""
-    elements = HEAD_CHUNK_ELEMENTS_CPU if device.type == "cpu" else HEAD_CHUNK_ELEMENTS_GPU
-    return max(1, elements // max(1, vocab_size))
-
-
-@torch.no_grad()
-def token_statistics(
-    head,
-    hidden_clean: torch.Tensor,
-    hidden_noisy: list[torch.Tensor],
-    token_ids: list[int],
-    *,
-    vocab_size: int,
-    temperature: float = 1.0,
-    top_k: int = 5,
-    chunk_size: int | None = None,
-) -> PerTokenStats:
-    """Per-token statistics from hidden states, chunk by chunk over positions.
-
-    Args:
-        head: callable (n, D) -> (n, V) logits (the model's output head).
-        hidden_clean: (T, D) clean hidden states; hidden_noisy: K tensors (T, D).
-        token_ids: the T response tokens (for their own log-probs).
-        vocab_size: V (sets the default chunk: HEAD_CHUNK_ELEMENTS_* / V positions).
-    """
-    T = hidden_clean.shape[0]
-    K = len(hidden_noisy)
-    device = hidden_clean.device
-    ids = torch.tensor(token_ids, dtype=torch.long, device=device)  # (T,)
-    k = top_k
-    out_clean = {
-        "entropy": torch.empty(T),
-        "logprob": torch.empty(T),
-        "top_probs": torch.empty(T, k),
-    }
-    top_ids = torch.empty(T, k, dtype=torch.long)
-    out_noisy = {name: torch.empty(K, T) for name in ("entropy_noisy", "jsd", "kl", "logprob")}
-    top_noisy = torch.empty(K, T, k)
-    rows = chunk_size or head_chunk_rows(vocab_size, device)
-    for start in range(0, T, rows):
-        stop = min(start + rows, T)
-        z_clean = head(hidden_clean[start:stop])  # (n, D) -> (n, V)
-        logp = torch.log_softmax(z_clean.float() / temperature, dim=-1)  # (n, V)
-        top_logp, top_index = logp.topk(min(k, logp.shape[-1]), dim=-1)  # (n, k)
-        top_ids[start:stop] = top_index.cpu()
-        out_clean["top_probs"][start:stop] = top_logp.exp().cpu()
-        out_clean["logprob"][start:stop] = logp.gather(-1, ids[start:stop, None])[:, 0].cpu()
-        del logp
-        for draw, hidden in enumerate(hidden_noisy):
-            z_noisy = head(hidden[start:stop])  # (n, V)
-            stats = scoring.token_stats(z_clean[None], z_noisy[None], temperature=temperature)
-            logq = torch.log_softmax(z_noisy.float() / temperature, dim=-1)  # (n, V)
-            out_noisy["entropy_noisy"][draw, start:stop] = stats.entropy_noisy[0].cpu()
-            out_noisy["jsd"][draw, start:stop] = stats.jsd[0].cpu()
-            out_noisy["kl"][draw, start:stop] = stats.kl[0].cpu()
-            out_noisy["logprob"][draw, start:stop] = logq.gather(-1, ids[start:stop, None])[
-                :, 0
-            ].cpu()
-            top_noisy[draw, start:stop] = logq.gather(-1, top_index).exp().cpu()  # (n, k)
-            del z_noisy, logq
-            if draw == 0:
-                out_clean["entropy"][start:stop] = stats.entropy[0].cpu()
-        del z_clean
-    return PerTokenStats(
-        entropy=out_clean["entropy"].numpy(),
-        logprob=out_clean["logprob"].numpy(),
-        top_ids=top_ids.numpy(),
-        top_probs=out_clean["top_probs"].numpy(),
-        entropy_noisy=out_noisy["entropy_noisy"].numpy(),
-        jsd=out_noisy["jsd"].numpy(),
-        kl=out_noisy["kl"].numpy(),
-        logprob_noisy=out_noisy["logprob"].numpy(),
-        top_probs_noisy=top_noisy.numpy(),
-    )
+    def draws(self, views: slice) -> PerTokenStats:
+        """The same clean values with the per-view arrays of `views` only."""
+        return replace(
+            self,
+            entropy_noisy=self.entropy_noisy[views],
+            jsd=self.jsd[views],
+            kl=self.kl[views],
+            logprob_noisy=self.logprob_noisy[views],
+            top_probs_noisy=self.top_probs_noisy[views],
+            extra={name: x[views] for name, x in self.extra.items()},
+        )
 
 
 # ---- the pipeline -------------------------------------------------------------------
@@ -174,6 +120,20 @@ def analyze(
     """
     from vepo_viz.models import VLM, load_model
 
+    settings, limits = check_request(question, response, settings, limits)
+    vlm = model if isinstance(model, VLM) else load_model(model)
+    return analyze_checked(vlm, load_image(image), question, response, settings, limits)
+
+
+def check_request(
+    question: str,
+    response: str | None,
+    settings: AnalysisSettings | None,
+    limits: RequestLimits | None,
+) -> tuple[AnalysisSettings, RequestLimits]:
+    """(settings, limits) of a request whose text and settings pass `limits`, defaults
+    filled in; VepoInputError otherwise. Costs no model work (the app refuses a request
+    with it before waiting for the model)."""
     settings = settings if settings is not None else AnalysisSettings()
     if not isinstance(settings, AnalysisSettings):
         raise VepoInputError(f"settings must be an AnalysisSettings, got {type(settings).__name__}")
@@ -186,14 +146,24 @@ def analyze(
         raise VepoInputError(f"limits must be a RequestLimits, got {type(limits).__name__}")
     limits.check_text(question, response)
     limits.check_settings(settings, generating=response is None)
-    vlm = model if isinstance(model, VLM) else load_model(model)
+    return settings, limits
+
+
+def analyze_checked(
+    vlm,
+    rgb: Image.Image,
+    question: str,
+    response: str | None,
+    settings: AnalysisSettings,
+    limits: RequestLimits,
+) -> TokenAnalysis:
+    """`analyze` of a request already through `check_request`, with the image already
+    loaded (`load_image`): the app loads and checks once, then calls this."""
     deadline = limits.deadline()  # model work only (a first load is not counted)
     n_draws = settings.perturb.n_draws
     context = model_context(vlm)
 
     timing: dict[str, float] = {}
-    with _timed(timing, "image"):
-        rgb = load_image(image)
     with _timed(timing, "prompt"):
         prompt = vlm.prompt(rgb, question)
     limits.check_image(int(prompt.inputs["pixel_values"].numel()), 1 + n_draws)
@@ -223,29 +193,30 @@ def analyze(
         # What the model scored: equal to `response` except where the tokenizer
         # normalises text or cannot encode some characters (then offsets follow this).
         text, truncated = vlm.decode(token_ids), False
-    hidden_noisy: list[torch.Tensor] = []  # K x (T, D)
-    with _timed(timing, "counterfactual"):
-        for k in range(n_draws):
-            deadline.check(f"counterfactual draw {k + 1} of {n_draws}")
-            views = vlm.view_inputs(prompt, settings.perturb, k)
-            hidden_noisy.append(vlm.hidden_states(prompt, token_ids, views))
     null_pass = response is None and settings.floor_pass
-    if null_pass:  # the clean image through the counterfactual's path: the noise floor
-        deadline.check("the noise-floor pass")
-        with _timed(timing, "floor_pass"):
-            hidden_noisy.append(vlm.hidden_states(prompt, token_ids))  # (T, D), last
+    with _timed(timing, "counterfactual"):
+        # K draws and, for a generated response, the null pass (the clean image through
+        # the counterfactual's path: the noise floor), batched into few forwards.
+        views = [vlm.view_inputs(prompt, settings.perturb, k) for k in range(n_draws)]
+        views += [{}] if null_pass else []
+
+        def before_forward(first: int) -> None:
+            what = f"counterfactual draw {first + 1} of {n_draws}"
+            deadline.check(what if first < n_draws else "the noise-floor pass")
+
+        hidden_views = vlm.view_hidden_states(prompt, token_ids, views, before_forward)
     deadline.check("the per-token statistics")
     with _timed(timing, "stats"):
         try:
-            stats = token_statistics(
-                vlm.logits,
-                hidden_clean,
-                hidden_noisy,
-                token_ids,
-                vocab_size=vlm.vocab_size,
+            signals = engine.head_walk(
+                vlm.head,
+                hidden_clean[None],  # (1, T, D)
+                [h[None] for h in hidden_views],  # (K [+ 1]) x (1, T, D)
+                torch.tensor([token_ids], device=hidden_clean.device),  # (1, T)
                 temperature=settings.tau,
                 top_k=min(settings.top_k, vlm.vocab_size),
-                chunk_size=settings.chunk_size,
+                rows=settings.chunk_size,
+                n_vocab=vlm.vocab_size,
             )
         except ValueError as error:
             if "NaN/inf" in str(error) or "overflow" in str(error):
@@ -255,19 +226,68 @@ def analyze(
                     f"{error}"
                 ) from error
             raise
+        stats = PerTokenStats.of_row(signals)
     with _timed(timing, "finish"):
         stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
-        result = _assemble(
-            vlm, prompt, rgb, text, token_ids, stats, settings, truncated, noise_floor
-        )
-        result.generated = response is None
-        result.input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
-        result.patch_grid, result.patch_size = patch_grid(vlm, prompt)
+        entropy_noisy, jsd, kl = (x.mean(0) for x in (stats.entropy_noisy, stats.jsd, stats.kl))
+        scored = _score(stats, entropy_noisy, jsd, kl, settings, noise_floor)  # (T,) means
+        spans = vlm.token_spans(token_ids, text)
+        tokens = vlm.token_strings(token_ids, text, spans)
+        top_tokens = _top_strings(vlm, stats.top_ids)
+        input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
+        grid, patch_size = patch_grid(vlm, prompt)
     with _timed(timing, "preview"):
-        add_views(result, prompt.image, vlm.image_normalization)
+        views = image_views(prompt.image, settings.perturb, vlm.image_normalization)
     timing["total"] = sum(timing.values())
-    result.timing = timing
-    return result
+    return TokenAnalysis(
+        response=text,
+        tokens=tokens,
+        token_ids=np.asarray(token_ids),
+        offsets=np.asarray(spans).reshape(-1, 2),
+        entropy=stats.entropy,
+        entropy_noisy=entropy_noisy,
+        jsd=jsd,
+        kl=kl,
+        entropy_gap=entropy_noisy - stats.entropy,
+        entropy_noisy_std=stats.entropy_noisy.std(0),
+        jsd_std=stats.jsd.std(0),
+        kl_std=stats.kl.std(0),
+        entropy_gap_std=(stats.entropy_noisy - stats.entropy[None]).std(0),  # (K, T) -> (T,)
+        logprob=stats.logprob,
+        logprob_noisy=stats.logprob_noisy.mean(0),
+        top_ids=stats.top_ids,
+        top_tokens=top_tokens,
+        top_probs=stats.top_probs,
+        top_probs_noisy=stats.top_probs_noisy.mean(0),
+        visual_sensitivity=scored.visual_sensitivity,
+        scores=scored.scores,
+        selected_vepo=scored.selected_vepo,
+        selected_entropy=scored.selected_entropy,
+        selection_share=scored.selection_share,
+        draw_jaccard=scored.draw_jaccard,
+        question=prompt.question,
+        model_id=vlm.model_id,
+        family=vlm.family.name,
+        image_digest=image_digest(prompt.image),
+        image_size=prompt.image.size,
+        generated=response is None,
+        truncated=truncated,
+        settings=settings,
+        versions=package_versions(),
+        timing=timing,
+        image=views.image,
+        image_normalization=views.normalization,
+        counterfactual_image=views.counterfactual_image,
+        counterfactual_caption=views.counterfactual_caption,
+        noise_floor=noise_floor,
+        entropy_noisy_draws=stats.entropy_noisy,
+        jsd_draws=stats.jsd,
+        kl_draws=stats.kl,
+        patch_grid=grid,
+        patch_size=patch_size,
+        input_warnings=input_warnings,
+        signals={name: x.mean(0) for name, x in stats.extra.items()},
+    )
 
 
 def model_context(vlm) -> int | None:
@@ -285,18 +305,7 @@ def split_null_pass(stats: PerTokenStats) -> tuple[PerTokenStats, floor.NoiseFlo
     null pass (the clean image, teacher-forced: vepo_viz.floor)."""
     jsd_null = stats.jsd[-1]  # (T,)
     gap_null = stats.entropy_noisy[-1] - stats.entropy  # (T,)
-    draws = PerTokenStats(
-        entropy=stats.entropy,
-        logprob=stats.logprob,
-        top_ids=stats.top_ids,
-        top_probs=stats.top_probs,
-        entropy_noisy=stats.entropy_noisy[:-1],
-        jsd=stats.jsd[:-1],
-        kl=stats.kl[:-1],
-        logprob_noisy=stats.logprob_noisy[:-1],
-        top_probs_noisy=stats.top_probs_noisy[:-1],
-    )
-    return draws, floor.estimate_floor(jsd_null, gap_null)
+    return stats.draws(slice(None, -1)), floor.estimate_floor(jsd_null, gap_null)
 
 
 def patch_grid(vlm, prompt) -> tuple[tuple[int, int] | None, int]:
@@ -310,96 +319,89 @@ def patch_grid(vlm, prompt) -> tuple[tuple[int, int] | None, int]:
     return (cols, rows), int(size) if isinstance(size, int) else 0
 
 
-def _assemble(
-    vlm, prompt, rgb, text, token_ids, stats: PerTokenStats, settings, truncated, noise_floor
-):
-    spans = vlm.token_spans(token_ids, text)
-    mean = {
-        "entropy_noisy": stats.entropy_noisy.mean(0),
-        "jsd": stats.jsd.mean(0),
-        "kl": stats.kl.mean(0),
-    }
-    gap_draws = stats.entropy_noisy - stats.entropy[None]  # (K, T)
-    scored = score_arrays(
+def _score(
+    stats: PerTokenStats,
+    entropy_noisy: np.ndarray,
+    jsd: np.ndarray,
+    kl: np.ndarray,
+    settings: AnalysisSettings,
+    noise_floor: floor.NoiseFloor,
+) -> ResponseScores:
+    """`scoring.score_response` of the (T,) means over draws (and of each draw in
+    `stats`: the selection stability)."""
+    return score_response(
         entropy=stats.entropy,
-        entropy_noisy=mean["entropy_noisy"],
-        jsd=mean["jsd"],
-        kl=mean["kl"],
+        entropy_noisy=entropy_noisy,
+        jsd=jsd,
+        kl=kl,
         config=settings.scoring,
         exclude=(
-            floor.at_floor(mean["jsd"], mean["entropy_noisy"] - stats.entropy, noise_floor)
+            floor.at_floor(jsd, entropy_noisy - stats.entropy, noise_floor)
             if settings.skip_floor
             else None
         ),
-        draws={
-            "entropy_noisy_draws": stats.entropy_noisy,
-            "jsd_draws": stats.jsd,
-            "kl_draws": stats.kl,
-        },
-    )
-    flat_top = stats.top_ids.reshape(-1).tolist()
-    top_strings = vlm.tokenizer.batch_decode(
-        [[i] for i in flat_top], skip_special_tokens=False, clean_up_tokenization_spaces=False
-    )
-    k = stats.top_ids.shape[1]
-    return TokenAnalysis(
-        response=text,
-        tokens=vlm.token_strings(token_ids, text, spans),
-        token_ids=np.asarray(token_ids),
-        offsets=np.asarray(spans).reshape(-1, 2),
-        entropy=stats.entropy,
-        entropy_noisy=mean["entropy_noisy"],
-        jsd=mean["jsd"],
-        kl=mean["kl"],
-        entropy_gap=mean["entropy_noisy"] - stats.entropy,
-        entropy_noisy_std=stats.entropy_noisy.std(0),
-        jsd_std=stats.jsd.std(0),
-        kl_std=stats.kl.std(0),
-        entropy_gap_std=gap_draws.std(0),
-        logprob=stats.logprob,
-        logprob_noisy=stats.logprob_noisy.mean(0),
-        top_ids=stats.top_ids,
-        top_tokens=[top_strings[i : i + k] for i in range(0, len(top_strings), k)],
-        top_probs=stats.top_probs,
-        top_probs_noisy=stats.top_probs_noisy.mean(0),
-        question=prompt.question,
-        model_id=vlm.model_id,
-        family=vlm.family.name,
-        image_digest=image_digest(prompt.image),
-        image_size=prompt.image.size,
-        truncated=truncated,
-        settings=settings,
-        versions=package_versions(),
-        noise_floor=noise_floor,
         entropy_noisy_draws=stats.entropy_noisy,
         jsd_draws=stats.jsd,
         kl_draws=stats.kl,
-        **scored,
     )
+
+
+def _top_strings(vlm, top_ids: np.ndarray) -> list[list[str]]:
+    """(T, k) decoded strings of the (T, k) candidate ids."""
+    flat = top_ids.reshape(-1).tolist()
+    strings = vlm.tokenizer.batch_decode(
+        [[i] for i in flat], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
+    k = top_ids.shape[1]
+    return [strings[i : i + k] for i in range(0, len(strings), k)]
+
+
+@dataclass(frozen=True)
+class ImageViews:
+    """What the image views of a result show (`image_views`): the TokenAnalysis fields
+    image, image_normalization, counterfactual_image and counterfactual_caption."""
+
+    image: Image.Image
+    """The image as the processor received it."""
+    normalization: Normalization | None
+    """(mean, std) of the processor's normalisation, or None if not known."""
+    counterfactual_image: Image.Image
+    """Draw 0's counterfactual preview (perturb.counterfactual_preview)."""
+    counterfactual_caption: str
+    """What the preview is, in one sentence."""
+
+
+def image_views(
+    image: Image.Image, perturb: PerturbConfig, normalization: Normalization | None = None
+) -> ImageViews:
+    """The image and draw 0's counterfactual preview under `perturb`, so that the views
+    never call the model or perturb (`perturb.counterfactual_preview`)."""
+    mean, std = normalization if normalization is not None else (None, None)
+    preview, caption = counterfactual_preview(image, perturb, image_mean=mean, image_std=std)
+    return ImageViews(image, normalization, preview, caption)
 
 
 def add_views(
     result: TokenAnalysis,
     image: Image.Image | None = None,
     normalization: Normalization | None = None,
-) -> None:
-    """Store on `result` what the views show, so that they never call the model or
-    perturb: the image as the processor received it, its normalisation (mean, std) and
-    draw 0's counterfactual preview (`perturb.counterfactual_preview` with the result's
-    settings). `image`/`normalization` default to the result's own (a loaded result
-    that stores its image but no preview gets one; no-op without an image)."""
+) -> TokenAnalysis:
+    """`result` with what the views show (`image_views` under the result's settings): a
+    new TokenAnalysis. `image`/`normalization` default to the result's own (a loaded
+    result that stores its image but no preview gets one); `result` itself when there is
+    no image."""
     image = image if image is not None else result.image
     if image is None:
-        return
+        return result
     normalization = normalization if normalization is not None else result.image_normalization
-    mean, std = normalization if normalization is not None else (None, None)
-    preview, caption = counterfactual_preview(
-        image, result.settings.perturb, image_mean=mean, image_std=std
+    views = image_views(image, result.settings.perturb, normalization)
+    return replace(
+        result,
+        image=views.image,
+        image_normalization=views.normalization,
+        counterfactual_image=views.counterfactual_image,
+        counterfactual_caption=views.counterfactual_caption,
     )
-    result.image = image
-    result.image_normalization = normalization
-    result.counterfactual_image = preview
-    result.counterfactual_caption = caption
 
 
 def package_versions() -> dict[str, str]:

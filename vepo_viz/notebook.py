@@ -40,7 +40,7 @@ def _title(result: Any, t: int) -> str:
     ]
     if result.at_floor[t]:
         parts.append("at the noise floor: no visual signal")
-    share = getattr(result, "selection_share", None)
+    share = result.selection_share
     if share is not None:
         parts.append(f"selected in {100 * float(share[t]):.0f}% of draws")
     return "\n".join(parts)
@@ -71,7 +71,7 @@ def analysis_html(result: Any) -> str:
     """Self-contained HTML of one analysis: notices, coloured tokens, a one-line legend."""
     scores = np.asarray(result.scores, dtype=np.float64)
     top = float(scores.max()) if scores.size and np.isfinite(scores).all() else 0.0
-    notices = list(getattr(result, "input_warnings", []) or [])
+    notices = list(result.input_warnings)
     if result.floor_verdict:
         notices.insert(0, result.floor_verdict)
     notice_html = "".join(
@@ -86,7 +86,7 @@ def analysis_html(result: Any) -> str:
         f'<span style="color:{FLOOR_TEXT}">grey</span> = at the noise floor. '
         "Hover a token for its numbers."
     )
-    question = html.escape(str(getattr(result, "question", "") or ""))
+    question = html.escape(result.question)
     return (
         '<div class="vv-analysis" style="font-family:sans-serif;line-height:1.8">'
         f"{notice_html}"

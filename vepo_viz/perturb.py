@@ -103,13 +103,23 @@ class CounterfactualMode:
     """True when the view depends on the generator (n_draws > 1 then gives new views)."""
     parameters: tuple[str, ...] = ()
     """The PerturbConfig fields this mode reads (the UI shows only these)."""
+    kind: str = "pixel"
+    """What the view changes (VIEW_KINDS): "pixel", the image inputs. The engine
+    (models/engine.py) runs every view of a kind in one batched teacher-forced pass."""
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
             raise ValueError(f"CounterfactualMode.space={self.space!r}; choose one of {SPACES}")
+        if self.kind not in VIEW_KINDS:
+            raise ValueError(f"CounterfactualMode.kind={self.kind!r}; choose one of {VIEW_KINDS}")
 
 
 SPACES: tuple[str, ...] = ("normalized", "pixel")
+
+VIEW_KINDS: tuple[str, ...] = ("pixel",)
+"""View kinds the engine runs. The seed rule is the same for every kind: draw k of an
+analysis takes `make_generator(seed, k)`; row b of TRL generation step s takes
+`view_seed(seed, s, b)` (train.trl_plugin), so no two rows share a noise tensor."""
 
 
 def _gaussian(pixel_values: torch.Tensor, params, gen: torch.Generator) -> torch.Tensor:
@@ -117,8 +127,8 @@ def _gaussian(pixel_values: torch.Tensor, params, gen: torch.Generator) -> torch
     # Noise is drawn in float32 on the generator's device, so a draw is the same whatever
     # the input's dtype or device.
     noise = torch.randn(pixel_values.shape, generator=gen, device=gen.device, dtype=torch.float32)
-    noise = noise.to(pixel_values.device)
-    return (pixel_values.float() + sigma * noise).to(pixel_values.dtype)
+    noise = noise.to(pixel_values.device).mul_(sigma)  # in place: the same bits as sigma * noise
+    return noise.add_(pixel_values).to(pixel_values.dtype)  # pixel_values + sigma * noise
 
 
 def _gaussian_pixel(rgb: Image.Image, params, gen: torch.Generator) -> Image.Image:
@@ -152,8 +162,9 @@ def _patch(rgb: Image.Image, params, gen: torch.Generator) -> Image.Image:
 
 
 MODES: Registry[CounterfactualMode] = Registry("counterfactual mode", reference="gaussian")
-"""Every perturbation mode, in the order the UI lists them; "gaussian" is the VEPO
-reference. Add one with `MODES.register(CounterfactualMode(...))`."""
+"""The views registry: every counterfactual view (perturbation mode), in the order the UI
+lists them; "gaussian" is the VEPO reference. Add one with
+`MODES.register(CounterfactualMode(...))`: analyze, batch and the TRL plug-in take it."""
 
 for _mode in (
     CounterfactualMode(

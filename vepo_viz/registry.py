@@ -1,11 +1,13 @@
 """`Registry`: one table per extension point, from which everything else is derived.
 
-vepo-viz has four extension points: score types (`scoring.SCORE_TYPES`), counterfactual
-modes (`perturb.MODES`), training selection rules (`train.selection.RULES`) and VLM
-families (`models.families.FAMILIES`). Each is a `Registry`: an ordered table of named
-entries. The UI's choices, the CLI's flags and help, config validation and the docs read
-the table when they are built, so adding an entry (one `register` call in the module that
-owns the table, plus its test) is all it takes for every surface to offer it.
+vepo-viz has six extension points: the views, i.e. counterfactual modes
+(`perturb.MODES`), per-token signals (`models.engine.SIGNALS`), score types (`scoring.SCORE_TYPES`),
+training selection rules (`train.rules.RULES`), answer verifiers
+(`data.verifiers.VERIFIERS`) and VLM families (`models.families.FAMILIES`). Each is a
+`Registry`: an ordered table of named entries. The UI's choices, the CLI's flags and
+help, config validation and the docs read the table when they are built, so adding an
+entry (one `register` call in the module that owns the table, plus its test) is all it
+takes for every surface to offer it.
 
 A registry behaves like the tuple of its names where the code used to have one
 (`for name in SCORE_TYPES`, `name in SCORE_TYPES`, `list(SCORE_TYPES)`), and like a

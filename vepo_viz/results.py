@@ -6,8 +6,9 @@ counterfactual preview). Saved as JSON with an exact float round trip (images as
 PNG), loaded back, turned into a DataFrame, summarised (`summary`: the one place the
 overlap and low-entropy numbers are computed) and re-scored (`rescore`) from the stored
 per-token statistics without the model: the UI, render/ and the CLI read only this.
-Importing this module does not import torch or transformers; building a result's
-`AnalysisSettings` (vepo_viz.analysis_settings) and `rescore` import torch when called.
+Plain data: this module imports no torch (nor transformers), so importing, loading,
+saving and summarising a result never load it; `rescore` calls vepo_viz.scoring
+(`score_response`), which does. A `TokenAnalysis` is frozen: built once, never changed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import base64
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from vepo_viz.analysis_settings import AnalysisSettings
-    from vepo_viz.scoring import ScoringConfig
 
 FORMAT = "vepo-viz/token-analysis"
 FORMAT_VERSION = 1
@@ -68,12 +70,14 @@ Normalization = tuple[tuple[float, float, float], tuple[float, float, float]]
 """(mean, std) per RGB channel of the image processor."""
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class TokenAnalysis:
     """Per-token analysis of one (image, question, response). All arrays have length T.
 
     Position t describes response token o_t: the clean distribution p_t that predicts it,
     the counterfactual q_t (mean over draws), and the scores/selections derived from them.
+    Frozen: built once with every field; a changed view is a new object (`rescore`,
+    `dataclasses.replace`). The arrays inside are not write-protected.
     """
 
     response: str
@@ -178,52 +182,67 @@ class TokenAnalysis:
     input_warnings: list[str] = field(default_factory=list)
     """Why the input may be unlike what the model knows (vepo_viz.ood; the embedded
     model only), said before the result."""
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    """{name: (T,) float32} the hidden-state signals registered in the engine
+    (`vepo_viz.models.engine.SIGNALS`), mean over the counterfactual draws."""
 
     def __post_init__(self) -> None:
-        self.token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(-1)
-        n = self.token_ids.shape[0]
-        self.offsets = np.asarray(self.offsets, dtype=np.int64).reshape(n, 2)
+        # Frozen: normalise the given values once, here (object.__setattr__ is the only
+        # way in); a changed result is a new object (`dataclasses.replace`, `rescore`).
+        put = partial(object.__setattr__, self)
+        token_ids = np.asarray(self.token_ids, dtype=np.int64).reshape(-1)
+        put("token_ids", token_ids)
+        n = token_ids.shape[0]
+        put("offsets", np.asarray(self.offsets, dtype=np.int64).reshape(n, 2))
         for name in FLOAT_ARRAYS:
-            setattr(self, name, _float_array(getattr(self, name), name, (n,)))
+            put(name, _float_array(getattr(self, name), name, (n,)))
         for name in BOOL_ARRAYS:
-            setattr(self, name, np.asarray(getattr(self, name), dtype=bool).reshape(n))
-        self.top_ids = np.asarray(self.top_ids, dtype=np.int64).reshape(n, -1)
-        k = self.top_ids.shape[1]
-        self.top_probs = _float_array(self.top_probs, "top_probs", (n, k))
-        self.top_probs_noisy = _float_array(self.top_probs_noisy, "top_probs_noisy", (n, k))
-        self.tokens = [str(t) for t in self.tokens]
-        self.top_tokens = [[str(t) for t in row] for row in self.top_tokens]
+            put(name, np.asarray(getattr(self, name), dtype=bool).reshape(n))
+        top_ids = np.asarray(self.top_ids, dtype=np.int64).reshape(n, -1)
+        put("top_ids", top_ids)
+        k = top_ids.shape[1]
+        put("top_probs", _float_array(self.top_probs, "top_probs", (n, k)))
+        put("top_probs_noisy", _float_array(self.top_probs_noisy, "top_probs_noisy", (n, k)))
+        put("tokens", [str(t) for t in self.tokens])
+        put("top_tokens", [[str(t) for t in row] for row in self.top_tokens])
         if len(self.tokens) != n or len(self.top_tokens) != n:
             raise ValueError(
                 f"tokens ({len(self.tokens)}) and top_tokens ({len(self.top_tokens)}) must "
                 f"have one entry per token id ({n})"
             )
-        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
-        self.settings = _settings_of(self.settings)
+        put("image_size", (int(self.image_size[0]), int(self.image_size[1])))
+        put("settings", _settings_of(self.settings))
         if self.image_normalization is not None:
             mean, std = self.image_normalization
-            self.image_normalization = (_triple(mean), _triple(std))
-        self._post_init_floor(n)
+            put("image_normalization", (_triple(mean), _triple(std)))
+        self._post_init_floor(n, put)
 
-    def _post_init_floor(self, n: int) -> None:
+    def _post_init_floor(self, n: int, put: Callable[[str, Any], None]) -> None:
         """Types of the floor, per-draw and stability fields (all optional in files)."""
-        self.noise_floor = NoiseFloor.from_dict(self.noise_floor)
-        if self.at_floor is None:
-            self.at_floor = at_floor(self.jsd, self.entropy_gap, self.noise_floor)
-        self.at_floor = np.asarray(self.at_floor, dtype=bool).reshape(n)
+        noise_floor = NoiseFloor.from_dict(self.noise_floor)
+        put("noise_floor", noise_floor)
+        mask = self.at_floor
+        if mask is None:
+            mask = at_floor(self.jsd, self.entropy_gap, noise_floor)
+        put("at_floor", np.asarray(mask, dtype=bool).reshape(n))
         for name in DRAW_ARRAYS:
             value = getattr(self, name)
             if value is not None:
                 value = np.asarray(value, dtype=np.float32)
-                setattr(self, name, _float_array(value, name, (value.reshape(-1, n).shape[0], n)))
+                put(name, _float_array(value, name, (value.reshape(-1, n).shape[0], n)))
         if self.selection_share is not None:
-            self.selection_share = _float_array(self.selection_share, "selection_share", (n,))
+            put("selection_share", _float_array(self.selection_share, "selection_share", (n,)))
         if self.draw_jaccard is not None:
-            self.draw_jaccard = float(self.draw_jaccard)
+            put("draw_jaccard", float(self.draw_jaccard))
         if self.patch_grid is not None:
-            self.patch_grid = (int(self.patch_grid[0]), int(self.patch_grid[1]))
-        self.patch_size = int(self.patch_size or 0)
-        self.input_warnings = [str(w) for w in self.input_warnings or []]
+            put("patch_grid", (int(self.patch_grid[0]), int(self.patch_grid[1])))
+        put("patch_size", int(self.patch_size or 0))
+        put("input_warnings", [str(w) for w in self.input_warnings or []])
+        signals = {
+            str(name): _float_array(value, f"signals[{name!r}]", (n,))
+            for name, value in (self.signals or {}).items()
+        }
+        put("signals", signals)
 
     # ---- basics -----------------------------------------------------------------
 
@@ -316,22 +335,29 @@ class TokenAnalysis:
         settings = self.settings.replace_scoring(**{k: v for k, v in given if v is not None})
         if skip_floor is not None:
             settings = replace(settings, skip_floor=bool(skip_floor))
-        arrays = score_arrays(
+        from vepo_viz.scoring import score_response  # torch, on first re-score only
+
+        scored = score_response(
             entropy=self.entropy,
             entropy_noisy=self.entropy_noisy,
             jsd=self.jsd,
             kl=self.kl,
             config=settings.scoring,
             exclude=self.at_floor if settings.skip_floor else None,
-            draws=self.draws(),
+            entropy_noisy_draws=self.entropy_noisy_draws,
+            jsd_draws=self.jsd_draws,
+            kl_draws=self.kl_draws,
         )
-        return replace(self, settings=settings, **arrays)
-
-    def draws(self) -> dict[str, np.ndarray] | None:
-        """The stored (K, T) per-draw statistics as `score_arrays` takes them, or None."""
-        if any(getattr(self, name) is None for name in DRAW_ARRAYS):
-            return None
-        return {name: getattr(self, name) for name in DRAW_ARRAYS}
+        return replace(
+            self,
+            settings=settings,
+            visual_sensitivity=scored.visual_sensitivity,
+            scores=scored.scores,
+            selected_vepo=scored.selected_vepo,
+            selected_entropy=scored.selected_entropy,
+            selection_share=scored.selection_share,
+            draw_jaccard=scored.draw_jaccard,
+        )
 
     # ---- tables -----------------------------------------------------------------
 
@@ -353,6 +379,8 @@ class TokenAnalysis:
         for name in BOOL_ARRAYS:
             data[name] = getattr(self, name)
         data["at_floor"] = self.at_floor
+        for name, values in self.signals.items():  # the engine's registered signals
+            data[f"signal_{name}"] = values
         if self.selection_share is not None:
             data["selection_share"] = self.selection_share
         data["top_ids"] = [row.tolist() for row in self.top_ids]
@@ -378,6 +406,8 @@ class TokenAnalysis:
                 value = value.to_dict()
             elif isinstance(value, np.ndarray):
                 value = value.tolist()  # float32 -> Python float is exact
+            elif f.name == "signals":
+                value = {name: array.tolist() for name, array in value.items()}
             elif f.name == "image_normalization" and value is not None:
                 value = [list(value[0]), list(value[1])]
             elif isinstance(value, tuple):
@@ -476,73 +506,6 @@ def _png_image(encoded: str) -> Image.Image:
             return opened.convert("RGB")
     except (ValueError, OSError) as error:
         raise ValueError(f"a stored image is not a readable PNG: {error}") from error
-
-
-# ---- scoring on stored arrays ------------------------------------------------------
-
-
-def score_arrays(
-    *,
-    entropy: np.ndarray,
-    entropy_noisy: np.ndarray,
-    jsd: np.ndarray,
-    kl: np.ndarray,
-    config: ScoringConfig | None = None,
-    exclude: np.ndarray | None = None,
-    draws: dict[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Scores, selections and visual sensitivity of one response from its (T,) statistics.
-
-    The single place where analysis and `rescore` call vepo_viz.scoring, so a re-score
-    with the analysis' own settings (`config`: its `settings.scoring`; None = the
-    reference) reproduces it bit for bit. `exclude` (T,) bool: tokens the VEPO selection
-    skips (AnalysisSettings.skip_floor; scores unchanged). `draws`:
-    the (K, T) per-draw "entropy_noisy_draws", "jsd_draws", "kl_draws"; with K >= 2 each
-    draw is scored and selected on its own, giving "selection_share" and "draw_jaccard"
-    (scoring.selection_stability), else both are None.
-    """
-    import torch
-
-    from vepo_viz import scoring
-
-    def row(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # (1, T)
-
-    stats = scoring.TokenStats(
-        entropy=row(entropy), entropy_noisy=row(entropy_noisy), jsd=row(jsd), kl=row(kl)
-    )
-    mask = torch.ones(stats.shape, dtype=torch.bool)  # (1, T)
-    config = config if config is not None else scoring.ScoringConfig()
-    skip = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=bool))[None]
-    scores, selected = scoring.score_and_select(stats, mask, config, exclude=skip)
-    entropy_scores = scoring.score_tokens(stats, mask, "entropy")
-    selected_entropy = scoring.select_tokens(entropy_scores, mask, config.ratio, config.scope)
-    sensitivity = scoring.visual_sensitivity(stats, mask, config.alpha)
-    share, jaccard = None, None
-    if draws is not None and len(draws["jsd_draws"]) >= 2:
-        per_draw = [
-            scoring.score_and_select(
-                scoring.TokenStats(
-                    entropy=row(entropy), entropy_noisy=row(h), jsd=row(j), kl=row(k)
-                ),
-                mask,
-                config,
-                exclude=skip,
-            )[1][0]
-            for h, j, k in zip(
-                draws["entropy_noisy_draws"], draws["jsd_draws"], draws["kl_draws"], strict=True
-            )
-        ]  # K x (T,)
-        share_t, jaccard = scoring.selection_stability(torch.stack(per_draw))  # (T,), float
-        share = share_t.numpy()
-    return {
-        "scores": scores[0].numpy(),
-        "selected_vepo": selected[0].numpy(),
-        "selected_entropy": selected_entropy[0].numpy(),
-        "visual_sensitivity": sensitivity[0].numpy(),
-        "selection_share": share,
-        "draw_jaccard": jaccard,
-    }
 
 
 # ---- summary helpers ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 """VEPO token scoring: per-token statistics, score types, top-k selection, VPPO weights.
 
 Everything here is pure tensor math (tensors and a config in, tensors out): no model, no
-processor, no I/O. The UI, the CLI, dataset scoring and training all call these same
+processor, no I/O; `score_response` wraps it for one stored response (numpy in, a frozen
+`ResponseScores` out: what `analyze` and `TokenAnalysis.rescore` store). The UI, the CLI, dataset scoring and training all call these same
 functions, so every number the app shows is computed once, here. Definitions follow
 shared/PAPER.md (the reference code of Jin et al. 2026); the reference is the default of
 every setting and each departure is a named setting.
@@ -21,6 +22,8 @@ import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
+
+import numpy as np
 
 from vepo_viz.errors import VepoInputError
 from vepo_viz.lazy import no_grad, torch
@@ -47,10 +50,11 @@ K3_LOG_RATIO_MAX = 20.0
 clamps its log-ratio the same way), so one extreme token cannot overflow float32. exp(20) ~ 5e8; real tokens stay far
 below it."""
 
-CHUNK_ELEMENTS_CPU = 2**21
-"""Default chunk size of `token_stats` on CPU, in (row x vocab) elements: ~8 MB of float32
-per workspace buffer (13 rows at V = 151,936), five buffers, about 40 MB in all. Near
-cache size, and few enough chunks that thread synchronisation stays cheap."""
+CHUNK_ELEMENTS_CPU = 2**19
+"""Default chunk size of `token_stats` on CPU, in (row x vocab) elements: ~2 MB of float32
+per workspace buffer (3 rows at V = 151,936). Measured at T = 2,048, V = 151,936, one
+thread (benchmarks/scoring_memory.py --part speed): 2-3 rows per chunk run ~1.4x faster
+than 13 (2**21), whose six workspaces no longer fit the caches."""
 
 CHUNK_ELEMENTS_CUDA = 2**24
 """Default chunk size on accelerators: ~64 MB of float32 per workspace buffer (110 rows at
@@ -203,6 +207,69 @@ def _raise_non_finite(tensors: dict[str, torch.Tensor], temperature: float) -> N
     )
 
 
+def log_softmax_into(
+    z: torch.Tensor, inv_temperature: float, scaled: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """log softmax(z / tau) of (n, V) logits into `out` (float32), through the `scaled`
+    workspace when z needs an upcast or a temperature (float32 z at tau = 1 is read as
+    it is: the copy would be exact, and it costs a pass over memory)."""
+    if z.dtype == torch.float32 and inv_temperature == 1.0:
+        return torch.log_softmax(z, dim=-1, out=out)
+    scaled.copy_(z)  # upcast to float32
+    if inv_temperature != 1.0:
+        scaled.mul_(inv_temperature)
+    return torch.log_softmax(scaled, dim=-1, out=out)
+
+
+def max_entropy(vocab_size: int) -> float:
+    """ln V, the largest entropy of a distribution over V tokens (the clamp of H, H')."""
+    return math.log(vocab_size)
+
+
+def pair_stats(
+    p: torch.Tensor,
+    logp: torch.Tensor,
+    q: torch.Tensor,
+    logq: torch.Tensor,
+    tmp: torch.Tensor,
+    tmp2: torch.Tensor,
+) -> torch.Tensor:
+    """(3, n) H', JSD(p, q) and KL(p || q) of n rows, from both distributions and their
+    logs (n, V) float32, computed once by the caller. Log space; no cancellation.
+
+    p, logp and logq are left unchanged (one clean distribution is compared with many
+    views); q, tmp and tmp2 are workspaces (their contents are overwritten). H of p is
+    `-(p * logp).sum(-1)`, the same expression as H' of q here. Not clamped: the caller
+    checks finiteness and clamps to the mathematical ranges (`clamp_stats`).
+    """
+    out = torch.empty(3, p.shape[0], dtype=torch.float32, device=p.device)
+    torch.sum(torch.mul(q, logq, out=tmp), dim=-1, out=out[0]).neg_()  # H'
+    torch.sum(torch.sub(logp, logq, out=tmp).mul_(p), dim=-1, out=out[2])  # KL(p || q)
+    # log m = log((p + q) / 2) without forming m: stays finite when p and q underflow.
+    logm = torch.logaddexp(logp, logq, out=tmp).sub_(LN2)
+    # Sum p (log p - log m) term by term (not -H/2 - H'/2 + H_m): no cancellation when
+    # JSD << H, which is most tokens.
+    jsd_p = torch.sub(logp, logm, out=tmp2).mul_(p).sum(dim=-1)  # (n,)
+    jsd_q = logq.sub_(logm).mul_(q).sum(dim=-1)  # (n,)
+    torch.add(jsd_p, jsd_q, out=out[1]).mul_(0.5)
+    return out
+
+
+def entropy_of(p: torch.Tensor, logp: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """(n,) H = -sum p log p of n rows (n, V) float32 (tmp: a workspace)."""
+    return torch.sum(torch.mul(p, logp, out=tmp), dim=-1).neg_()
+
+
+def clamp_stats(
+    entropy: torch.Tensor, entropy_noisy: torch.Tensor, jsd: torch.Tensor, kl: torch.Tensor, V: int
+) -> None:
+    """Remove float32 rounding outside the mathematical ranges (|error| ~ 1e-7), in place."""
+    entropy.clamp_(0.0, max_entropy(V))
+    entropy_noisy.clamp_(0.0, max_entropy(V))
+    jsd.clamp_(0.0, LN2)
+    kl.clamp_(min=0.0)
+
+
 def _stats_chunk(
     zc: torch.Tensor,
     zn: torch.Tensor,
@@ -212,31 +279,19 @@ def _stats_chunk(
 ) -> None:
     """H, H', JSD and KL of one chunk of n rows into out (4, n); log space, float32.
 
-    work is a (5, >= n, V) float32 workspace reused across chunks: every op writes into
+    work is a (6, >= n, V) float32 workspace reused across chunks: every op writes into
     it (out=, in-place), so the loop allocates nothing per chunk and never faults fresh
     pages in from the OS.
     """
     n = zc.shape[0]
-    a, b, logp, logq, tmp = (w[:n] for w in work)  # each (n, V)
-    a.copy_(zc)  # upcast to float32
-    b.copy_(zn)
-    if inv_temperature != 1.0:
-        a.mul_(inv_temperature)
-        b.mul_(inv_temperature)
-    torch.log_softmax(a, dim=-1, out=logp)
-    torch.log_softmax(b, dim=-1, out=logq)
+    a, b, logp, logq, tmp, tmp2 = (w[:n] for w in work)  # each (n, V)
+    log_softmax_into(zc, inv_temperature, a, logp)
+    log_softmax_into(zn, inv_temperature, b, logq)
     p = torch.exp(logp, out=a)  # the scaled logits are no longer needed
     q = torch.exp(logq, out=b)
-    torch.sum(torch.mul(p, logp, out=tmp), dim=-1, out=out[0]).neg_()  # H
-    torch.sum(torch.mul(q, logq, out=tmp), dim=-1, out=out[1]).neg_()  # H'
-    torch.sum(torch.sub(logp, logq, out=tmp).mul_(p), dim=-1, out=out[3])  # KL(p || q)
-    # log m = log((p + q) / 2) without forming m: stays finite when p and q underflow.
-    logm = torch.logaddexp(logp, logq, out=tmp).sub_(LN2)
-    # Sum p (log p - log m) term by term (not -H/2 - H'/2 + H_m): no cancellation when
-    # JSD << H, which is most tokens.
-    jsd_p = logp.sub_(logm).mul_(p).sum(dim=-1)  # (n,)
-    jsd_q = logq.sub_(logm).mul_(q).sum(dim=-1)  # (n,)
-    torch.add(jsd_p, jsd_q, out=out[2]).mul_(0.5)
+    out[0] = entropy_of(p, logp, tmp)  # H
+    noisy = pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, n): H', JSD, KL
+    out[1], out[2], out[3] = noisy[0], noisy[1], noisy[2]
 
 
 @no_grad
@@ -254,7 +309,7 @@ def token_stats(
         temperature: tau; both distributions are softmax(z / tau) (1.0 in the reference).
         chunk_size: rows of the flattened (B*T, V) logits handled at once; None picks one
             from the vocabulary size and device (`default_chunk_rows`). Any value gives the
-            same result up to float32 rounding; extra memory is about 5 x chunk x V floats.
+            same result up to float32 rounding; extra memory is about 6 x chunk x V floats.
 
     Returns:
         TokenStats of float32 (B, T) tensors on the logits' device, in nats.
@@ -278,7 +333,7 @@ def token_stats(
     flat_noisy = logits_noisy.reshape(B * T, V)  # (N, V)
     device = logits_clean.device
     out = torch.empty(4, B * T, dtype=torch.float32, device=device)  # (4, N): H, H', JSD, KL
-    work = torch.empty(5, min(rows, B * T), V, dtype=torch.float32, device=device)
+    work = torch.empty(6, min(rows, B * T), V, dtype=torch.float32, device=device)
     inv_temperature = 1.0 / temperature
     for start in range(0, B * T, rows):
         stop = min(start + rows, B * T)
@@ -294,11 +349,7 @@ def token_stats(
     if not bool(torch.isfinite(out).all()):
         _raise_non_finite({"logits_clean": logits_clean, "logits_noisy": logits_noisy}, temperature)
 
-    # Remove float32 rounding outside the mathematical ranges (|error| ~ 1e-7).
-    out[0].clamp_(0.0, math.log(V))
-    out[1].clamp_(0.0, math.log(V))
-    out[2].clamp_(0.0, LN2)
-    out[3].clamp_(min=0.0)
+    clamp_stats(out[0], out[1], out[2], out[3], V)
     out = out.view(4, B, T)  # (4, B, T)
     return TokenStats(entropy=out[0], entropy_noisy=out[1], jsd=out[2], kl=out[3])
 
@@ -775,6 +826,94 @@ def selection_stability(selected_kt: torch.Tensor) -> tuple[torch.Tensor, float]
     if not bool(pairs.any()):
         return share, math.nan
     return share, float((inter[pairs].double() / union[pairs].double()).mean())
+
+
+# --------------------------------------------------------------------------------------
+# One response's stored statistics (numpy in, numpy out)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ResponseScores:
+    """Scores, selections and visual sensitivity of one response (`score_response`).
+
+    numpy arrays, (T,) each: what `TokenAnalysis` stores beside its statistics.
+    """
+
+    visual_sensitivity: np.ndarray
+    """(T,) float32 v_t, per-response normalised (`visual_sensitivity`)."""
+    scores: np.ndarray
+    """(T,) float32 selection score of the config's score type."""
+    selected_vepo: np.ndarray
+    """(T,) bool: the top-ratio tokens by `scores` (minus any excluded)."""
+    selected_entropy: np.ndarray
+    """(T,) bool: the top-ratio tokens by entropy alone (the 80/20 baseline)."""
+    selection_share: np.ndarray | None = None
+    """(T,) float32 share of the K draws whose own statistics select each token (the
+    `scores` selection); None when fewer than 2 draws are given."""
+    draw_jaccard: float | None = None
+    """Mean Jaccard between the selections of pairs of draws (None when K < 2)."""
+
+
+def score_response(
+    *,
+    entropy: np.ndarray,
+    entropy_noisy: np.ndarray,
+    jsd: np.ndarray,
+    kl: np.ndarray,
+    config: ScoringConfig | None = None,
+    exclude: np.ndarray | None = None,
+    entropy_noisy_draws: np.ndarray | None = None,
+    jsd_draws: np.ndarray | None = None,
+    kl_draws: np.ndarray | None = None,
+) -> ResponseScores:
+    """Scores, selections and visual sensitivity of one response from its (T,) statistics.
+
+    The single place where `analyze` and `TokenAnalysis.rescore` score, so a re-score
+    with the analysis' own settings (`config`: its `settings.scoring`; None = the
+    reference) reproduces it bit for bit. `exclude` (T,) bool:
+    tokens the `scores` selection skips (AnalysisSettings.skip_floor; scores unchanged).
+    `*_draws` (K, T): the per-draw statistics; with all three given and K >= 2 each draw
+    is scored and selected on its own (`selection_stability`).
+    """
+    config = config if config is not None else ScoringConfig()
+    stats = _row_stats(entropy, entropy_noisy, jsd, kl)
+    mask = torch.ones(stats.shape, dtype=torch.bool)  # (1, T)
+    skip = None if exclude is None else torch.from_numpy(np.asarray(exclude, dtype=bool))[None]
+    scores, selected = score_and_select(stats, mask, config, exclude=skip)  # (1, T) each
+    entropy_scores = score_tokens(stats, mask, "entropy")  # (1, T)
+    selected_entropy = select_tokens(entropy_scores, mask, config.ratio, config.scope)
+    sensitivity = visual_sensitivity(stats, mask, config.alpha)  # (1, T)
+    share, jaccard = None, None
+    draws = (entropy_noisy_draws, jsd_draws, kl_draws)
+    if all(d is not None for d in draws) and len(jsd_draws) >= 2:
+        per_draw = [
+            score_and_select(_row_stats(entropy, h, j, k), mask, config, exclude=skip)[1][0]
+            for h, j, k in zip(*draws, strict=True)
+        ]  # K x (T,)
+        share_t, jaccard = selection_stability(torch.stack(per_draw))  # (T,), float
+        share = share_t.numpy()
+    return ResponseScores(
+        visual_sensitivity=sensitivity[0].numpy(),
+        scores=scores[0].numpy(),
+        selected_vepo=selected[0].numpy(),
+        selected_entropy=selected_entropy[0].numpy(),
+        selection_share=share,
+        draw_jaccard=jaccard,
+    )
+
+
+def _row_stats(
+    entropy: np.ndarray, entropy_noisy: np.ndarray, jsd: np.ndarray, kl: np.ndarray
+) -> TokenStats:
+    """(T,) numpy statistics as the (1, T) float32 TokenStats of one response."""
+
+    def row(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # (1, T)
+
+    return TokenStats(
+        entropy=row(entropy), entropy_noisy=row(entropy_noisy), jsd=row(jsd), kl=row(kl)
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from vepo_viz.errors import NumericsError, VepoInputError
-from vepo_viz.models.batching import EXTEND_WITH_ONES, EXTEND_WITH_ZEROS, PIXEL_KEYS, BatchedCalls
+from vepo_viz.models import engine
+from vepo_viz.models.batching import PIXEL_KEYS, BatchedCalls
 from vepo_viz.models.families import Family, family_of, pixel_limit
 from vepo_viz.models.images import fit_image
 from vepo_viz.models.sampling import SeededSampler
@@ -83,9 +84,8 @@ class VLM(BatchedCalls):
 
     def __post_init__(self) -> None:
         self.family: Family = family_of(self.model.config.model_type)
-        self._head = self.model.get_output_embeddings()
-        text_config = self.model.config.get_text_config()
-        self._softcap = getattr(text_config, "final_logit_softcapping", None)
+        self.head = engine.output_head(self.model)
+        """(n, D) hidden states -> (n, V) logits, soft-capped where the model does it."""
         self.eos_token_ids: tuple[int, ...] = self._end_tokens()
 
     # ---- properties -------------------------------------------------------------
@@ -97,7 +97,7 @@ class VLM(BatchedCalls):
     @property
     def vocab_size(self) -> int:
         """V, rows of the output head (may exceed len(tokenizer), as in Qwen)."""
-        return int(self._head.weight.shape[0])
+        return engine.vocab_size(self.model)
 
     @property
     def max_image_pixels(self) -> int | None:
@@ -300,7 +300,11 @@ class VLM(BatchedCalls):
             blur_radius=perturb.blur_radius,
         )
 
-    @torch.no_grad()
+    def response_inputs(self, prompt: Prompt, response_ids: list[int]) -> dict:
+        """The prompt's inputs with the response appended (1, P+T), for teacher forcing."""
+        response = torch.tensor([response_ids], dtype=torch.long, device=self.device)  # (1, T)
+        return engine.with_response(prompt.inputs, response)
+
     def hidden_states(
         self, prompt: Prompt, response_ids: list[int], images: dict | None = None
     ) -> torch.Tensor:
@@ -310,26 +314,35 @@ class VLM(BatchedCalls):
         of the result is the state after o_<t, the one the output head turns into the
         distribution of o_t.
         """
-        inputs = dict(prompt.inputs)
+        inputs = self.response_inputs(prompt, response_ids)
         if images:
             inputs.update(images)
-        P, T = prompt.n_tokens, len(response_ids)
-        response = torch.tensor([response_ids], dtype=torch.long, device=self.device)  # (1, T)
-        inputs["input_ids"] = torch.cat([inputs["input_ids"], response], dim=1)  # (1, P+T)
-        for key in EXTEND_WITH_ONES + EXTEND_WITH_ZEROS:
-            if key in inputs:
-                fill = 1 if key in EXTEND_WITH_ONES else 0
-                extra = torch.full((1, T), fill, dtype=inputs[key].dtype, device=self.device)
-                inputs[key] = torch.cat([inputs[key], extra], dim=1)  # (1, P+T)
-        out = self.model.model(**inputs, use_cache=False)
-        return out.last_hidden_state[0, P - 1 : P + T - 1]  # (1, P+T, D) -> (T, D)
+        states = engine.response_states(self.model, inputs, prompt.n_tokens, len(response_ids))
+        return states.last[0]  # (1, T, D) -> (T, D)
+
+    def view_hidden_states(
+        self,
+        prompt: Prompt,
+        response_ids: list[int],
+        views: list[dict],
+        before_forward=None,
+    ) -> list[torch.Tensor]:
+        """(T, D) states under each view ({}: the clean image), the views batched into as
+        few forwards as `engine.ROWS_PER_FORWARD` allows."""
+        states = engine.view_passes(
+            self.model,
+            self.response_inputs(prompt, response_ids),
+            prompt.n_tokens,
+            len(response_ids),
+            views,
+            pixel_keys=PIXEL_KEYS,
+            before_forward=before_forward,
+        )
+        return [s[0] for s in states]  # (1, T, D) -> (T, D)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(n, V) logits of (n, D) hidden states through the output head (+ soft-capping)."""
-        logits = self._head(hidden)  # (n, V)
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
+        return self.head(hidden)
 
     def generation_config(self, max_new_tokens: int, pad_token_id: int, **extra):
         """Greedy decoding with the model's own defaults (repetition penalty, top-k, ...)
@@ -369,11 +382,7 @@ class VLM(BatchedCalls):
         """
         from transformers import LogitsProcessorList
 
-        captured: list[torch.Tensor] = []
-
-        def keep_hidden(module, args):
-            captured.append(args[0][:, -1, :].detach())  # (1, n, D) -> (1, D)
-
+        capture = engine.GenerationCapture()
         config = self.generation_config(
             max_new_tokens,
             self.tokenizer.pad_token_id or self.eos_token_ids[0],
@@ -384,13 +393,10 @@ class VLM(BatchedCalls):
         processors = LogitsProcessorList()
         if temperature > 0:
             processors.append(SeededSampler(temperature, top_p, seed))
-        handle = self._head.register_forward_pre_hook(keep_hidden)
-        try:
+        with capture.recording_model(self.model):
             out = self.model.generate(
                 **prompt.inputs, generation_config=config, logits_processor=processors
             )
-        finally:
-            handle.remove()
         new_ids = out.sequences[0, prompt.n_tokens :].tolist()
         n = len(new_ids)
         finished = False
@@ -398,7 +404,8 @@ class VLM(BatchedCalls):
             if token_id in self.eos_token_ids:
                 n, finished = i, True
                 break
-        hidden = torch.cat(captured[:n], dim=0) if n else captured[0][:0]  # (T, D)
+        steps = capture.steps
+        hidden = torch.cat(steps[:n], dim=0) if n else steps[0][:0]  # n x (1, D) -> (T, D)
         logits = None
         if keep_logits:
             logits = torch.cat([step[:1] for step in out.logits[:n]], dim=0)  # (T, V)

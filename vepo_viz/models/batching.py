@@ -20,11 +20,6 @@ from PIL import Image
 from vepo_viz.models.sampling import SeededSampler
 from vepo_viz.perturb import PerturbConfig
 
-EXTEND_WITH_ONES = ("attention_mask",)
-EXTEND_WITH_ZEROS = ("mm_token_type_ids", "token_type_ids")
-"""Per-token inputs besides input_ids that a processor may return and that must grow with
-the response: the attention mask (1 = attend) and image/text type ids (0 = text)."""
-
 PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
 """Processor outputs that describe the image (a pixel-space view replaces all of them)."""
 

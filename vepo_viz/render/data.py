@@ -9,14 +9,17 @@ touches a tensor or a model.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from vepo_viz.render.colors import CATEGORIES
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, scaled
-from vepo_viz.results import Summary, summary
+from vepo_viz.results import Summary, TokenAnalysis, summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.scoring import ScoringConfig
 
 SIGNALS: dict[str, tuple[str, str]] = {
     "entropy": ("entropy H", "nats"),
@@ -35,12 +38,7 @@ SELECTION_ROW = "selection"
 """Name of the categorical row (both / VEPO only / entropy only / neither)."""
 
 
-def _array(analysis: Any, name: str) -> np.ndarray | None:
-    value = getattr(analysis, name, None)
-    return None if value is None else np.asarray(value)
-
-
-def score_label(analysis: Any) -> str:
+def score_label(analysis: TokenAnalysis) -> str:
     """Row label of the score: "VEPO score s" for type D, else the type's name."""
     score_type = analysis.settings.scoring.score_type
     return "VEPO score s" if score_type == "D" else f"score ({score_type})"
@@ -63,20 +61,19 @@ def categories(selected_vepo: np.ndarray, selected_entropy: np.ndarray) -> np.nd
     return out
 
 
-def token_frame(analysis: Any) -> pd.DataFrame:
+def token_frame(analysis: TokenAnalysis) -> pd.DataFrame:
     """One row per response token with the canonical columns every view reads.
 
     Columns: index, token, display, entropy, entropy_noisy, entropy_gap, abs_entropy_gap,
-    jsd, kl, visual_sensitivity, score, selected_vepo, selected_entropy, category, and,
-    where the analysis has several draws, the *_std spreads; top1/top1_p when candidates
-    are stored.
+    jsd, kl, visual_sensitivity, score, selected_vepo, selected_entropy, category,
+    at_floor, the *_std spreads over draws (0 with one draw); selection_share with
+    several draws; top1/top1_p when candidates are stored.
     """
-    tokens = [str(t) for t in analysis.tokens]
+    tokens = list(analysis.tokens)
     n_tokens = len(tokens)
-    entropy = np.asarray(analysis.entropy, dtype=np.float64)
-    entropy_noisy = np.asarray(analysis.entropy_noisy, dtype=np.float64)
-    gap = _array(analysis, "entropy_gap")
-    gap = entropy_noisy - entropy if gap is None else gap.astype(np.float64)
+    entropy = analysis.entropy.astype(np.float64)
+    entropy_noisy = analysis.entropy_noisy.astype(np.float64)
+    gap = analysis.entropy_gap.astype(np.float64)
     frame = pd.DataFrame(
         {
             "index": np.arange(n_tokens),
@@ -95,40 +92,32 @@ def token_frame(analysis: Any) -> pd.DataFrame:
         }
     )
     frame["category"] = categories(frame["selected_vepo"], frame["selected_entropy"])
-    floor_mask = _array(analysis, "at_floor")
-    if floor_mask is not None and floor_mask.shape == (n_tokens,):
-        frame["at_floor"] = floor_mask.astype(bool)  # no visual signal beyond rounding
-    share = _array(analysis, "selection_share")
-    if share is not None and share.shape == (n_tokens,):
-        frame["selection_share"] = share.astype(np.float64)  # of the K draws
-    for name in ("entropy_noisy", "jsd", "kl", "entropy_gap"):
-        std = _array(analysis, f"{name}_std")
-        if std is not None and std.shape == (n_tokens,):
-            frame[f"{name}_std"] = std.astype(np.float64)
-    top_tokens = getattr(analysis, "top_tokens", None)
-    top_probs = _array(analysis, "top_probs")
-    if top_tokens is not None and top_probs is not None and top_probs.ndim == 2:
-        has = top_probs.shape[1] > 0
-        frame["top1"] = [str(row[0]) if has and len(row) else "" for row in top_tokens]
-        frame["top1_p"] = top_probs[:, 0].astype(np.float64) if has else math.nan
+    frame["at_floor"] = analysis.at_floor  # no visual signal beyond rounding
+    if analysis.selection_share is not None:
+        frame["selection_share"] = analysis.selection_share.astype(np.float64)  # of K draws
+    spreads = {
+        "entropy_noisy_std": analysis.entropy_noisy_std,
+        "jsd_std": analysis.jsd_std,
+        "kl_std": analysis.kl_std,
+        "entropy_gap_std": analysis.entropy_gap_std,
+    }
+    for name, std in spreads.items():
+        frame[name] = std.astype(np.float64)
+    has = analysis.top_probs.shape[1] > 0  # (T, k); k = 0: no candidates stored
+    frame["top1"] = [row[0] if has and row else "" for row in analysis.top_tokens]
+    frame["top1_p"] = analysis.top_probs[:, 0].astype(np.float64) if has else math.nan
     return frame
 
 
 def candidates_table(
-    analysis: Any, index: int | None = None
-) -> list[list[tuple[str, float, float]]] | None:
+    analysis: TokenAnalysis, index: int | None = None
+) -> list[list[tuple[str, float, float]]]:
     """Per token (or only token `index`), the clean top candidates as (token, p_clean,
-    p_noisy), or None if the analysis stores none."""
-    tokens = getattr(analysis, "top_tokens", None)
-    p_clean = _array(analysis, "top_probs")
-    p_noisy = _array(analysis, "top_probs_noisy")
-    if tokens is None or p_clean is None:
-        return None
+    p_noisy); empty rows when the analysis stores none (a training trace)."""
+    tokens, p_clean, p_noisy = analysis.top_tokens, analysis.top_probs, analysis.top_probs_noisy
     if index is not None:
         tokens, p_clean = tokens[index : index + 1], p_clean[index : index + 1]
-        p_noisy = None if p_noisy is None else p_noisy[index : index + 1]
-    if p_noisy is None:
-        p_noisy = np.full_like(p_clean, np.nan, dtype=np.float64)
+        p_noisy = p_noisy[index : index + 1]
     return [
         [
             (str(tok), float(pc), float(pn))
@@ -142,7 +131,7 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
-def selector_name(scoring: Any) -> str:
+def selector_name(scoring: ScoringConfig) -> str:
     """Who picks the tokens, as the summary says it: "VEPO (D, alpha=0.20)" for the
     reference, "VEPO ablation C (alpha=0.20)" for an ablation, "score `entropy`" for a
     score type that is not VEPO (its picks are not VEPO's, and alpha plays no part)."""
@@ -154,7 +143,7 @@ def selector_name(scoring: Any) -> str:
     return f"score `{name}`"
 
 
-def summary_markdown(analysis: Any, frame: pd.DataFrame | None = None) -> str:
+def summary_markdown(analysis: TokenAnalysis, frame: pd.DataFrame | None = None) -> str:
     """The summary as a few Markdown lines for the app (`frame` is accepted for callers
     that hold one; the numbers come from `results.summary`)."""
     s = summary(analysis)
@@ -214,7 +203,9 @@ def round_significant(values: pd.Series, digits: int) -> pd.Series:
     return pd.Series(out, index=values.index)
 
 
-def table(analysis: Any, decimals: int = 4, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+def table(
+    analysis: TokenAnalysis, decimals: int = 4, frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The per-token table the app shows (tokens with visible whitespace): entropies
     rounded to `decimals`, the raw visual signals (JSD, |dH|) beside v and s, and the
     columns of SIGNIFICANT_COLUMNS to `decimals` significant digits."""
@@ -231,16 +222,15 @@ def table(analysis: Any, decimals: int = 4, frame: pd.DataFrame | None = None) -
     return out
 
 
-def selection_difference(a: Any, b: Any) -> np.ndarray | None:
+def selection_difference(a: TokenAnalysis, b: TokenAnalysis) -> np.ndarray | None:
     """Per-token comparison of two analyses' VEPO selections over the same tokens.
 
     Returns (T,) categories "both" / "a_only" / "b_only" / "neither", or None when the two
     responses are tokenised differently (no token-by-token comparison is possible).
     """
-    if [str(t) for t in a.tokens] != [str(t) for t in b.tokens]:
+    if a.tokens != b.tokens:
         return None
-    sa = np.asarray(a.selected_vepo, dtype=bool)
-    sb = np.asarray(b.selected_vepo, dtype=bool)
+    sa, sb = a.selected_vepo, b.selected_vepo
     out = np.full(sa.shape, "neither", dtype=object)
     out[sa & sb] = "both"
     out[sa & ~sb] = "a_only"
@@ -267,7 +257,10 @@ __all__ = [
 
 
 def signal_scale(
-    frame: pd.DataFrame, signal: str, analysis: Any, color_scale: str = DEFAULT_COLOR_SCALE
+    frame: pd.DataFrame,
+    signal: str,
+    analysis: TokenAnalysis,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> tuple[str, str, np.ndarray, float, float]:
     """(label, unit, colour values, vmin, vmax) of a signal's colour scale, shared by the
     plotly views and the paper exports (see render.scales: the colour values are the

@@ -8,7 +8,7 @@ row for the two selections; batch plots live in render/batch_figures.py (re-expo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from vepo_viz.render.token_rows import (
     wrap_lines,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
+
 __all__ = [
     "BATCH_TOKEN_COLUMNS",
     "DIFF_COLORS",
@@ -76,7 +79,10 @@ DIFF_COLORS = {
 
 
 def _signal_row(
-    frame: pd.DataFrame, signal: str, analysis: Any, color_scale: str = DEFAULT_COLOR_SCALE
+    frame: pd.DataFrame,
+    signal: str,
+    analysis: TokenAnalysis,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> Row:
     if signal not in SIGNALS:
         raise ValueError(f"unknown signal {signal!r}; choose from {tuple(SIGNALS)}")
@@ -105,7 +111,7 @@ def selection_row(frame: pd.DataFrame, label: str = "selection") -> Row:
 
 
 def token_heatmap(
-    analysis: Any,
+    analysis: TokenAnalysis,
     signals: Sequence[str] = DEFAULT_SIGNALS,
     *,
     selection: bool = True,
@@ -128,7 +134,7 @@ def token_heatmap(
     return token_rows_figure(frame, rows, chars_per_line=chars_per_line, cmap=cmap, title=title)
 
 
-def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figure:
+def entropy_scatter(analysis: TokenAnalysis, frame: pd.DataFrame | None = None) -> go.Figure:
     """Entropy against visual sensitivity, one point per token, coloured by selection."""
     frame = token_frame(analysis) if frame is None else frame
     customdata, hovertemplate = hover_data(frame)
@@ -199,7 +205,9 @@ def entropy_scatter(analysis: Any, frame: pd.DataFrame | None = None) -> go.Figu
     return fig.build()
 
 
-def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -> go.Figure:
+def token_detail(
+    analysis: TokenAnalysis, index: int, frame: pd.DataFrame | None = None
+) -> go.Figure:
     """Top candidates of token `index` under the clean and the perturbed image."""
     frame = token_frame(analysis) if frame is None else frame
     if not 0 <= index < len(frame):
@@ -212,7 +220,7 @@ def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -
     )
     fig = FigureBuilder()
     table = candidates_table(analysis, index)
-    if table is None or not table[0]:
+    if not table[0]:
         fig.update_layout(
             annotations=[
                 {
@@ -260,7 +268,11 @@ def token_detail(analysis: Any, index: int, frame: pd.DataFrame | None = None) -
 
 
 def compare_figure(
-    a: Any, b: Any, label_a: str = "A", label_b: str = "B", color_scale: str = DEFAULT_COLOR_SCALE
+    a: TokenAnalysis,
+    b: TokenAnalysis,
+    label_a: str = "A",
+    label_b: str = "B",
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> go.Figure:
     """Two analyses of the same response: both scores and the VEPO selection difference.
 

@@ -7,21 +7,24 @@ model nor the perturbation code: nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 NO_IMAGE = "The image is not stored with this analysis."
 NO_PREVIEW = "no counterfactual preview is stored with this analysis"
 
 
-def views_of(result: Any) -> tuple[Image.Image | None, Image.Image | None, str]:
+def views_of(result: TokenAnalysis) -> tuple[Image.Image | None, Image.Image | None, str]:
     """(clean image, counterfactual preview, caption) of a result; None where not stored."""
-    clean = getattr(result, "image", None)
+    clean = result.image
     if clean is None:
         return None, None, NO_IMAGE
-    view = getattr(result, "counterfactual_image", None)
-    caption = getattr(result, "counterfactual_caption", "") if view is not None else NO_PREVIEW
+    view = result.counterfactual_image
+    caption = result.counterfactual_caption if view is not None else NO_PREVIEW
     return (
         clean,
         view,
@@ -29,21 +32,20 @@ def views_of(result: Any) -> tuple[Image.Image | None, Image.Image | None, str]:
     )
 
 
-def processed_size(image: Image.Image, analysis: Any) -> Image.Image:
+def processed_size(image: Image.Image, analysis: TokenAnalysis) -> Image.Image:
     """`image` at the size the processor received (analysis.image_size), RGB: for results
     that do not store their image (`analysis.image` is that image when they do)."""
     rgb = image.convert("RGB")
-    size = tuple(getattr(analysis, "image_size", (0, 0)) or (0, 0))
+    size = analysis.image_size  # (0, 0): not known
     if size[0] > 0 and size[1] > 0 and rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     return rgb
 
 
-def grid_caption(result: Any) -> str:
+def grid_caption(result: TokenAnalysis) -> str:
     """What the model really saw, from the processor's patch grid where the result knows
     it ("The model saw 112x112 px as an 8x8 patch grid of 14 px patches."), else ""."""
-    grid = getattr(result, "patch_grid", None)
-    size = int(getattr(result, "patch_size", 0) or 0)
+    grid, size = result.patch_grid, result.patch_size
     if not grid or size <= 0:
         return ""
     cols, rows = grid

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 WARNING_STYLE = "background:#fff3cd;border-left:4px solid #e69f00;padding:6px 10px;color:#5a3b00"
 """Inline style of the warning block (the Markdown keeps it; no CSS file needed)."""
@@ -17,19 +20,16 @@ STABILITY_UNKNOWN = (
 )
 
 
-def warnings(result: Any) -> list[str]:
+def warnings(result: TokenAnalysis) -> list[str]:
     """Warnings to say before the result: the floor verdict, then each input warning."""
-    out = list(getattr(result, "input_warnings", []) or [])
-    verdict = getattr(result, "floor_verdict", None)
-    return ([verdict] if verdict else []) + out
+    verdict = result.floor_verdict
+    return ([verdict] if verdict else []) + list(result.input_warnings)
 
 
-def floor_line(result: Any) -> str:
-    """How many tokens lie at the noise floor, and the floor itself."""
-    mask = getattr(result, "at_floor", None)
-    level = getattr(result, "noise_floor", None)
-    if mask is None or level is None:
-        return "Noise floor: not known for this result."
+def floor_line(result: TokenAnalysis) -> str:
+    """How many tokens lie at the noise floor, and the floor itself (every result has
+    one: the float floor at least, vepo_viz.floor)."""
+    mask, level = result.at_floor, result.noise_floor
     how = "null pass + float floor" if level.method == "null_pass" else "float floor"
     return (
         f"Noise floor ({how}: JSD {level.jsd:.1e}, |dH| {level.abs_entropy_gap:.1e} nats): "
@@ -37,13 +37,12 @@ def floor_line(result: Any) -> str:
     )
 
 
-def stability_line(result: Any) -> str:
+def stability_line(result: TokenAnalysis) -> str:
     """Mean Jaccard between draws and how many tokens every draw selects, or 'unknown'."""
-    share = getattr(result, "selection_share", None)
-    jaccard = getattr(result, "draw_jaccard", None)
+    share, jaccard = result.selection_share, result.draw_jaccard
     if share is None:
         return STABILITY_UNKNOWN
-    k = getattr(result, "n_draws", 0)
+    k = result.n_draws
     jac = "n/a" if jaccard is None or math.isnan(jaccard) else f"{jaccard:.2f}"
     always = int((share >= 1.0).sum())
     sometimes = int(((share > 0) & (share < 1.0)).sum())
@@ -53,7 +52,7 @@ def stability_line(result: Any) -> str:
     )
 
 
-def warnings_html(result: Any) -> str:
+def warnings_html(result: TokenAnalysis) -> str:
     """The warnings as a visible block (class "vv-warning"), or "" when there are none."""
     items = warnings(result)
     if not items:
@@ -62,7 +61,7 @@ def warnings_html(result: Any) -> str:
     return f'<div class="vv-warning" style="{WARNING_STYLE}"><strong>Warning:</strong> {body}</div>\n\n'
 
 
-def text_lines(result: Any) -> list[str]:
+def text_lines(result: TokenAnalysis) -> list[str]:
     """Plain lines for the CLI: WARNING lines first, then the floor and stability lines."""
     lines = [f"WARNING: {w}" for w in warnings(result)]
     lines.append(floor_line(result).replace("**", ""))

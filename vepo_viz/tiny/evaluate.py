@@ -134,7 +134,8 @@ def token_level(
     not follow it are counted and skipped), then teacher-forced with the clean image and
     the reference counterfactual; VEPO (type D) and entropy-only pick the top `ratio`.
     """
-    from vepo_viz.scoring import score_tokens, select_tokens, token_stats
+    from vepo_viz.models import engine
+    from vepo_viz.scoring import score_tokens, select_tokens
     from vepo_viz.tasks import token_kinds
     from vepo_viz.tiny.data import collate_sft
 
@@ -171,11 +172,12 @@ def token_level(
         ]
         batch = collate_sft(processor, forced)
         mask = batch.labels[:, 1:] != -100  # (B, L-1): positions predicting response tokens
-        clean = model(**batch.inputs).logits[:, :-1]  # (B, L-1, V)
+        clean = engine.sequence_states(model, batch.inputs)[:, :-1]  # (B, L-1, D)
         pixels = vlm.pixel_view(batch.inputs["pixel_values"], view, view.generator(draw))
         noisy_inputs = dict(batch.inputs, pixel_values=pixels)
-        noisy = model(**noisy_inputs).logits[:, :-1]  # (B, L-1, V)
-        stats = token_stats(clean, noisy)
+        noisy = engine.sequence_states(model, noisy_inputs)[:, :-1]  # (B, L-1, D)
+        ids = batch.inputs["input_ids"][:, 1:]  # (B, L-1): the token each position predicts
+        stats = engine.head_walk(vlm.head, clean, [noisy], ids).stats()
         sel_v = select_tokens(score_tokens(stats, mask, "D", alpha), mask, ratio)
         sel_e = select_tokens(score_tokens(stats, mask, "entropy"), mask, ratio)
         for b, (ex, resp, spans) in enumerate(keep):

@@ -6,11 +6,11 @@ all): TRL's GRPOTrainer with vepo-viz's token selection as a plug-in.
 
 The same runs start from the command line (`vepo-viz train --config run.toml`, or
 `accelerate launch -m vepo_viz train ...`) and from the app's Train tab (a background
-process each). Layout: config.py (settings), rules.py (the RULES registry) and
-selection.py (pure selection math and its metrics), trl_plugin.py (VEPOGRPOTrainer /
+process each). Layout: config.py (settings), rules.py (the RULES registry: the
+selection rules, the one module training selects through), trl_plugin.py (VEPOGRPOTrainer /
 VEPOGRPOConfig), trl_data.py and data.py (prompts, rewards, held-out evaluation),
 trl_train.py (a TrainConfig run into a run folder), jobs.py (run folders and
-processes), curves.py (plots), repro.py (the mini-reproduction).
+processes), curves.py (plots). The mini-reproduction built on it is vepo_viz.repro.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _LAZY = {
     "VEPOGRPOTrainer": "vepo_viz.train.trl_plugin",
     "VEPOGRPOConfig": "vepo_viz.train.trl_plugin",
     "RULES": "vepo_viz.train.rules",
-    "select_for_step": "vepo_viz.train.selection",
+    "select_for_step": "vepo_viz.train.rules",
     "start_run": "vepo_viz.train.jobs",
     "stop_run": "vepo_viz.train.jobs",
     "read_metrics": "vepo_viz.train.jobs",
@@ -49,8 +49,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from vepo_viz.train.config import TrainConfig
     from vepo_viz.train.jobs import list_runs, read_metrics, start_run, stop_run
-    from vepo_viz.train.rules import RULES
-    from vepo_viz.train.selection import select_for_step
+    from vepo_viz.train.rules import RULES, select_for_step
     from vepo_viz.train.trl_plugin import VEPOGRPOConfig, VEPOGRPOTrainer
     from vepo_viz.train.trl_train import TrainResult, train
 

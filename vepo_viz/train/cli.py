@@ -24,7 +24,7 @@ from vepo_viz.perturb import PerturbConfig
 from vepo_viz.scoring import ScoringConfig
 from vepo_viz.settings import add_flags, given_values
 from vepo_viz.train.config import INT_RANGES, PERTURB_KEYS, SCORING_KEYS, TrainConfig
-from vepo_viz.train.rules import RULES
+from vepo_viz.train.rules import RULES, TRAIN_SCOPES
 
 _NESTED = (
     (ScoringConfig, SCORING_KEYS),
@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     perturb = parser._option_string_actions["--perturb"]  # its default depends on the rule
     by_rule = ", ".join(f"{name}: {RULES[name].perturb}" for name in RULES)
     perturb.help = perturb.help.rsplit(" (default:", 1)[0] + f" (default: the rule's, {by_rule})"
+    scope = parser._option_string_actions["--scope"]  # training honours two of SCOPES
+    scope.help = (
+        "Where the top ratio is cut: per response (the reference) or over the whole batch. "
+        f"Choices: {', '.join(TRAIN_SCOPES)}. (default: {TrainConfig().scoring.scope!r})"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

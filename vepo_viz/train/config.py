@@ -32,7 +32,7 @@ from vepo_viz.data.verifiers import VERIFIERS
 from vepo_viz.errors import VepoInputError
 from vepo_viz.perturb import MODES, PerturbConfig
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
-from vepo_viz.train.rules import RULES
+from vepo_viz.train.rules import RULES, selection_problems
 
 FINETUNE_MODES: tuple[str, ...] = ("auto", "full", "lora")
 ADV_NORMS: tuple[str, ...] = ("std", "none")
@@ -633,6 +633,8 @@ def _check_selection(cfg: TrainConfig, c: _Checks) -> None:
                 'loss_mode="weight" with selection="all" up-weights every token equally; '
                 'use loss_mode="mask" (the same update) or pick a selection rule'
             )
+        if isinstance(cfg.scoring, ScoringConfig):
+            c.errors.extend(selection_problems(cfg))
     c.need_bool("vppo_rescale")
     if not isinstance(cfg.scoring, ScoringConfig):
         c.errors.append(f"scoring={cfg.scoring!r} must be a ScoringConfig")

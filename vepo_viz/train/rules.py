@@ -1,9 +1,13 @@
 """RULES: the token-selection rules of training, one table (the Train tab's choices, the
-`vepo-viz train --selection` help and the config validation all read it).
+`vepo-viz train --selection` help and the config validation all read it), and the one
+place training selects through: the TRL plug-in calls a rule's `select`, the
+mini-reproduction (vepo_viz.repro) and tests call `select_for_step`.
 
 A rule maps the rollout batch's per-token signals to the tokens a step trains on. It is
 pure: a config (read for its `scoring` and `vppo_rescale` only), `TokenSignals` and a
-generator in, a `Selection` out, through the app's own `scoring` functions.
+generator in, a `Selection` out, through the app's own `scoring` functions
+(`score_tokens`, `select_tokens`; VPPO: the `vppo_*` functions), exactly what the Analyze
+tab shows for the same response.
 
 Shapes: N sequences, T response positions.
 """
@@ -11,7 +15,7 @@ Shapes: N sequences, T response positions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vepo_viz.lazy import torch
@@ -41,6 +45,8 @@ class TokenSignals:
     """Clean-vs-counterfactual statistics (None when no counterfactual pass ran)."""
     logp_noisy: torch.Tensor | None = None
     """(N, T) log-probs of the sampled tokens with the counterfactual image (VPPO)."""
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+    """{name: (N, T)} the engine's registered hidden-state signals (mean over draws)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +131,37 @@ def _vppo(cfg, signals: TokenSignals, generator: torch.Generator) -> Selection:
     return Selection(selected=selected, scores=scores, advantage_scale=scale)
 
 
+TRAIN_SCOPES: tuple[str, ...] = ("response", "batch")
+"""The `scope` values (of scoring.SCOPES) training honours: the top ratio of each response
+(the reference) or one cut over the rollout batch of every process. The Analyze tab's
+"quantile" is not one of them; TRL's own entropy quantile is a setting of its own
+(selection "all" with top_entropy_quantile in the [trl] table)."""
+
+
+def selection_problems(cfg: Any) -> list[str]:
+    """What training cannot honour in a TrainConfig's selection settings, each a sentence
+    that says what to use instead (the config's validation reports them; nothing is
+    mapped to something else): a scope outside TRAIN_SCOPES, and TRL's own
+    top_entropy_quantile ([trl] table) under a rule that selects tokens itself."""
+    problems, scoring = [], cfg.scoring
+    if scoring.scope not in TRAIN_SCOPES:
+        problems.append(
+            f"scope={scoring.scope!r} is not a training scope: training keeps the top ratio of "
+            'each response (scope="response", the reference) or of the whole batch '
+            '(scope="batch"); for TRL\'s own entropy quantile set selection="all" and '
+            f"top_entropy_quantile in the [trl] table (--trl top_entropy_quantile={scoring.ratio})"
+        )
+    quantile = cfg.trl.get("top_entropy_quantile") if isinstance(cfg.trl, dict) else None
+    if isinstance(quantile, int | float) and quantile < 1 and cfg.selection != "all":
+        problems.append(
+            f"top_entropy_quantile={quantile!r} in [trl] is TRL's own entropy selection, "
+            f"applied in its loss on top of the {cfg.selection!r} rule's: the run would train "
+            "on the tokens both keep while its logs describe the rule's alone; use it with "
+            'selection="all", or leave it out'
+        )
+    return problems
+
+
 def vepo_score_type(entry) -> bool:
     """Score types the "vepo" rule accepts: those that read the counterfactual pass (the
     two baselines without one, entropy and random, have rules of their own)."""
@@ -156,3 +193,12 @@ for _rule in (
 ):
     RULES.register(_rule)
 del _rule
+
+
+def select_for_step(cfg: Any, signals: TokenSignals, generator: torch.Generator) -> Selection:
+    """Apply the rule cfg.selection (an entry of RULES) to the rollout batch's signals.
+
+    `cfg` is a TrainConfig (or anything with selection, scoring and vppo_rescale);
+    `generator` drives the "random" rule only (seeded per step by the trainer).
+    """
+    return RULES[cfg.selection].select(cfg, signals, generator)

@@ -107,9 +107,8 @@ def build_records(
     out = []
     for b in range(min(rows, batch.completion_ids.shape[0])):
         keep = batch.mask[b].bool()  # (C,)
-        analysis = _record(batch, b, keep, text, settings, ratio)
-        analysis.question = questions[b] if b < len(questions) else ""
-        analysis.model_id, analysis.family, analysis.generated = model_id, family, True
+        question = questions[b] if b < len(questions) else ""
+        analysis = _record(batch, b, keep, text, settings, ratio, question, model_id, family)
         meta = {"step": step, "row": b, "rule": rule, "note": note}
         if batch.advantages is not None:
             meta["advantage"] = float(batch.advantages[b].reshape(-1)[0])
@@ -135,8 +134,12 @@ def _record(
     text: _Text,
     settings: AnalysisSettings,
     entropy_ratio: float,
+    question: str,
+    model_id: str,
+    family: str,
 ) -> TokenAnalysis:
-    """Row b's valid tokens (keep: (C,) bool) as a TokenAnalysis."""
+    """Row b's valid tokens (keep: (C,) bool) as a TokenAnalysis of a generated
+    completion of `question`."""
 
     def row(x: torch.Tensor | None, default: torch.Tensor | None = None) -> np.ndarray:
         x = default if x is None else x
@@ -183,6 +186,10 @@ def _record(
         top_tokens=[[] for _ in ids],
         top_probs=np.zeros((len(ids), 0), dtype=np.float32),
         top_probs_noisy=np.zeros((len(ids), 0), dtype=np.float32),
+        question=question,
+        model_id=model_id,
+        family=family,
+        generated=True,
         settings=settings,
     )
 

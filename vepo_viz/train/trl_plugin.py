@@ -32,7 +32,6 @@ tested against the pinned trl version (requirements.txt).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -41,8 +40,10 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from vepo_viz import scoring
+from vepo_viz.models import engine
+from vepo_viz.models.batching import PIXEL_KEYS
 from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
-from vepo_viz.scoring import SCORING_KEYS, ScoringConfig, TokenStats
+from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
 from vepo_viz.settings import field_default, field_docs
 from vepo_viz.train import traces
 from vepo_viz.train.rules import RULES, Selection, TokenSignals
@@ -198,8 +199,8 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if not isinstance(self.args, VEPOGRPOConfig):
             raise TypeError("VEPOGRPOTrainer needs args=VEPOGRPOConfig(...)")
         self._generation_step = 0
-        self._capture: _GenerationCapture | None = None  # recording during generation
-        self._captured: _GenerationCapture | None = None  # its record, while selecting
+        self._capture: engine.GenerationCapture | None = None  # recording during generation
+        self._captured: engine.GenerationCapture | None = None  # its record, while selecting
         self.clean_pass_source: str = ""
         """Where the latest batch's clean hidden states came from: generation or forward."""
         self.last_selection: dict[str, Any] | None = None
@@ -208,7 +209,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
     # ---- the hook ------------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        self._capture = _GenerationCapture() if self.args.clean_from_generation else None
+        self._capture = engine.GenerationCapture() if self.args.clean_from_generation else None
         try:
             out = super()._generate_and_score_completions(inputs)
             self._captured, self._capture = self._capture, None
@@ -238,6 +239,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
             "mask": signals.mask.cpu(),
             "entropy": signals.entropy.cpu(),
             "stats": None if signals.stats is None else signals.stats.to("cpu"),
+            "signals": {name: x.cpu() for name, x in signals.extra.items()},
         }
         if trace:
             self._trace(out, inputs, signals, selection)
@@ -296,7 +298,8 @@ class VEPOGRPOTrainer(GRPOTrainer):
 
     @torch.no_grad()
     def _signals(self, out: dict[str, Any], inputs: list[dict], step: int) -> TokenSignals:
-        """Per-token signals of the rollout policy over the batch's completions."""
+        """Per-token signals of the rollout policy over the batch's completions (the
+        engine's passes and head walk, as `analyze` runs them)."""
         model = self.accelerator.unwrap_model(self.model)
         if hasattr(model, "get_base_model"):  # peft: the transformers model, LoRA injected
             model = model.get_base_model()
@@ -305,27 +308,31 @@ class VEPOGRPOTrainer(GRPOTrainer):
             mask = mask & out["tool_mask"].bool()
         ids = out["completion_ids"]  # (B, C)
         mm = {k: out[k] for k in _MM_KEYS if k in out}
-        hidden_clean = self._clean_hidden(model, out, mm)  # (B, C, D)
-        need_cf = self.args.rule.needs_counterfactual(self.args)
+        batch = _teacher_forced_inputs(out, mm)  # (B, P+C)
+        P, C = out["prompt_ids"].shape[1], ids.shape[1]
+        hidden_clean = self._clean_hidden(model, out, batch)  # (B, C, D)
         views: list[torch.Tensor] = []
-        if need_cf:
-            cfg = self.args.perturb_config
-            for draw in range(cfg.n_draws):
-                views.append(self._hidden(model, out, self._view(out, inputs, mm, step, draw)))
-        head, rows = _head(model), self.args.head_chunk_rows
-        stats_list, logp_clean, logp_noisy, entropy = _stats_from_hidden(
-            head, hidden_clean, views, ids, self.temperature, rows,
-            min_chunks=self._max_chunks(head, hidden_clean, rows),
+        if self.args.rule.needs_counterfactual(self.args):
+            pixel_views = [
+                self._view(out, inputs, mm, step, draw)
+                for draw in range(self.args.perturb_config.n_draws)
+            ]
+            views = engine.view_passes(model, batch, P, C, pixel_views, pixel_keys=PIXEL_KEYS)
+        head, rows = engine.output_head(model), self.args.head_chunk_rows or None
+        V = engine.head_vocab_size(head, hidden_clean)
+        signals = engine.head_walk(
+            head, hidden_clean, views, ids,
+            temperature=self.temperature, rows=rows, n_vocab=V,
+            min_chunks=self._max_chunks(V, hidden_clean, rows),
         )  # fmt: skip
-        stats = scoring.average_stats(stats_list) if stats_list else None
-        if stats is not None:
-            entropy = stats.entropy  # the mean over draws, as analyze() reports it
+        stats = signals.stats()  # the mean over draws, as analyze() reports it
         return TokenSignals(
             mask=mask,
-            logp_old=logp_clean,
-            entropy=entropy,
-            stats=stats,
-            logp_noisy=logp_noisy,
+            logp_old=signals.logprob.to(ids.device),
+            entropy=(stats.entropy if stats is not None else signals.entropy).to(ids.device),
+            stats=None if stats is None else stats.to(ids.device),
+            logp_noisy=signals.logprob_noisy.mean(0).to(ids.device) if views else None,
+            extra={name: x.mean(0) for name, x in signals.extra.items()},
         )
 
     def _generate_single_turn(self, *args, **kwargs):
@@ -334,10 +341,10 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if capture is None:
             return super()._generate_single_turn(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model)
-        with capture.recording(model.get_output_embeddings()):
+        with capture.recording_model(model):
             return super()._generate_single_turn(*args, **kwargs)
 
-    def _clean_hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]):
+    def _clean_hidden(self, model, out: dict[str, Any], batch: dict[str, torch.Tensor]):
         """(B, C, D) clean hidden states: recorded during generation, else one forward."""
         capture = self._captured
         ids = out["completion_ids"]
@@ -345,30 +352,20 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if capture is not None and "tool_mask" not in out:
             hidden = capture.hidden(*ids.shape)
         self.clean_pass_source = "forward" if hidden is None else "generation"
-        return self._hidden(model, out, mm) if hidden is None else hidden
+        if hidden is not None:
+            return hidden
+        P, C = out["prompt_ids"].shape[1], ids.shape[1]
+        return engine.response_states(model, batch, P, C).last
 
-    def _max_chunks(self, head, hidden: torch.Tensor, rows: int) -> int:
+    def _max_chunks(self, V: int, hidden: torch.Tensor, rows: int | None) -> int:
         """The most head chunks any process walks: ZeRO-3 gathers the head's weights in a
         collective on every call, so every process makes the same number of calls."""
         if self.accelerator.num_processes == 1:
             return 0
         B, C, _ = hidden.shape
-        vocab = _vocab_size(head, hidden)
-        n = torch.tensor([len(_chunks(B * C, rows, vocab)[0])], device=hidden.device)
+        step = engine.chunk_rows(V, hidden.device, rows)
+        n = torch.tensor([-(-B * C // step)], device=hidden.device)
         return int(self.accelerator.gather(n).max())
-
-    def _hidden(self, model, out: dict[str, Any], mm: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, C, D) last hidden states that predict each completion token."""
-        prompt_ids, completion_ids = out["prompt_ids"], out["completion_ids"]
-        P, C = prompt_ids.shape[1], completion_ids.shape[1]
-        kwargs = dict(mm)
-        result = model.model(
-            input_ids=torch.cat([prompt_ids, completion_ids], dim=1),  # (B, P+C)
-            attention_mask=torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1),
-            use_cache=False,
-            **kwargs,
-        )
-        return result.last_hidden_state[:, P - 1 : P + C - 1]  # (B, P+C, D) -> (B, C, D)
 
     def _view(self, out, inputs, mm, step: int, draw: int) -> dict[str, torch.Tensor]:
         """Image inputs of counterfactual view `draw`, every row from its own generator."""
@@ -462,52 +459,10 @@ class VEPOGRPOTrainer(GRPOTrainer):
             metrics["vepo/jsd_all"].append(mean(signals.stats.jsd, mask.float()))
             metrics["vepo/vis_selected"].append(mean(vis, selected.float()))
             metrics["vepo/vis_all"].append(mean(vis, mask.float()))
-
-
-class _GenerationCapture:
-    """The output head's inputs while transformers generates one batch.
-
-    In `generate`, the head sees (B, 1, D) per step: the last position's hidden state, the
-    one that predicts the next token (the prefill's is its last prompt position). Stacked,
-    they are the (B, C, D) states a teacher-forced clean pass recomputes, up to float
-    rounding (the cached attention sums in another order). Anything else (no call, more than
-    one generation, another batch layout) leaves `hidden` None, and the caller recomputes.
-    """
-
-    def __init__(self) -> None:
-        self.steps: list[torch.Tensor] = []
-        self.generations = 0
-        self.valid = True
-
-    @contextmanager
-    def recording(self, head):
-        self.generations += 1
-        if head is None:
-            self.valid = False
-            yield
-            return
-
-        def hook(_module, args):
-            x = args[0] if args else None
-            if not isinstance(x, torch.Tensor) or x.dim() != 3:
-                self.valid = False
-                return
-            self.steps.append(x[:, -1].detach())  # (B, D)
-
-        handle = head.register_forward_pre_hook(hook)
-        try:
-            yield
-        finally:
-            handle.remove()
-
-    def hidden(self, rows: int, length: int) -> torch.Tensor | None:
-        """(rows, length, D) recorded states, or None when they do not fit that batch."""
-        ok = self.valid and self.generations == 1 and len(self.steps) >= length
-        if not ok or any(step.shape[0] != rows for step in self.steps[:length]):
-            return None
-        if length == 0:
-            return None
-        return torch.stack(self.steps[:length], dim=1)  # length x (B, D) -> (B, C, D)
+        for name, values in signals.extra.items():  # registered hidden-state signals
+            device = mask.device
+            metrics[f"vepo/{name}_selected"].append(mean(values.to(device), selected.float()))
+            metrics[f"vepo/{name}_all"].append(mean(values.to(device), mask.float()))
 
 
 def _rule_config(args: VEPOGRPOConfig, **overrides: Any) -> SimpleNamespace:
@@ -546,75 +501,9 @@ def _split_images(mm: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor]:
     return list(torch.split(pixel_values, 1, dim=0))
 
 
-def _head(model):
-    head = model.get_output_embeddings()
-    softcap = getattr(
-        getattr(model.config, "text_config", model.config), "final_logit_softcapping", None
-    )
-    if not softcap:
-        return head
-    return lambda h: torch.tanh(head(h) / softcap) * softcap
-
-
-def _vocab_size(head, hidden: torch.Tensor) -> int:
-    """V of the output head, from one row (one head call on every process alike)."""
-    return int(head(hidden.reshape(-1, hidden.shape[-1])[:1]).shape[-1])
-
-
-def _chunks(n: int, rows: int, vocab: int) -> tuple[range, int]:
-    """(chunk starts, rows per chunk): `rows`, or ~CHUNK_ELEMENTS_CPU logits per chunk."""
-    step = rows or max(1, scoring.CHUNK_ELEMENTS_CPU // max(1, vocab))
-    return range(0, n, step), step
-
-
-@torch.no_grad()
-def _stats_from_hidden(
-    head,
-    hidden_clean: torch.Tensor,
-    views: list[torch.Tensor],
-    ids: torch.Tensor,
-    tau: float,
-    rows: int,
-    min_chunks: int = 0,
-) -> tuple[list[TokenStats], torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """TokenStats per view, the sampled tokens' clean / noisy (mean over views) log-probs,
-    and the (B, C) clean entropy (from the same head pass, with or without views).
-
-    hidden_clean, views: (B, C, D); ids: (B, C). Positions are walked in chunks of rows
-    through the head, so at most (chunk, V) logits exist at once per pass. The head is
-    called `1 + len(views)` times per chunk, plus once to read V; with fewer than
-    `min_chunks` chunks, idle one-row calls make up the difference (ZeRO-3's collectives).
-    """
-    B, C, D = hidden_clean.shape
-    flat_clean = hidden_clean.reshape(B * C, D)  # (N, D)
-    flat_ids = ids.reshape(B * C, 1)  # (N, 1)
-    vocab = _vocab_size(head, hidden_clean)
-    starts, step = _chunks(B * C, rows, vocab)
-    for _ in range(max(0, min_chunks - len(starts)) * (1 + len(views))):
-        head(hidden_clean.reshape(-1, D)[:1])  # idle: only the call count matters
-    fields = ("entropy", "entropy_noisy", "jsd", "kl")
-    per_view = [{f: torch.empty(B * C) for f in fields} for _ in views]
-    logp_clean = torch.empty(B * C)
-    logp_noisy = torch.zeros(B * C) if views else None
-    entropy = torch.empty(B * C)
-    for start in starts:
-        stop = min(start + step, B * C)
-        z = head(flat_clean[start:stop])  # (n, V)
-        logp = torch.log_softmax(z.float() / tau, dim=-1)  # (n, V)
-        logp_clean[start:stop] = logp.gather(-1, flat_ids[start:stop])[:, 0].cpu()
-        if not views:  # else view 0's stats carry it
-            clean = scoring.token_stats(z[None], z[None], temperature=tau)
-            entropy[start:stop] = clean.entropy[0].cpu()
-        for k, view in enumerate(views):
-            zq = head(view.reshape(B * C, D)[start:stop])  # (n, V)
-            s = scoring.token_stats(z[None], zq[None], temperature=tau)  # (1, n) each
-            for f in fields:
-                per_view[k][f][start:stop] = getattr(s, f)[0].cpu()
-            logq = torch.log_softmax(zq.float() / tau, dim=-1)  # (n, V)
-            logp_noisy[start:stop] += logq.gather(-1, flat_ids[start:stop])[:, 0].cpu() / len(views)
-    device = hidden_clean.device
-    stats = [TokenStats(**{f: v[f].view(B, C).to(device) for f in fields}) for v in per_view]
-    noisy = None if logp_noisy is None else logp_noisy.view(B, C).to(device)
-    if views:
-        entropy = per_view[0]["entropy"]
-    return stats, logp_clean.view(B, C).to(device), noisy, entropy.view(B, C).to(device)
+def _teacher_forced_inputs(out: dict[str, Any], mm: dict[str, torch.Tensor]) -> dict:
+    """The model inputs of prompt + completion rows from TRL's batch dict (its per-token
+    multimodal fields already span prompt + completion)."""
+    prompt = {"input_ids": out["prompt_ids"], "attention_mask": out["prompt_mask"]}
+    batch = engine.with_response(prompt, out["completion_ids"], out["completion_mask"])
+    return {**batch, **mm}

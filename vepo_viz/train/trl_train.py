@@ -111,14 +111,10 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
     token count of the whole generation batch, so the update equals the unsplit one);
     ppo_epochs optimizer steps reuse it (TRL's num_iterations). cfg.trl (the [trl] table:
     any other GRPOConfig field, e.g. use_vllm) wins over the mapping, and `overrides`
-    (e.g. report_to, use_cpu) over both.
+    (e.g. report_to, use_cpu) over both. The selection settings pass as they are: a scope
+    or rule training cannot honour is refused by the config (rules.selection_problems),
+    and TRL's own entropy quantile is the [trl] table's top_entropy_quantile.
     """
-    selection, quantile, scoring = cfg.selection, 1.0, cfg.scoring
-    if scoring.scope == "quantile":  # TRL's own entropy quantile, for comparison
-        if cfg.selection != "entropy":
-            raise ValueError('scope="quantile" is TRL\'s entropy quantile: use selection="entropy"')
-        selection, quantile = "all", scoring.ratio
-        scoring = dataclasses.replace(scoring, scope="response")
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     ckpt_every = cfg.ckpt_every or cfg.steps
     values = dict(
@@ -152,10 +148,9 @@ def trl_args(cfg: TrainConfig, output_dir: str | Path, **overrides: Any) -> VEPO
         epsilon_high=cfg.clip_eps_high,
         scale_rewards="group" if cfg.adv_norm == "std" else "none",
         loss_type="dapo",
-        top_entropy_quantile=quantile,
         reward_weights=[1.0, 0.0, 0.0],  # verifier_reward; correct and well_formed: logged only
-        selection=selection,
-        **VEPOGRPOConfig.selection_fields(scoring, cfg.perturb_config),
+        selection=cfg.selection,
+        **VEPOGRPOConfig.selection_fields(cfg.scoring, cfg.perturb_config),
         perturb="" if cfg.perturb is None else cfg.perturb.mode,  # "": the rule's reference
         loss_mode=cfg.loss_mode,
         weight_lambda=cfg.weight_lambda,

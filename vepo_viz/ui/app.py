@@ -12,13 +12,14 @@ whether the Train tab may start processes; the default allows everything (this m
 from __future__ import annotations
 
 import html
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from vepo_viz.train.app_runs import RunLimits
+from vepo_viz.train.jobs import DEFAULT_RUNS_ROOT
 from vepo_viz.ui import tempfiles
 from vepo_viz.ui.about_tab import build_about_tab
 from vepo_viz.ui.analyze_tab import build_analyze_tab
@@ -28,6 +29,7 @@ from vepo_viz.ui.compare_tab import build_compare_tab
 from vepo_viz.ui.events import MODEL_QUEUE
 from vepo_viz.ui.policy import PolicyBackend, ServingPolicy
 from vepo_viz.ui.samples import Sample, load_samples
+from vepo_viz.ui.train_tab import build_train_tab
 
 log = logging.getLogger("vepo_viz.ui")
 
@@ -72,37 +74,6 @@ CLICK_JS = """
 """
 
 
-def _train_tab(
-    model_box: gr.Textbox,
-    tabs: gr.Tabs,
-    policy: ServingPolicy,
-    run_limits: Any = None,
-    runs_root: str | None = None,
-) -> None:
-    """The training worker's tab, when it exists (vepo_viz.ui.train_tab)."""
-    try:
-        from vepo_viz.ui.train_tab import build_train_tab
-    except ImportError:
-        gr.Markdown("Training from the app is not available in this build.")
-        return
-    params = inspect.signature(build_train_tab).parameters
-    kwargs: dict[str, Any] = {}
-    if "model_box" in params:
-        kwargs["model_box"] = model_box
-    if "tabs" in params:
-        kwargs["tabs"] = tabs
-    if "policy" in params:
-        kwargs["policy"] = policy
-    elif not policy.allow_train:
-        gr.Markdown("Training from the app is switched off on this server.")
-        return
-    if run_limits is not None:
-        kwargs["run_limits"] = run_limits
-    if runs_root is not None:
-        kwargs["runs_root"] = runs_root
-    build_train_tab(**kwargs)
-
-
 def _end_session(request: gr.Request) -> None:
     """A closed tab: delete the files made for its session (vepo_viz.ui.tempfiles)."""
     tempfiles.end_session(getattr(request, "session_hash", None), tempfiles.END_GRACE_S)
@@ -113,8 +84,8 @@ def build_app(
     samples: list[Sample] | None = None,
     default_model: str = EMBEDDED,
     policy: ServingPolicy | None = None,
-    run_limits: Any = None,
-    runs_root: str | None = None,
+    run_limits: RunLimits | None = None,
+    runs_root: str | Path | None = None,
 ) -> gr.Blocks:
     """The app as a gr.Blocks (not launched). `backend` defaults to the real models,
     `policy` to this machine's (any model, training allowed), `run_limits` (the Train
@@ -148,7 +119,13 @@ def build_app(
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(analyze, backend)
             with gr.Tab("Train", id="train"):
-                _train_tab(analyze.model, tabs, policy, run_limits, runs_root)
+                build_train_tab(
+                    model_box=analyze.model,
+                    tabs=tabs,
+                    runs_root=DEFAULT_RUNS_ROOT if runs_root is None else runs_root,
+                    policy=policy,
+                    run_limits=run_limits,
+                )
             with gr.Tab("About", id="about"):
                 build_about_tab(policy)
     return demo

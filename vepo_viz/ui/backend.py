@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.limits import RequestLimits
+    from vepo_viz.results import TokenAnalysis
 
 EMBEDDED = "embedded"
 """What the model box shows for the embedded tiny model (load_model(None))."""
@@ -33,20 +40,22 @@ class Backend(Protocol):
     def analyze(
         self,
         model_name: str | None,
-        image: Image.Image,
+        image: Image.Image | str | Path,
         question: str,
         response: str | None,
-        settings: Any,
+        settings: AnalysisSettings,
         progress: ProgressFn | None = None,
-    ) -> Any:
-        """A TokenAnalysis of (image, question, response) under `settings`."""
+    ) -> TokenAnalysis:
+        """A TokenAnalysis of (image or its path, question, response) under `settings`."""
         ...
 
 
 class ModelBackend:
     """Loads models on first use (vepo_viz.models.load_model caches them) and analyses."""
 
-    def __init__(self, device: str = "auto", dtype: str | None = None, limits: Any = None) -> None:
+    def __init__(
+        self, device: str = "auto", dtype: str | None = None, limits: RequestLimits | None = None
+    ) -> None:
         from vepo_viz.limits import RequestLimits
 
         self.device = device
@@ -64,17 +73,26 @@ class ModelBackend:
 
         return load_model(model_key(model_name), device=self.device, dtype=self.dtype)
 
-    def analyze(self, model_name, image, question, response, settings, progress=None):
-        from vepo_viz.analysis import analyze
+    def analyze(
+        self,
+        model_name: str | None,
+        image: Image.Image | str | Path,
+        question: str,
+        response: str | None,
+        settings: AnalysisSettings,
+        progress: ProgressFn | None = None,
+    ) -> TokenAnalysis:
+        from vepo_viz.analysis import analyze_checked, check_request
+        from vepo_viz.models.images import load_image
 
         key = model_key(model_name)
         # Refused before waiting for the model: a too-large request costs nothing.
-        self.limits.check_text(question, response)
-        self.limits.check_settings(settings, generating=response is None)
+        settings, limits = check_request(question, response, settings, self.limits)
+        rgb = load_image(image)  # a path is decoded here, an RGB image passes as it is
         with self._lock(key):
             if progress:
                 progress(0.05, f"loading model {key or EMBEDDED}")
             vlm = self.model(key)
             if progress:
                 progress(0.3, "running the clean and counterfactual passes")
-            return analyze(vlm, image, question, response, settings, limits=self.limits)
+            return analyze_checked(vlm, rgb, question, response, settings, limits)

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +25,11 @@ from vepo_viz.ui import tempfiles
 from vepo_viz.ui.errors import scrub_paths
 from vepo_viz.ui.handlers import MAX_BATCH_ROWS, UserFacingError
 from vepo_viz.ui.policy import ModelRefused
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.results import TokenAnalysis
+    from vepo_viz.ui.backend import Backend
 
 SOURCES: tuple[str, ...] = (
     "built-in suite",
@@ -151,12 +156,12 @@ def _read(source: DataSource, columns: DataColumns, max_rows: int, group_by: str
 
 
 def run_batch(
-    backend,
+    backend: Backend,
     rows: list[Row],
     model: str | None,
-    settings,
+    settings: AnalysisSettings,
     progress: Callable[[float, str], None] | None = None,
-) -> tuple[list[tuple[Row, Any]], list[tuple[str, str]]]:
+) -> tuple[list[tuple[Row, TokenAnalysis]], list[tuple[str, str]]]:
     """Analyse every row: (finished (row, TokenAnalysis) pairs, failures (id, message)).
     A failing row is reported, not fatal."""
     if len(rows) > MAX_BATCH_ROWS:
@@ -183,7 +188,7 @@ def run_batch(
 
 
 def summarize(
-    finished, group_by: str = "family"
+    finished: list[tuple[Row, TokenAnalysis]], group_by: str = "family"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(per-token frame as the CLI writes it, per-group table, aggregate figures)."""
     if not finished:
@@ -209,7 +214,7 @@ def summarize(
     return tokens, table, batch_figures(figure_input)
 
 
-def accuracy_line(finished, group_by: str = "family") -> str:
+def accuracy_line(finished: list[tuple[Row, TokenAnalysis]], group_by: str = "family") -> str:
     """ "Accuracy (numeric verifier): 40.0% of 5." per verifier ("" without answers)."""
     verifiers = aggregate(finished, group_by or "family")["verifiers"]
     return " ".join(

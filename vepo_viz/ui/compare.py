@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vepo_viz.errors import VepoInputError
 from vepo_viz.render import data as rdata
@@ -20,6 +20,9 @@ from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.handlers import check_inputs, rescored
 from vepo_viz.ui.session import Session, require
 from vepo_viz.ui.views import percent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 COMPARE_MODES: tuple[str, ...] = ("score type", "counterfactual mode", "model")
 
@@ -94,7 +97,9 @@ def _with_mode(settings, mode: str):
         raise VepoInputError(str(error)) from error
 
 
-def compare_outputs(left, right, label_a: str, label_b: str) -> tuple[str, Any, Any, Any]:
+def compare_outputs(
+    left: TokenAnalysis, right: TokenAnalysis, label_a: str, label_b: str
+) -> tuple[str, Any, Any, Any]:
     from vepo_viz.results import selection_jaccard
 
     diff = rdata.selection_difference(left, right)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vepo_viz.render import export as rexport
 from vepo_viz.render import figures as rfig
@@ -30,6 +30,9 @@ from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.session import Session, file_stem, out_dir, require, run_key, save_session
 from vepo_viz.ui.views import View, image_views, render_view
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
+
 log = logging.getLogger("vepo_viz.ui")
 
 MAX_BATCH_ROWS = 1000
@@ -38,7 +41,7 @@ MAX_BATCH_ROWS = 1000
 __all__ = ["MAX_BATCH_ROWS", "UserFacingError", "analyze", "detail", "export_file", "rescore"]
 
 
-def rescored(analysis, scoring: dict[str, Any]):
+def rescored(analysis: TokenAnalysis, scoring: dict[str, Any]) -> TokenAnalysis:
     """`analysis` with the selection `scoring` (itself when it was scored so)."""
     if analysis.scoring_args == scoring:
         return analysis

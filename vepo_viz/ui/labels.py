@@ -7,9 +7,12 @@ one place, and tested.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 SCOPE_INFO = (
     "Which tokens compete for the top ratio. response: each response keeps its own top "
@@ -49,7 +52,7 @@ def score_type_info(registry: Any, name: str) -> str:
     return f"{name}: {entry.description}" if entry is not None else ""
 
 
-def scope_note(analysis: Any) -> str:
+def scope_note(analysis: TokenAnalysis) -> str:
     """One Markdown line: whether the three scopes pick the same tokens on this response
     (select_tokens on the stored scores: no model, no re-scoring)."""
     import torch

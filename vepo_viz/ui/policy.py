@@ -16,10 +16,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vepo_viz.ui.backend import EMBEDDED, Backend, model_key
 from vepo_viz.ui.errors import UserFacingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 REFUSED_MODEL = (
     "this server does not offer that model: choose one of the models listed in the About tab"
@@ -206,7 +209,9 @@ class PolicyBackend:
         self.inner = inner
         self.policy = policy
 
-    def analyze(self, model_name, image, question, response, settings, progress=None) -> Any:
+    def analyze(
+        self, model_name, image, question, response, settings, progress=None
+    ) -> TokenAnalysis:
         self.policy.check_model(model_name)
         return self.inner.analyze(model_name, image, question, response, settings, progress)
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -22,6 +22,10 @@ from vepo_viz.ui.backend import model_key
 from vepo_viz.ui.errors import UserFacingError
 from vepo_viz.ui.views import View, image_views, render_view
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.results import TokenAnalysis
+
 """Extra key of a JSON saved by the app (the image and the view); TokenAnalysis.load
 ignores it, so app files stay loadable everywhere."""
 
@@ -30,9 +34,9 @@ ignores it, so app files stay loadable everywhere."""
 class Session:
     """What one browser session holds (in a gr.State): plain data only."""
 
-    base: Any = None
+    base: TokenAnalysis | None = None
     """The TokenAnalysis as computed (or loaded)."""
-    current: Any = None
+    current: TokenAnalysis | None = None
     """`base` re-scored with the selection controls' values (what the views show)."""
     key: str | None = None
     """Cache key of the inputs that produced `base` (None for a loaded file)."""
@@ -52,7 +56,11 @@ def require(session: Session | None) -> Session:
 
 
 def run_key(
-    model: str | None, image_path: str, question: str, response: str | None, settings
+    model: str | None,
+    image_path: str,
+    question: str,
+    response: str | None,
+    settings: AnalysisSettings,
 ) -> str:
     """Identifies the model inputs of a run: same key, same numbers (seeded)."""
     digest = hashlib.sha256(Path(image_path).read_bytes()).hexdigest()
@@ -71,8 +79,8 @@ def out_dir() -> Path:
     return tempfiles.new_dir("export")
 
 
-def file_stem(analysis) -> str:
-    digest = (getattr(analysis, "image_digest", "") or "").split(":")[-1][:8] or "analysis"
+def file_stem(analysis: TokenAnalysis) -> str:
+    digest = analysis.image_digest.split(":")[-1][:8] or "analysis"
     score_type = analysis.settings.scoring.score_type
     return f"vepo-{digest}-{score_type}"
 
@@ -110,15 +118,15 @@ def load_session(
     if analysis.image is not None and analysis.counterfactual_image is None:
         from vepo_viz.analysis import add_views  # a file saved before results held previews
 
-        add_views(analysis)
+        analysis = add_views(analysis)
     session = Session(
         base=analysis, current=analysis, key=None, image=analysis.image, color_scale=color_scale
     )
     return session, render_view(analysis, color_scale=color_scale), image_views(analysis)
 
 
-def restored_image(analysis) -> Image.Image | None:
+def restored_image(analysis: TokenAnalysis) -> Image.Image | None:
     """The image to put back in the Image input after Load: the clean image as the
     processor received it (Analyze on it reproduces the analysis), None if not stored."""
-    image = getattr(analysis, "image", None)
+    image = analysis.image
     return image.copy() if image is not None else None

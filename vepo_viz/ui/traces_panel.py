@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -19,6 +19,9 @@ from vepo_viz.render import figures as rfig
 from vepo_viz.train.jobs import list_runs
 from vepo_viz.train.traces import load_trace_rows, trace_steps
 from vepo_viz.ui.errors import user_errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 SLOTS = 4
 """Heatmaps shown per run (a trace's first SLOTS completions)."""
@@ -105,7 +108,7 @@ def _list(steps: list[int], most: int = 12) -> str:
     return shown + (f", ... ({len(steps)} in all)" if len(steps) > most else "")
 
 
-def _title(meta: dict, analysis) -> str:
+def _title(meta: dict, analysis: TokenAnalysis) -> str:
     title = f"completion {meta.get('row', '?')}"
     if "advantage" in meta:
         title += f", advantage {meta['advantage']:+.2f}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from vepo_viz.render.images import grid_caption, views_of
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
 from vepo_viz.ui.backend import EMBEDDED
 from vepo_viz.ui.labels import scope_note
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 
 @dataclass
@@ -38,7 +41,9 @@ class View:
     detail: Any
 
 
-def token_choices(analysis, frame: pd.DataFrame | None = None) -> list[tuple[str, int]]:
+def token_choices(
+    analysis: TokenAnalysis, frame: pd.DataFrame | None = None
+) -> list[tuple[str, int]]:
     frame = rdata.token_frame(analysis) if frame is None else frame
     marks = {"both": "B", "vepo_only": "V", "entropy_only": "E", "neither": " "}
     return [
@@ -52,7 +57,7 @@ def token_choices(analysis, frame: pd.DataFrame | None = None) -> list[tuple[str
     ]
 
 
-def default_token(analysis, frame: pd.DataFrame | None = None) -> int | None:
+def default_token(analysis: TokenAnalysis, frame: pd.DataFrame | None = None) -> int | None:
     """The most interesting token: the best-scored VEPO-only pick, else the best score."""
     frame = rdata.token_frame(analysis) if frame is None else frame
     if frame.empty:
@@ -64,7 +69,7 @@ def default_token(analysis, frame: pd.DataFrame | None = None) -> int | None:
 
 
 def render_view(
-    analysis,
+    analysis: TokenAnalysis,
     token: int | None = None,
     chars_per_line: int = 72,
     color_scale: str = DEFAULT_COLOR_SCALE,
@@ -92,10 +97,10 @@ def render_view(
     )
 
 
-def _header(analysis) -> str:
-    how = "generated" if getattr(analysis, "generated", False) else "pasted/loaded"
-    trunc = " (stopped at max new tokens)" if getattr(analysis, "truncated", False) else ""
-    total = (getattr(analysis, "timing", {}) or {}).get("total")
+def _header(analysis: TokenAnalysis) -> str:
+    how = "generated" if analysis.generated else "pasted/loaded"
+    trunc = " (stopped at max new tokens)" if analysis.truncated else ""
+    total = analysis.timing.get("total")
     took = f", {total:.2f} s" if isinstance(total, int | float) else ""
     cf = analysis.settings.perturb
     return (
@@ -113,7 +118,7 @@ def _model_name(model_id: str) -> str:
     return model_id or "?"
 
 
-def image_views(analysis) -> tuple[Image.Image | None, Image.Image | None, str]:
+def image_views(analysis: TokenAnalysis) -> tuple[Image.Image | None, Image.Image | None, str]:
     """(clean image, counterfactual preview, caption), as the analysis stores them; the
     caption ends with the resolution and patch grid the processor really used."""
     clean, view, caption = views_of(analysis)

@@ -6,7 +6,7 @@ JSON come from the result itself. `export_analysis` picks the format from the su
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from vepo_viz.render.export.figure import (
     FIGURE_FORMATS,
@@ -18,6 +18,9 @@ from vepo_viz.render.export.figure import (
 )
 from vepo_viz.render.export.html_page import html_document
 from vepo_viz.render.export.latex import latex_escape, latex_snippet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 EXPORT_FORMATS: tuple[str, ...] = FIGURE_FORMATS + ("tex", "html", "csv", "json")
 
@@ -37,7 +40,7 @@ __all__ = [
 
 
 def export_analysis(
-    analysis: Any,
+    analysis: TokenAnalysis,
     path: str | Path,
     options: FigureOptions | None = None,
     *,

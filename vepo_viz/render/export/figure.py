@@ -13,12 +13,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vepo_viz.render.colors import DEFAULT_COLORMAP, check_colormap
 from vepo_viz.render.data import DEFAULT_SIGNALS, SELECTION_ROW, SIGNALS, display_token, token_frame
 from vepo_viz.render.export.panels import make_panel
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, check_color_scale
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 FIGURE_FORMATS: tuple[str, ...] = ("pdf", "svg", "png")
 
@@ -149,7 +152,7 @@ def _layout(
     return placed, n_lines
 
 
-def heatmap_figure(analysis: Any, options: FigureOptions | None = None):
+def heatmap_figure(analysis: TokenAnalysis, options: FigureOptions | None = None):
     """A matplotlib Figure: one panel per signal, the response wrapped to options.width_in."""
     from matplotlib.figure import Figure
     from matplotlib.font_manager import FontProperties
@@ -301,7 +304,9 @@ def _draw_tokens(box: _Box, frame, panel, placed, top: float, line_h: float, pro
         )
 
 
-def save_heatmap(analysis: Any, path: str | Path, options: FigureOptions | None = None) -> Path:
+def save_heatmap(
+    analysis: TokenAnalysis, path: str | Path, options: FigureOptions | None = None
+) -> Path:
     """Write the heatmap as PDF, SVG or PNG (chosen by the suffix of `path`)."""
     from matplotlib import rc_context
 

@@ -7,7 +7,7 @@ import html
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from vepo_viz.render.data import (
 from vepo_viz.render.export.panels import make_panel
 from vepo_viz.render.labels import model_label
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 _HTML_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -56,7 +59,7 @@ def _token_title(row) -> str:
 
 
 def html_document(
-    analysis: Any,
+    analysis: TokenAnalysis,
     signals: Sequence[str] = DEFAULT_SIGNALS + (SELECTION_ROW,),
     *,
     cmap: str = DEFAULT_COLORMAP,

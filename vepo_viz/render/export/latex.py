@@ -3,7 +3,7 @@ that compiles with pdflatex (every character escaped or spelled out)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from vepo_viz.render.data import display_token, token_frame
 from vepo_viz.render.export.panels import hex_to_rgba, make_panel
 from vepo_viz.render.labels import model_label
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vepo_viz.results import TokenAnalysis
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -88,7 +91,7 @@ def latex_escape(text: str) -> str:
 
 
 def latex_snippet(
-    analysis: Any,
+    analysis: TokenAnalysis,
     signal: str = "score",
     *,
     cmap: str = DEFAULT_COLORMAP,
@@ -106,7 +109,7 @@ def latex_snippet(
     panel = make_panel(analysis, frame, signal, check_colormap(cmap), color_scale)
     lines = [
         f"% vepo-viz token heatmap: {latex_escape(panel.title).replace('%', '')}",
-        f"% model: {latex_escape(model_label(getattr(analysis, 'model_id', '')))}",
+        f"% model: {latex_escape(model_label(analysis.model_id))}",
         "% needs \\usepackage{xcolor} and \\usepackage[T1]{fontenc}",
         "\\begingroup\\setlength{\\fboxsep}{1pt}%",
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,11 @@ from vepo_viz.render.colors import (
 )
 from vepo_viz.render.data import SELECTION_ROW, signal_scale
 from vepo_viz.render.scales import DEFAULT_COLOR_SCALE, scale_note
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from vepo_viz.results import TokenAnalysis
 
 
 @dataclass
@@ -44,7 +49,11 @@ class Panel:
 
 
 def make_panel(
-    analysis: Any, frame, key: str, cmap: str, color_scale: str = DEFAULT_COLOR_SCALE
+    analysis: TokenAnalysis,
+    frame: pd.DataFrame,
+    key: str,
+    cmap: str,
+    color_scale: str = DEFAULT_COLOR_SCALE,
 ) -> Panel:
     """The colours and title of one panel: a continuous signal (on `color_scale`, see
     render.scales) or the selection row."""

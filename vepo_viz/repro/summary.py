@@ -129,7 +129,7 @@ def grid_span_s(out: Path, names: list[str]) -> float:
 
 
 def _accuracy(model: str, prompts, cfg: TrainConfig) -> float:
-    from vepo_viz.train.repro_profile import load_vlm
+    from vepo_viz.repro.profile import load_vlm
     from vepo_viz.train.trl_data import evaluate
 
     vlm = load_vlm(model, cfg)

@@ -1,6 +1,6 @@
 """Mini-reproduction: token-selection rules x seeds on the embedded model, same steps and data.
 
-    python -m vepo_viz.train.repro --init tiny --out runs/repro15 \
+    python -m vepo_viz.repro --init tiny --out runs/repro15 \
         --rules all entropy vepo random --seeds 0 1 2 3 4 --steps 40 --jobs 2 \
         --families read --difficulty 1.0 --scan 16 --mine 48 48 --profile 32 --end-profile 16 \
         --set prompts_per_step=4 group_size=8 temperature=1.3 lr=2e-4 eval_every=10 \
@@ -14,9 +14,9 @@ plug-in; run folder OUT/RULE-sSEED); for a given
 seed every rule sees the same prompts in the same order and starts from the same weights.
 --jobs runs that many processes at once, one torch thread each. Finished runs are skipped
 when the script is run again (killed ones resume from their checkpoint). --mine builds
-the data first (repro_pool: prompts with headroom), --profile measures the starting model
-on it (repro_profile: what each rule selects, VEPO's premise). At the end it writes
-OUT/summary.json, the tables (repro_summary, repro_doc: held-out accuracy with mean, std,
+the data first (repro.pool: prompts with headroom), --profile measures the starting model
+on it (repro.profile: what each rule selects, VEPO's premise). At the end it writes
+OUT/summary.json, the tables (repro.summary, repro.doc: held-out accuracy with mean, std,
 range and 95% interval over seeds), with --figures the curves averaged over seeds, and
 with --doc the blocks of docs/mini_reproduction.md.
 
@@ -36,11 +36,11 @@ import sys
 import time
 from pathlib import Path
 
+from vepo_viz.repro.doc import RULE_COLORS, markdown_profile_table, markdown_table
+from vepo_viz.repro.profile import selection_profile
+from vepo_viz.repro.summary import extra_eval, grid_span_s, mean_curves, summarise
 from vepo_viz.train.config import TrainConfig
 from vepo_viz.train.jobs import RunPaths, read_status
-from vepo_viz.train.repro_doc import RULE_COLORS, markdown_profile_table, markdown_table
-from vepo_viz.train.repro_profile import selection_profile
-from vepo_viz.train.repro_summary import extra_eval, grid_span_s, mean_curves, summarise
 
 __all__ = [
     "RULE_COLORS",
@@ -55,6 +55,20 @@ __all__ = [
 
 POLL_S = 5.0
 """Seconds between checks of the grid's running processes."""
+
+COMMAND = "python -m vepo_viz.repro"
+"""The grid's command as OUT/command.txt, summary.json and the doc's command block write it."""
+
+_OLD_COMMAND = "python -m vepo_viz.train.repro "
+"""The same command in a command.txt written before the mini-reproduction left train/."""
+
+
+def grid_command(path: Path) -> str:
+    """The command a grid was started with (its OUT/command.txt), under today's module name."""
+    text = path.read_text().strip()
+    if text.startswith(_OLD_COMMAND):
+        text = f"{COMMAND} {text[len(_OLD_COMMAND) :]}"
+    return text
 
 
 def export_sft_checkpoint(state_path: str | Path, like: str | Path, out: str | Path) -> Path:
@@ -147,7 +161,7 @@ def run_grid(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=COMMAND, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--init", required=True, help="model folder, or an SFT ckpt.pt")
     parser.add_argument(
@@ -182,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("TRAIN", "HELDOUT"),
         help="instead of --pool-per-family: mine a training pool and a held-out set of that "
         "many prompts each whose sampled group (the --set group_size and temperature) has "
-        "nonzero advantage (vepo_viz.train.repro_pool), at --difficulty",
+        "nonzero advantage (vepo_viz.repro.pool), at --difficulty",
     )
     parser.add_argument("--difficulty", type=float, default=1.0, help="suite difficulty (--mine)")
     parser.add_argument(
@@ -220,7 +234,7 @@ def _data(args, out: Path, init: str, settings: dict) -> dict:
     """The fixed pool and held-out set the grid uses (exported or mined); pools.json info."""
     pools = {}
     if args.mine:
-        from vepo_viz.train.repro_pool import build_pools
+        from vepo_viz.repro.pool import build_pools
 
         pools = build_pools(
             init, out / "data", args.families, args.difficulty, *args.mine, settings
@@ -277,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _parse_sets(args.set)
     scan = None
     if args.scan:
-        from vepo_viz.train.repro_pool import scan_families
+        from vepo_viz.repro.pool import scan_families
 
         scan_rules = list(dict.fromkeys([*args.rules, "entropy", "vepo"]))
         scan = _cached(
@@ -294,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
         print(markdown_profile_table(profile))
-    command = "python -m vepo_viz.train.repro " + shlex.join(argv or sys.argv[1:])
+    command = f"{COMMAND} " + shlex.join(argv or sys.argv[1:])
     if not args.summarise_only:
         (out / "command.txt").write_text(command + "\n")  # the grid's own command
     t0 = time.time()
@@ -302,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         run_grid(init, out, args.rules, args.seeds, args.steps, args.jobs, settings)
     summary = summarise(out, args.rules, args.seeds)
     summary.update(grid_wall_s=time.time() - t0, init=init, settings=settings, jobs=args.jobs)
-    grid_command = out / "command.txt"
-    summary["command"] = grid_command.read_text().strip() if grid_command.exists() else command
+    started = out / "command.txt"
+    summary["command"] = grid_command(started) if started.exists() else command
     if args.summarise_only:
         summary["summarise_command"] = command
     summary["pools"] = pools
@@ -329,12 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     previous.write_text(json.dumps(summary, indent=2))
     print(markdown_table(summary))
     if args.figures:
-        from vepo_viz.train.repro_doc import write_figures
+        from vepo_viz.repro.doc import write_figures
 
         for path in write_figures(mean_curves(out, args.rules, args.seeds), args.figures):
             print(f"figure {path}")
     if args.doc:
-        from vepo_viz.train.repro_doc import write_doc
+        from vepo_viz.repro.doc import write_doc
 
         print(f"{args.doc}: rewrote {', '.join(write_doc(args.doc, summary))}")
     return 0

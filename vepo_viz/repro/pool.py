@@ -7,7 +7,7 @@ the prompts whose G sampled responses (temperature of `settings`) did not all ge
 reward; the same rule on the held-out split gives a held-out set of equally hard prompts
 that no run trains on. Both are ordinary JSONL files (tasks.write_examples).
 
-    python -m vepo_viz.train.repro_pool --out runs/pool --families read count --n 64
+    python -m vepo_viz.repro.pool --out runs/pool --families read count --n 64
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def mine_pool(
 ) -> tuple[list, dict]:
     """(examples kept, counts): the first n_keep prompts of `split` whose sampled group had
     nonzero advantage, scanning at most max_candidates prompts in split order."""
+    from vepo_viz.repro.profile import sample_responses
     from vepo_viz.train.data import _suite_prompt
-    from vepo_viz.train.repro_profile import sample_responses
 
     per_family = -(-max_candidates // len(families))
     candidates = list(iter_split(split, per_family, families, difficulty))[:max_candidates]
@@ -77,14 +77,14 @@ def scan_families(
     rules: list[str],
     families: list[str] | None = None,
 ) -> dict:
-    """{family: repro_profile.profile_prompts result} on the first n_prompts train-split
+    """{family: repro.profile.profile_prompts result} on the first n_prompts train-split
     prompts of every suite family at `difficulty`: which family has headroom, and on which
     VEPO's premise holds (image-read tokens confident, wrong readings missed by entropy).
     Answers may be SCAN_TOKENS long at least, so that no family's template is cut (a grid
     may train with shorter answers on a family whose template is short)."""
+    from vepo_viz.repro.profile import profile_prompts
     from vepo_viz.tasks import FAMILIES
     from vepo_viz.train.data import suite_prompts
-    from vepo_viz.train.repro_profile import profile_prompts
 
     settings = {**settings, "max_new_tokens": max(SCAN_TOKENS, settings.get("max_new_tokens", 0))}
     out = {}
@@ -123,7 +123,9 @@ def build_pools(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m vepo_viz.repro.pool", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--init", default="tiny")
     parser.add_argument("--out", required=True)
     parser.add_argument("--families", nargs="+", default=["read", "count"])

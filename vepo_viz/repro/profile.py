@@ -2,7 +2,8 @@
 
 The initial model answers G sampled responses per prompt through the TRL plug-in's own
 rollout and score pass (clean + counterfactual, no update); every rule of RULES is then
-applied to those same signals. `selection_profile` reports what each rule selects;
+applied to those same signals (`train.rules.select_for_step`). `selection_profile`
+reports what each rule selects (`selection_metrics`, `kind_metrics`);
 `premise` adds the numbers VEPO's argument rests on (docs/mini_reproduction.md): the
 headroom (sampled accuracy, groups with nonzero advantage), where the image-read tokens
 sit in each response's entropy ranking, and whether the wrong image-read token of a wrong
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import torch
 
+from vepo_viz.scoring import visual_sensitivity
 from vepo_viz.train.config import TrainConfig
+from vepo_viz.train.rules import Selection, TokenSignals, select_for_step
 
 
 def load_vlm(model: str, cfg: TrainConfig):
@@ -154,6 +157,68 @@ def headroom(responses: list[Response], group_size: int) -> dict:
     }
 
 
+def selection_metrics(
+    signals: TokenSignals, selection: Selection, alpha: float
+) -> dict[str, float]:
+    """Mean entropy (and, with a counterfactual pass, JSD and visual sensitivity) of the
+    selected tokens vs all valid tokens: the numbers the TRL plug-in logs every step (the
+    Train tab's curves), here on one set of sampled responses."""
+    mask, selected = signals.mask, selection.selected
+
+    def mean(x: torch.Tensor, where: torch.Tensor) -> float:
+        n = int(where.sum())
+        return float(torch.where(where, x, 0.0).sum()) / n if n else float("nan")
+
+    out = {
+        "entropy_selected": mean(signals.entropy, selected),
+        "entropy_all": mean(signals.entropy, mask),
+    }
+    if signals.stats is not None:
+        vis = visual_sensitivity(signals.stats, mask, alpha)  # (N, T) in [0, 1]
+        out.update(
+            jsd_selected=mean(signals.stats.jsd, selected),
+            jsd_all=mean(signals.stats.jsd, mask),
+            vis_selected=mean(vis, selected),
+            vis_all=mean(vis, mask),
+        )
+    return out
+
+
+def kind_metrics(
+    kinds: list[tuple[str, ...] | None], selected: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float]:
+    """Which kinds of tokens a rule trains on (suite responses that follow the template).
+
+    kinds: per row, the kind of each response token (None: unknown row, skipped);
+    selected, mask: (N, T) bool. Returns share_<kind> (share of the selected tokens of
+    that kind), recall_visual (share of "visual" tokens selected) and kinds_rows (rows
+    counted).
+    """
+    from vepo_viz.tasks import KINDS
+
+    counts = {k: 0 for k in KINDS}
+    n_visual = n_visual_selected = n_rows = 0
+    for row, row_kinds in enumerate(kinds):
+        if row_kinds is None:
+            continue
+        n = int(mask[row].sum())
+        if n != len(row_kinds):
+            continue  # a response cut differently from its annotation: skip it
+        n_rows += 1
+        chosen = selected[row, :n].tolist()
+        for kind, is_selected in zip(row_kinds, chosen, strict=True):
+            if is_selected:
+                counts[kind] += 1
+            if kind == "visual":
+                n_visual += 1
+                n_visual_selected += int(is_selected)
+    total = sum(counts.values())
+    out = {f"share_{k}": counts[k] / total if total else float("nan") for k in KINDS}
+    out["recall_visual"] = n_visual_selected / n_visual if n_visual else float("nan")
+    out["kinds_rows"] = float(n_rows)
+    return out
+
+
 def _rank(values: torch.Tensor, i: int) -> float:
     """Percentile rank of values[i] in its response: share of the other tokens below it."""
     if len(values) < 2:
@@ -163,8 +228,6 @@ def _rank(values: torch.Tensor, i: int) -> float:
 
 def premise_numbers(cfg: TrainConfig, signals, responses: list[Response], rules) -> dict:
     """Where the image-read tokens sit, and the confidently wrong ones, under every rule."""
-    from vepo_viz.train.selection import select_for_step
-
     chosen = {
         rule: select_for_step(
             cfg.replace(selection=rule), signals, torch.Generator().manual_seed(0)
@@ -228,8 +291,6 @@ def profile_prompts(init: str, prompts, settings: dict, rules: list[str], seed: 
     (clean + the counterfactual view of `settings`), applies every rule of RULES to those
     signals and reports entropy / visual sensitivity of the selected vs all tokens and,
     for suite prompts, the kinds of the selected tokens, the headroom and the premise."""
-    from vepo_viz.train.selection import kind_metrics, select_for_step, selection_metrics
-
     _, cfg, signals, responses = sample_responses(init, prompts, settings, seed)
     kinds = [r.kinds for r in responses]
     out = {"n_responses": len(responses), "n_tokens": int(signals.mask.sum())}
