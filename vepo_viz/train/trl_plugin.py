@@ -42,6 +42,7 @@ from trl import GRPOConfig, GRPOTrainer
 from vepo_viz import scoring
 from vepo_viz.models import engine
 from vepo_viz.models.batching import PIXEL_KEYS
+from vepo_viz.models.batching import split_images as _split_images
 from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
 from vepo_viz.train import traces
@@ -464,19 +465,6 @@ def _image_of(example: dict[str, Any]):
     if len(images) != 1:
         raise ValueError("pixel-space counterfactual views need exactly one image per example")
     return images[0]
-
-
-def _split_images(mm: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor]:
-    """pixel_values cut into one piece per batch row (one image per row)."""
-    pixel_values = mm["pixel_values"]
-    grid = mm.get("image_grid_thw")
-    if grid is not None:  # flat patches: each image holds prod(t, h, w) rows
-        if grid.shape[0] != rows:
-            raise ValueError("counterfactual views need exactly one image per completion")
-        return list(torch.split(pixel_values, grid.prod(-1).tolist(), dim=0))
-    if pixel_values.shape[0] != rows:
-        raise ValueError("counterfactual views need exactly one image per completion")
-    return list(torch.split(pixel_values, 1, dim=0))
 
 
 def _teacher_forced_inputs(out: dict[str, Any], mm: dict[str, torch.Tensor]) -> dict:
