@@ -756,7 +756,7 @@ def _score_group(
 ) -> GroupAnalysis:  # fmt: skip
 
     from vepo_viz import ood
-    from vepo_viz.analysis import PerTokenStats, _assemble, patch_grid
+    from vepo_viz.analysis import PerTokenStats, build_result
     from vepo_viz.models import engine
     from vepo_viz.models.batching import PIXEL_KEYS
     from vepo_viz.train.trl_plugin import view_seed
@@ -800,8 +800,9 @@ def _score_group(
 
     start = time.perf_counter()
     report(0.9, "rewards and advantages")
-    prompt = SimpleNamespace(question=question, image=batch.images[0])
-    grid, patch = patch_grid(vlm, SimpleNamespace(inputs=_first_row(batch.inputs)))
+    prompt = SimpleNamespace(
+        question=question, image=batch.images[0], inputs=_first_row(batch.inputs)
+    )  # what build_result reads of a prompt
     warnings = tuple(ood.input_warnings(vlm.model_id, rgb, question))
     responses, texts = [], []
     for b, r in enumerate(rows):
@@ -813,16 +814,11 @@ def _score_group(
         )
         finished = r[-1] in vlm.eos_token_ids
         text = vlm.decode(r)
-        result = _assemble(
-            vlm, prompt, rgb, text, r, stats, row_settings, not finished, _float_floor()
-        )
-        result = replace(
-            result,
-            generated=True,
+        result = build_result(
+            vlm, prompt, rgb, text, r, stats, row_settings,
+            truncated=not finished, noise_floor=_float_floor(), generated=True,
             input_warnings=list(warnings),
-            patch_grid=grid,
-            patch_size=patch,
-        )
+        )  # fmt: skip
         responses.append(result)
         texts.append(vlm.tokenizer.decode(r, skip_special_tokens=True))  # as TRL's rewards see it
     rewards, correct, predicted, used = _rewards(

@@ -43,7 +43,7 @@ from vepo_viz import scoring
 from vepo_viz.models import engine
 from vepo_viz.models.batching import PIXEL_KEYS
 from vepo_viz.models.batching import split_images as _split_images
-from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
+from vepo_viz.perturb import MAX_SEED, MODES, PerturbConfig, image_view, make_generator
 from vepo_viz.scoring import SCORE_TYPES, ScoringConfig
 from vepo_viz.train import traces
 from vepo_viz.train.rules import RULES, Selection, TokenSignals
@@ -156,8 +156,10 @@ class VEPOGRPOConfig(GRPOConfig):
 
 
 def view_seed(perturb_seed: int, step: int, row: int) -> int:
-    """Seed of the counterfactual views of global batch row `row` at generation `step`."""
-    return (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row
+    """Seed of the counterfactual views of global batch row `row` at generation `step`,
+    wrapped into [0, perturb.MAX_SEED] (the identity below it: perturb seeds < 17 at any
+    step and row under a million; without the wrap, seed 18 and up could not train)."""
+    return ((perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row) % (MAX_SEED + 1)
 
 
 class VEPOGRPOTrainer(GRPOTrainer):
