@@ -121,7 +121,8 @@ def test_throwaway_selection_rule_reaches_the_train_tab(tmp_path):
     assert THROWAWAY_RULE.name not in RULES
     with RULES.registered(THROWAWAY_RULE):
         demo = build_app(FakeBackend(), samples=[])
-        assert offered(demo, THROWAWAY_RULE.name) == 1  # the Train tab's selection
+        # the Train tab's selection and the Group tab's two methods (A and B)
+        assert offered(demo, THROWAWAY_RULE.name) == 3
         cfg = tt.form_config(
             tmp_path, "run", "tiny", THROWAWAY_RULE.name, "D", 0.2, 2, 2, 2, 1e-5, 0, [], 0.5, ""
         )

@@ -96,7 +96,7 @@ def test_no_training_without_allow_train(remote):
         client.predict(*form.values(), api_name="/on_start")
     assert not (DEFAULT_RUNS_ROOT / name).exists()
     with pytest.raises(Exception, match="training from the app is switched off"):
-        client.predict([], api_name="/lambda")  # Stop
+        client.predict([], api_name="/stop")
 
 
 def test_models_outside_the_list_get_one_answer(remote, tiny_model_dir, tmp_path):

@@ -307,3 +307,14 @@ def test_head_calls_are_padded_to_the_most_chunks_of_any_process():
     assert len(calls) == 1 + 5 * 2
     for name in ("entropy", "logprob", "entropy_noisy", "jsd", "kl", "logprob_noisy"):
         assert torch.equal(getattr(base, name), getattr(padded, name))  # no number changes
+
+
+def test_view_seeds_stay_in_the_generator_range_for_any_perturb_seed():
+    from vepo_viz.perturb import MAX_SEED, make_generator
+    from vepo_viz.train.trl_plugin import view_seed
+
+    assert view_seed(5, 3, 2) == (5 * 1_000_003 + 3) * 1_000_003 + 2  # unchanged below it
+    for perturb_seed in (17, 18, 10**6, MAX_SEED):
+        seed = view_seed(perturb_seed, 999, 63)
+        assert 0 <= seed <= MAX_SEED
+        make_generator(seed, 0)  # accepted (seed 18 used to be refused mid-training)

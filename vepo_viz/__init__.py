@@ -11,11 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "analyze", "TokenAnalysis", "AnalysisSettings", "__version__"]
+__all__ = [
+    "load_model",
+    "analyze",
+    "analyze_group",
+    "TokenAnalysis",
+    "GroupAnalysis",
+    "AnalysisSettings",
+    "__version__",
+]
 
 _LAZY = {
     "load_model": "vepo_viz.models",
     "analyze": "vepo_viz.analysis",
+    "analyze_group": "vepo_viz.group",
+    "GroupAnalysis": "vepo_viz.group",
     "AnalysisSettings": "vepo_viz.analysis_settings",
     "TokenAnalysis": "vepo_viz.results",
 }
@@ -23,6 +33,7 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from vepo_viz.analysis import analyze
     from vepo_viz.analysis_settings import AnalysisSettings
+    from vepo_viz.group import GroupAnalysis, analyze_group
     from vepo_viz.models import load_model
     from vepo_viz.results import TokenAnalysis
 

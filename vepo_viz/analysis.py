@@ -227,18 +227,45 @@ def analyze_checked(
                 ) from error
             raise
         stats = PerTokenStats.of_row(signals)
+    stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
+    return build_result(
+        vlm, prompt, rgb, text, token_ids, stats, settings,
+        truncated=truncated, noise_floor=noise_floor, generated=response is None, timing=timing,
+    )  # fmt: skip
+
+
+def build_result(
+    vlm,
+    prompt,
+    rgb: Image.Image,
+    text: str,
+    token_ids: list[int],
+    stats: PerTokenStats,
+    settings: AnalysisSettings,
+    *,
+    truncated: bool,
+    noise_floor: floor.NoiseFloor,
+    generated: bool,
+    timing: dict[str, float] | None = None,
+    input_warnings: list[str] | None = None,
+) -> TokenAnalysis:
+    """The TokenAnalysis of one response from its engine signals (`stats`: the K draws,
+    the null pass already split off): scores, token strings, warnings, the image views;
+    built once. `timing` gets the "finish" and "preview" stages and the total;
+    `input_warnings` (vepo_viz.ood) are computed unless given (a group shares them)."""
+    timing = timing if timing is not None else {}
     with _timed(timing, "finish"):
-        stats, noise_floor = split_null_pass(stats) if null_pass else (stats, floor.NoiseFloor())
         entropy_noisy, jsd, kl = (x.mean(0) for x in (stats.entropy_noisy, stats.jsd, stats.kl))
         scored = _score(stats, entropy_noisy, jsd, kl, settings, noise_floor)  # (T,) means
         spans = vlm.token_spans(token_ids, text)
         tokens = vlm.token_strings(token_ids, text, spans)
         top_tokens = _top_strings(vlm, stats.top_ids)
-        input_warnings = ood.input_warnings(vlm.model_id, rgb, question)
+        if input_warnings is None:
+            input_warnings = ood.input_warnings(vlm.model_id, rgb, prompt.question)
         grid, patch_size = patch_grid(vlm, prompt)
     with _timed(timing, "preview"):
         views = image_views(prompt.image, settings.perturb, vlm.image_normalization)
-    timing["total"] = sum(timing.values())
+    timing["total"] = sum(v for k, v in timing.items() if k != "total")
     return TokenAnalysis(
         response=text,
         tokens=tokens,
@@ -270,7 +297,7 @@ def analyze_checked(
         family=vlm.family.name,
         image_digest=image_digest(prompt.image),
         image_size=prompt.image.size,
-        generated=response is None,
+        generated=generated,
         truncated=truncated,
         settings=settings,
         versions=package_versions(),

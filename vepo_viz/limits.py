@@ -37,6 +37,8 @@ class RequestLimits:
     the K counterfactual views together (pixel_values elements x (1 + K))."""
     time_budget_s: float = 300.0
     """Seconds one analysis may run; checked between its model passes (0 = no budget)."""
+    max_group: int = 16
+    """Most responses G of one group analysis (vepo_viz.group: sampled in one batch)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -45,6 +47,7 @@ class RequestLimits:
             "max_new_tokens",
             "max_draws",
             "max_image_elements",
+            "max_group",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -76,6 +79,18 @@ class RequestLimits:
             raise VepoInputError(
                 f"{settings.perturb.n_draws} counterfactual draws K is more than the limit of "
                 f"{self.max_draws} ({_setting('max_draws')}); use fewer draws"
+            )
+
+    def check_group(self, n_responses: int) -> None:
+        """A group of 2 to max_group responses (advantages need two to compare)."""
+        if isinstance(n_responses, bool) or not isinstance(n_responses, int) or n_responses < 2:
+            raise VepoInputError(
+                f"a group needs at least 2 responses (GRPO compares them), got {n_responses!r}"
+            )
+        if n_responses > self.max_group:
+            raise VepoInputError(
+                f"a group of {n_responses} responses is more than the limit of "
+                f"{self.max_group} ({_setting('max_group')}); sample fewer"
             )
 
     def check_image(self, n_elements: int, n_views: int) -> None:

@@ -12,7 +12,7 @@ the plug-in reads them from its batch dict.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
@@ -22,6 +22,21 @@ from vepo_viz.perturb import PerturbConfig
 
 PIXEL_KEYS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "image_sizes")
 """Processor outputs that describe the image (a pixel-space view replaces all of them)."""
+
+
+def split_images(inputs: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor]:
+    """pixel_values cut into one piece per batch row (one image per row): by
+    image_grid_thw where the family flattens patches (each image holds prod(t, h, w)
+    rows), else along the batch dimension."""
+    pixel_values = inputs["pixel_values"]
+    grid = inputs.get("image_grid_thw")
+    if grid is not None:
+        if grid.shape[0] != rows:
+            raise ValueError("counterfactual views need exactly one image per completion")
+        return list(torch.split(pixel_values, grid.prod(-1).tolist(), dim=0))
+    if pixel_values.shape[0] != rows:
+        raise ValueError("counterfactual views need exactly one image per completion")
+    return list(torch.split(pixel_values, 1, dim=0))
 
 
 @dataclass(eq=False)
@@ -100,6 +115,35 @@ class BatchedCalls:
         inputs = self._process_batch(batch.texts, images)
         return {k: v for k, v in inputs.items() if k in PIXEL_KEYS}
 
+    def row_view_inputs(
+        self, batch: PromptBatch, perturb: PerturbConfig, seeds: list[int], draw: int
+    ) -> dict[str, torch.Tensor]:
+        """Pixel inputs of view `draw` of every image of `batch`, row b from its own
+        generator `make_generator(seeds[b], draw)`: the TRL plug-in's views of a generation
+        batch (trl_plugin.view_seed gives its seeds), so a group analysed here sees the
+        noise a training step would."""
+        from vepo_viz.perturb import image_view, make_generator
+
+        rows = len(batch.images)
+        if perturb.space == "normalized":
+            pieces = split_images(batch.inputs, rows)
+            viewed = [
+                self.family.view(
+                    piece,
+                    perturb.mode,
+                    sigma=perturb.sigma,
+                    generator=make_generator(seed, draw, piece.device),
+                )
+                for piece, seed in zip(pieces, seeds, strict=True)
+            ]
+            return {"pixel_values": torch.cat(viewed, dim=0)}
+        images = [
+            image_view(im, replace(perturb, seed=seed), draw)
+            for im, seed in zip(batch.images, seeds, strict=True)
+        ]
+        inputs = self._process_batch(batch.texts, images)
+        return {k: v for k, v in inputs.items() if k in PIXEL_KEYS}
+
     # ---- generation -------------------------------------------------------------
 
     @torch.no_grad()
@@ -112,11 +156,13 @@ class BatchedCalls:
         seed: int = 0,
         images: dict[str, torch.Tensor] | None = None,
         suppress_placeholders: bool = True,
+        top_p: float = 1.0,
     ) -> list[list[int]]:
         """One response per prompt row; each ends with its end-of-turn token when one was
         produced, else it is cut at max_new_tokens.
 
-        temperature > 0 samples with `SeededSampler(seed)`, 0 decodes greedily. `images`
+        temperature > 0 samples with `SeededSampler(seed)` (within the top-p nucleus), 0
+        decodes greedily. `images`
         replaces the pixel inputs (generation under a counterfactual view). With
         `suppress_placeholders` image/video tokens are never generated (a response holding
         one could not be teacher-forced).
@@ -131,7 +177,7 @@ class BatchedCalls:
         )
         processors = LogitsProcessorList()
         if temperature > 0:
-            processors.append(SeededSampler(temperature, 1.0, seed))
+            processors.append(SeededSampler(temperature, top_p, seed))
         inputs = dict(prompts.inputs, **(images or {}))
         try:
             sequences = self.model.generate(

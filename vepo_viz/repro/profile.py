@@ -49,44 +49,24 @@ class Response:
     """Token indices that start an image-read span stating a wrong fact (None: unknown)."""
 
 
-def _visual_texts(text: str, spans) -> list[str]:
-    return [text[s0:s1].strip() for s0, s1, kind in spans if kind == "visual"]
-
-
 def _annotate(vlm, prompt, ids: list[int]):
-    """(kinds, wrong_visual) of a suite response that follows its template, else (None, None).
-
-    A response that names the two bars of a comparison in the other order than the
-    reference target states their levels in that order too: the reference is swapped.
-    """
-    from vepo_viz.tasks import token_kinds
+    """(kinds, wrong_visual) of a suite response that follows its template, else (None, None)
+    (tasks.reading.read_tokens; the end-of-turn token counts as template)."""
+    from vepo_viz.tasks.reading import read_tokens
 
     ex = prompt.example
     if ex is None or not ids:
         return None, None
     n_end = 1 if ids[-1] in vlm.eos_token_ids else 0
     body = ids[: len(ids) - n_end]
-    text = vlm.decode(body)
-    spans = ex.annotate(text)
-    if spans is None or not body:
+    if not body:
         return None, None
-    offsets = vlm.token_spans(body, text)
-    kinds = tuple(token_kinds(offsets, spans, text)) + ("template",) * n_end
-    target_spans = ex.annotate(ex.target) or []
-    reference = _visual_texts(ex.target, target_spans)
-    free = [text[s0:s1] for s0, s1, k in spans if k == "free"]
-    target_free = [ex.target[s0:s1] for s0, s1, k in target_spans if k == "free"]
-    if ex.family == "compare" and free[:1] != target_free[:1]:
-        reference = reference[::-1]
-    wrong = []
-    visual = [(s0, s1) for s0, s1, k in spans if k == "visual"]
-    for (s0, s1), ref in zip(visual, reference, strict=False):
-        if text[s0:s1].strip() != ref:
-            starts = [i for i, (a, b) in enumerate(offsets) if b > s0 and a < s1]
-            first = next((i for i in starts if text[offsets[i][0] : offsets[i][1]].strip()), None)
-            if first is not None:
-                wrong.append(first)
-    return kinds, wrong
+    text = vlm.decode(body)
+    read = read_tokens(ex, text, vlm.token_spans(body, text))
+    if read is None:
+        return None, None
+    kinds, wrong = read
+    return tuple(kinds) + ("template",) * n_end, wrong
 
 
 def _sampled_signals(cfg: TrainConfig, prompts, vlm, folder: Path):

@@ -42,7 +42,8 @@ from trl import GRPOConfig, GRPOTrainer
 from vepo_viz import scoring
 from vepo_viz.models import engine
 from vepo_viz.models.batching import PIXEL_KEYS
-from vepo_viz.perturb import MODES, PerturbConfig, image_view, make_generator
+from vepo_viz.models.batching import split_images as _split_images
+from vepo_viz.perturb import MAX_SEED, MODES, PerturbConfig, image_view, make_generator
 from vepo_viz.scoring import SCORING_KEYS, ScoringConfig
 from vepo_viz.settings import field_default, field_docs
 from vepo_viz.train import traces
@@ -177,8 +178,10 @@ class VEPOGRPOConfig(GRPOConfig):
 
 
 def view_seed(perturb_seed: int, step: int, row: int) -> int:
-    """Seed of the counterfactual views of global batch row `row` at generation `step`."""
-    return (perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row
+    """Seed of the counterfactual views of global batch row `row` at generation `step`,
+    wrapped into [0, perturb.MAX_SEED] (the identity below it: perturb seeds < 17 at any
+    step and row under a million; without the wrap, seed 18 and up could not train)."""
+    return ((perturb_seed * VIEW_STRIDE + step) * VIEW_STRIDE + row) % (MAX_SEED + 1)
 
 
 class VEPOGRPOTrainer(GRPOTrainer):
@@ -486,19 +489,6 @@ def _image_of(example: dict[str, Any]):
     if len(images) != 1:
         raise ValueError("pixel-space counterfactual views need exactly one image per example")
     return images[0]
-
-
-def _split_images(mm: dict[str, torch.Tensor], rows: int) -> list[torch.Tensor]:
-    """pixel_values cut into one piece per batch row (one image per row)."""
-    pixel_values = mm["pixel_values"]
-    grid = mm.get("image_grid_thw")
-    if grid is not None:  # flat patches: each image holds prod(t, h, w) rows
-        if grid.shape[0] != rows:
-            raise ValueError("counterfactual views need exactly one image per completion")
-        return list(torch.split(pixel_values, grid.prod(-1).tolist(), dim=0))
-    if pixel_values.shape[0] != rows:
-        raise ValueError("counterfactual views need exactly one image per completion")
-    return list(torch.split(pixel_values, 1, dim=0))
 
 
 def _teacher_forced_inputs(out: dict[str, Any], mm: dict[str, torch.Tensor]) -> dict:

@@ -1,4 +1,4 @@
-"""The Gradio app: Analyze, Compare, Batch, Train and About tabs, one module each.
+"""The Gradio app: Analyze, Group, Compare, Batch, Train and About tabs, one module each.
 
 `build_app(backend)` lays out the tabs (vepo_viz.ui.analyze_tab, compare_tab, batch_tab,
 train_tab, about_tab), each wiring its own events to plain handlers. Model work
@@ -27,6 +27,7 @@ from vepo_viz.ui.backend import EMBEDDED, Backend, ModelBackend
 from vepo_viz.ui.batch_tab import build_batch_tab
 from vepo_viz.ui.compare_tab import build_compare_tab
 from vepo_viz.ui.events import MODEL_QUEUE
+from vepo_viz.ui.group_tab import build_group_tab
 from vepo_viz.ui.policy import PolicyBackend, ServingPolicy
 from vepo_viz.ui.samples import Sample, load_samples
 from vepo_viz.ui.train_tab import build_train_tab
@@ -114,6 +115,9 @@ def build_app(
         with gr.Tabs() as tabs:
             with gr.Tab("Analyze", id="analyze"):
                 analyze = build_analyze_tab(backend, samples, default_model, session)
+            with gr.Tab("Group", id="group"):
+                limits = getattr(backend, "limits", None)
+                build_group_tab(backend, samples, analyze.model, getattr(limits, "max_group", 16))
             with gr.Tab("Compare", id="compare"):
                 build_compare_tab(analyze, backend)
             with gr.Tab("Batch", id="batch"):

@@ -96,3 +96,18 @@ class ModelBackend:
             if progress:
                 progress(0.3, "running the clean and counterfactual passes")
             return analyze_checked(vlm, rgb, question, response, settings, limits)
+
+    def analyze_group(self, model_name, image, question, progress=None, **kwargs):
+        """vepo_viz.group.analyze_group under this backend's limits and model lock."""
+        from vepo_viz.group import analyze_group
+        from vepo_viz.models.images import load_image
+
+        key = model_key(model_name)
+        rgb = load_image(image)
+        with self._lock(key):
+            if progress:
+                progress(0.02, f"loading model {key or EMBEDDED}")
+            vlm = self.model(key)
+            return analyze_group(
+                vlm, rgb, question, limits=self.limits, progress=progress, **kwargs
+            )

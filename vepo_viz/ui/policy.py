@@ -215,5 +215,9 @@ class PolicyBackend:
         self.policy.check_model(model_name)
         return self.inner.analyze(model_name, image, question, response, settings, progress)
 
+    def analyze_group(self, model_name, image, question, progress=None, **kwargs) -> Any:
+        self.policy.check_model(model_name)
+        return self.inner.analyze_group(model_name, image, question, progress, **kwargs)
+
     def __getattr__(self, name: str) -> Any:  # e.g. ModelBackend.model, FakeBackend.calls
         return getattr(self.inner, name)

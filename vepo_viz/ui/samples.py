@@ -28,6 +28,16 @@ class Sample:
     answer: str = ""
     family: str = ""
     target: str = ""
+    seed: int | None = None
+    """The suite seed (with family and difficulty: the example regenerates exactly)."""
+    difficulty: float | None = None
+
+    @property
+    def suite_ref(self) -> str:
+        """ "family:seed:difficulty" of a suite sample (vepo_viz.group.suite_example), else ""."""
+        if not self.family or self.seed is None:
+            return ""
+        return f"{self.family}:{self.seed}:{0.5 if self.difficulty is None else self.difficulty:g}"
 
 
 def sample_dir() -> Path | None:
@@ -62,6 +72,12 @@ def read_samples(jsonl_path: str | Path) -> list[Sample]:
                 answer=str(row.get("answer", "")),
                 family=str(row.get("family", "")),
                 target=str(row.get("target", "")),
+                seed=int(row["seed"]) if isinstance(row.get("seed"), int) else None,
+                difficulty=(
+                    float(row["difficulty"])
+                    if isinstance(row.get("difficulty"), int | float)
+                    else None
+                ),
             )
         )
     return out

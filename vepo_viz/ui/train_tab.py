@@ -342,7 +342,9 @@ def build_train_tab(
         return stop_selected(runs_root, selected)
 
     # (a lambda: the event's API name stays "lambda")
-    stop.click(user_errors(lambda s: stop_checked(s)), inputs=[runs], outputs=[message])
+    stop.click(
+        user_errors(lambda s: stop_checked(s)), inputs=[runs], outputs=[message], api_name="stop"
+    )
 
     def on_open(selected):
         folder, text = analyze_target(runs_root, selected)

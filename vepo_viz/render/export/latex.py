@@ -150,8 +150,11 @@ def latex_snippet(
                 lines.append(f"\\colorbox[RGB]{{{r},{g},{b}}}{{\\strut {latex_escape(name)}}} %")
         lines.append("}")
     snippet = "\n".join(lines) + "\n"
-    if not standalone:
-        return snippet
+    return standalone_document(snippet) if standalone else snippet
+
+
+def standalone_document(snippet: str) -> str:
+    """A complete pdflatex document around a snippet of coloured token boxes."""
     return (
         "\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage[T1]{fontenc}\n"
         "\\usepackage{textcomp}\n\\usepackage{xcolor}\n\\usepackage{amssymb}\n"
