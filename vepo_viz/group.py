@@ -37,6 +37,7 @@ import numpy as np
 
 from vepo_viz.errors import VepoInputError
 from vepo_viz.results import TokenAnalysis, _png_base64, _png_image
+from vepo_viz.train.rules import SCALE_REWARDS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -49,8 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 FORMAT = "vepo-viz/group-analysis"
 FORMAT_VERSION = 1
 
-SCALE_REWARDS: tuple[str, ...] = ("group", "batch", "none")
-"""TRL's GRPOConfig.scale_rewards values (trl 1.16: "group" is its default)."""
 
 ADVANTAGE_EPS = 1e-4
 """TRL's epsilon of advantages = (r - mean) / (std + eps) (grpo_trainer.py, trl 1.16.0)."""

@@ -56,8 +56,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def add_group_arguments(group) -> None:
     from vepo_viz.data.verifiers import VERIFIERS
-    from vepo_viz.group import SCALE_REWARDS
-    from vepo_viz.train.rules import RULES
+    from vepo_viz.train.rules import RULES, SCALE_REWARDS
 
     group.add_argument(
         "--group",

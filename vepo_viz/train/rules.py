@@ -30,6 +30,9 @@ from vepo_viz.scoring import (
     vppo_token_dependency,
 )
 
+SCALE_REWARDS: tuple[str, ...] = ("group", "batch", "none")
+"""TRL's GRPOConfig.scale_rewards values (trl 1.16: "group" is its default)."""
+
 
 @dataclass(frozen=True, eq=False)
 class TokenSignals:
