@@ -107,7 +107,11 @@ def cpu_model() -> str:
 
 
 def run(python: Path, args: list[str]) -> int:
-    return subprocess.call([str(python), *args], cwd=ROOT)
+    """Run the environment's Python as an activated environment would (its bin/ first on
+    PATH, so the tools it installed, e.g. hadolint, are found)."""
+    env = dict(os.environ, VIRTUAL_ENV=str(python.parent.parent))
+    env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", "")])
+    return subprocess.call([str(python), *args], cwd=ROOT, env=env)
 
 
 def main(argv: list[str]) -> int:

@@ -69,3 +69,12 @@ def test_the_environment_has_no_system_site_packages(dev, monkeypatch):
 def test_help_and_bad_command(dev, capsys):
     assert dev.main(["--help"]) == 0 and "python dev.py app" in capsys.readouterr().out
     assert dev.main(["nonsense"]) == 2
+
+
+def test_commands_run_with_the_environment_first_on_path(dev, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(dev.subprocess, "call", lambda cmd, **kw: seen.update(kw) or 0)
+    python = dev.venv_python(dev.venv_dir())
+    assert dev.run(python, ["-c", "pass"]) == 0
+    assert seen["env"]["PATH"].split(dev.os.pathsep)[0] == str(python.parent)
+    assert seen["env"]["VIRTUAL_ENV"] == str(python.parent.parent)
