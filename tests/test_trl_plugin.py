@@ -244,7 +244,7 @@ def test_clean_states_from_generation_equal_a_forward(vlm, scene, tmp_path, sele
     def spy(model, out, batch):
         hidden = clean_hidden(model, out, batch)
         P, C = out["prompt_ids"].shape[1], out["completion_ids"].shape[1]
-        forward = engine.response_states(model, batch, P, C).last
+        forward = engine.response_states(model, batch, P, C)
         recorded.update(hidden=hidden, forward=forward)
         return hidden
 

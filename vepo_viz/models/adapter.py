@@ -318,7 +318,7 @@ class VLM(BatchedCalls):
         if images:
             inputs.update(images)
         states = engine.response_states(self.model, inputs, prompt.n_tokens, len(response_ids))
-        return states.last[0]  # (1, T, D) -> (T, D)
+        return states[0]  # (1, T, D) -> (T, D)
 
     def view_hidden_states(
         self,

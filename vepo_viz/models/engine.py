@@ -157,20 +157,11 @@ def with_response(
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class States:
-    """Hidden states of one teacher-forced pass at the positions that predict each
-    response token (position t: the state after o_<t)."""
-
-    last: torch.Tensor
-    """(B, T, D) the output head's inputs."""
-    layers: tuple[torch.Tensor, ...] | None = None
-    """Every layer's (B, T, D) states (embeddings first), when asked for."""
-
-
 @no_grad
-def response_states(model, inputs: dict, n_prompt: int, n_response: int, *, layers=False):
-    """One teacher-forced pass over prompt + response rows: `States` at the response.
+def response_states(model, inputs: dict, n_prompt: int, n_response: int) -> torch.Tensor:
+    """(B, T, D) last hidden states of one teacher-forced pass over prompt + response rows,
+    at the positions that predict each response token (position t: the state after o_<t,
+    the output head's input).
 
     Args:
         model: a transformers *ForConditionalGeneration model (its `.model` is the
@@ -178,15 +169,10 @@ def response_states(model, inputs: dict, n_prompt: int, n_response: int, *, laye
         inputs: processor outputs with the response appended (`with_response`): input_ids
             (B, P+T), attention_mask, pixel inputs (a view's replace the clean ones).
         n_prompt, n_response: P (padded prompt width) and T.
-        layers: also return every layer's states.
     """
     P, T = n_prompt, n_response
-    out = model.model(**inputs, use_cache=False, output_hidden_states=bool(layers))
-    last = out.last_hidden_state[:, P - 1 : P + T - 1]  # (B, P+T, D) -> (B, T, D)
-    every = None
-    if layers:
-        every = tuple(h[:, P - 1 : P + T - 1] for h in out.hidden_states)
-    return States(last=last, layers=every)
+    out = model.model(**inputs, use_cache=False)
+    return out.last_hidden_state[:, P - 1 : P + T - 1]  # (B, P+T, D) -> (B, T, D)
 
 
 @no_grad
@@ -212,8 +198,6 @@ class Signal:
     compute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     """hidden-state signals: (clean (N, D), view (N, D)) -> (N,) float32. The others are
     computed in the head walk (`head_walk`), each log-softmax once."""
-    policy: str = "rollout"
-    """Whose states it reads: the rollout (old) policy, no gradient."""
 
     def __post_init__(self) -> None:
         if self.kind not in SIGNAL_KINDS:
@@ -269,23 +253,13 @@ class Signals:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
     """{hidden-state signal name: (K, B, T)} of every registered hidden-state signal."""
 
-    @property
-    def n_views(self) -> int:
-        return int(self.jsd.shape[0])
-
-    def stats(self, views: slice | None = None) -> scoring.TokenStats | None:
-        """TokenStats averaged over the views in `views` (all by default); None without views."""
-        sl = views if views is not None else slice(None)
-        if self.jsd[sl].shape[0] == 0:
+    def stats(self) -> scoring.TokenStats | None:
+        """TokenStats averaged over the views (None without views)."""
+        if self.jsd.shape[0] == 0:
             return None
         draws = [
-            scoring.TokenStats(
-                entropy=self.entropy,
-                entropy_noisy=self.entropy_noisy[k],
-                jsd=self.jsd[k],
-                kl=self.kl[k],
-            )
-            for k in range(self.jsd.shape[0])[sl]
+            scoring.TokenStats(entropy=self.entropy, entropy_noisy=noisy, jsd=jsd, kl=kl)
+            for noisy, jsd, kl in zip(self.entropy_noisy, self.jsd, self.kl, strict=True)
         ]
         return scoring.average_stats(draws)
 
@@ -339,8 +313,10 @@ def head_walk(
         head(flat_clean[:1])  # idle: only the number of calls matters (ZeRO-3)
     k = min(int(top_k), V)
     out = _Outputs(N, K, k)
-    walk = _Walk(head, flat_clean, flat_views, flat_ids, 1.0 / temperature, k, out)
-    walk.allocate(min(step, N), min(scoring.default_chunk_rows(V, clean.device), step, N), V)
+    sub = min(scoring.default_chunk_rows(V, clean.device), step, N)
+    walk = _Walk(
+        head, flat_clean, flat_views, flat_ids, 1.0 / temperature, k, out, min(step, N), sub, V
+    )
     for start in starts:
         walk.chunk(start, min(start + step, N))
     del walk
@@ -397,13 +373,11 @@ class _Walk:
     cache; on CPU that alone makes them ~1.4x faster at V = 151,936). Buffers: the
     clean chunk's p and log p (step, V), four (sub, V) workspaces."""
 
-    def __init__(self, head, clean, views, ids, inv_t: float, k: int, out: _Outputs) -> None:
+    def __init__(self, head, clean, views, ids, inv_t, k, out, step, sub, V) -> None:
         self.head, self.clean, self.views, self.ids = head, clean, views, ids
         self.inv_t, self.k, self.out = inv_t, k, out
-
-    def allocate(self, step: int, sub: int, V: int) -> None:
-        device = self.clean.device
         self.sub = max(1, sub)
+        device = clean.device
         self.big = torch.empty(2, max(step, 1), V, dtype=torch.float32, device=device)
         self.small = torch.empty(4, self.sub, V, dtype=torch.float32, device=device)
 
@@ -430,18 +404,18 @@ class _Walk:
         for view, hidden in enumerate(self.views):
             zq = self.head(hidden[start:stop])  # (n, V)
             for a, b in self._subs(n):
-                self._view_rows(
-                    view, zq[a:b], p[a:b], logp[a:b], ids[a:b], start + a, top_index, a, b
-                )
+                top = None if top_index is None else top_index[a:b]
+                self._view_rows(view, zq[a:b], p[a:b], logp[a:b], ids[a:b], top, start + a)
             del zq
 
-    def _view_rows(self, view, zq, p, logp, ids, at, top_index, a, b) -> None:
+    def _view_rows(self, view, zq, p, logp, ids, top_index, at) -> None:
+        """One view's signals of the rows at, at + 1, ... (zq: their (s, V) logits)."""
         out, k, s = self.out, self.k, zq.shape[0]
         q, logq, tmp, tmp2 = (w[:s] for w in self.small)  # (s, V) each
         scoring.log_softmax_into(zq, self.inv_t, q, logq)
         out.noisy[3, view, at : at + s] = logq.gather(-1, ids)[:, 0].cpu()
         if k:
-            out.top_probs_noisy[view, at : at + s] = logq.gather(-1, top_index[a:b]).exp().cpu()
+            out.top_probs_noisy[view, at : at + s] = logq.gather(-1, top_index).exp().cpu()
         torch.exp(logq, out=q)
         stats = scoring.pair_stats(p, logp, q, logq, tmp, tmp2)  # (3, s): H', JSD, KL
         out.noisy[:3, view, at : at + s] = stats.cpu()
@@ -506,6 +480,6 @@ def view_passes(
         batch = _view_rows(inputs, group, pixel_keys) if len(group) > 1 else None
         if batch is None:
             batch = {**inputs, **{k: v for k, v in group[0].items() if k in pixel_keys}}
-        states = response_states(model, batch, n_prompt, n_response).last  # (gB, T, D)
+        states = response_states(model, batch, n_prompt, n_response)  # (gB, T, D)
         out += list(states.split(B, dim=0))  # g x (B, T, D)
     return out

@@ -358,7 +358,7 @@ class VEPOGRPOTrainer(GRPOTrainer):
         if hidden is not None:
             return hidden
         P, C = out["prompt_ids"].shape[1], ids.shape[1]
-        return engine.response_states(model, batch, P, C).last
+        return engine.response_states(model, batch, P, C)
 
     def _max_chunks(self, V: int, hidden: torch.Tensor, rows: int | None) -> int:
         """The most head chunks any process walks: ZeRO-3 gathers the head's weights in a
