@@ -84,6 +84,21 @@ class PerTokenStats:
             extra={name: x[views] for name, x in self.extra.items()},
         )
 
+    def first(self, n: int) -> PerTokenStats:
+        """The first n positions (one response of a padded batch)."""
+        return PerTokenStats(
+            entropy=self.entropy[:n],
+            logprob=self.logprob[:n],
+            top_ids=self.top_ids[:n],
+            top_probs=self.top_probs[:n],
+            entropy_noisy=self.entropy_noisy[:, :n],
+            jsd=self.jsd[:, :n],
+            kl=self.kl[:, :n],
+            logprob_noisy=self.logprob_noisy[:, :n],
+            top_probs_noisy=self.top_probs_noisy[:, :n],
+            extra={name: x[:, :n] for name, x in self.extra.items()},
+        )
+
 
 # ---- the pipeline -------------------------------------------------------------------
 

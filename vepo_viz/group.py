@@ -644,23 +644,18 @@ def analyze_group(
 
     Raises VepoInputError for bad input or a request past the limits.
     """
-    from vepo_viz.analysis import check_request, model_context
+    from vepo_viz.analysis import model_context
     from vepo_viz.analysis_settings import AnalysisSettings
     from vepo_viz.limits import check_context
-    from vepo_viz.models import VLM, engine, load_model
-    from vepo_viz.models.images import load_image
+    from vepo_viz.models import engine
 
     settings = settings if settings is not None else AnalysisSettings()
     if temperature is not None or seed != settings.seed:
         t = settings.temperature if temperature is None else temperature
         settings = replace(settings, temperature=t, seed=seed)
-    settings, limits = check_request(question, None, settings, limits)
-    limits.check_group(group)
-    if scale_rewards not in SCALE_REWARDS:
-        raise VepoInputError(f"scale_rewards={scale_rewards!r}: choose one of {SCALE_REWARDS}")
-    example = suite_example(example) if isinstance(example, str) else example
-    vlm = model if isinstance(model, VLM) else load_model(model)
-    rgb = load_image(image)
+    settings, limits, vlm, rgb, example = _open_group(
+        model, image, question, settings, limits, group, scale_rewards, example
+    )
     report = progress or (lambda fraction, message: None)
     deadline = limits.deadline()
     timing: dict[str, float] = {}
@@ -709,26 +704,34 @@ def group_of_completions(
     """`analyze_group` of given completions (token ids, each through its end-of-turn token
     if it has one, e.g. a training step's): one teacher-forced clean pass instead of
     generation, everything else the same."""
-    from vepo_viz.analysis import check_request
-    from vepo_viz.models import VLM, load_model
-    from vepo_viz.models.images import load_image
-
-    settings, limits = check_request(question, None, settings, limits)
-    limits.check_group(len(completions))
-    if scale_rewards not in SCALE_REWARDS:
-        raise VepoInputError(f"scale_rewards={scale_rewards!r}: choose one of {SCALE_REWARDS}")
     rows = [list(map(int, c)) for c in completions]
     if any(not r for r in rows):
         raise VepoInputError("every completion needs at least one token")
-    example = suite_example(example) if isinstance(example, str) else example
-    vlm = model if isinstance(model, VLM) else load_model(model)
-    rgb = load_image(image)
+    settings, limits, vlm, rgb, example = _open_group(
+        model, image, question, settings, limits, len(rows), scale_rewards, example
+    )
     batch = vlm.encode_prompts([(rgb, question)] * len(rows))
     return _score_group(
         vlm, rgb, question, batch, rows, None, settings, limits, limits.deadline(), {},
         lambda fraction, message: None, answer=answer, scale_rewards=scale_rewards,
         verifier=verifier, options=options, example=example, reward_fn=reward_fn,
     )  # fmt: skip
+
+
+def _open_group(model, image, question, settings, limits, n, scale_rewards, example):
+    """(settings, limits, VLM, RGB image, suite example) of a group request of n responses:
+    the checks and loads `analyze_group` and `group_of_completions` share."""
+    from vepo_viz.analysis import check_request
+    from vepo_viz.models import VLM, load_model
+    from vepo_viz.models.images import load_image
+
+    settings, limits = check_request(question, None, settings, limits)
+    limits.check_group(n)
+    if scale_rewards not in SCALE_REWARDS:
+        raise VepoInputError(f"scale_rewards={scale_rewards!r}: choose one of {SCALE_REWARDS}")
+    example = suite_example(example) if isinstance(example, str) else example
+    vlm = model if isinstance(model, VLM) else load_model(model)
+    return settings, limits, vlm, load_image(image), example
 
 
 def _padded_ids(vlm, rows: list[list[int]]):
@@ -751,6 +754,7 @@ def _score_group(
 
     from vepo_viz import ood
     from vepo_viz.analysis import PerTokenStats, build_result
+    from vepo_viz.floor import NoiseFloor
     from vepo_viz.models import engine
     from vepo_viz.models.batching import PIXEL_KEYS
     from vepo_viz.train.trl_plugin import view_seed
@@ -769,7 +773,7 @@ def _score_group(
     if hidden is None:
         deadline.check("the clean pass")
         report(0.35, "clean pass")
-        hidden = engine.response_states(vlm.model, inputs, P, T).last  # (G, T, D)
+        hidden = engine.response_states(vlm.model, inputs, P, T)  # (G, T, D)
     seeds = [view_seed(settings.perturb.seed, 0, b) for b in range(G)]
     n_draws = settings.perturb.n_draws
     report(0.5, f"{n_draws} counterfactual pass(es) over {G} responses")
@@ -800,7 +804,7 @@ def _score_group(
     warnings = tuple(ood.input_warnings(vlm.model_id, rgb, question))
     responses, texts = [], []
     for b, r in enumerate(rows):
-        stats = _row_stats(PerTokenStats.of_row(signals, b), len(r))
+        stats = PerTokenStats.of_row(signals, b).first(len(r))
         row_settings = replace(
             settings,
             perturb=replace(settings.perturb, seed=seeds[b]),
@@ -810,7 +814,7 @@ def _score_group(
         text = vlm.decode(r)
         result = build_result(
             vlm, prompt, rgb, text, r, stats, row_settings,
-            truncated=not finished, noise_floor=_float_floor(), generated=True,
+            truncated=not finished, noise_floor=NoiseFloor(), generated=True,
             input_warnings=list(warnings),
         )  # fmt: skip
         responses.append(result)
@@ -851,29 +855,6 @@ def _score_group(
 def _first_row(inputs: dict) -> dict:
     grid = inputs.get("image_grid_thw")
     return {"image_grid_thw": grid[:1]} if grid is not None else {}
-
-
-def _float_floor():
-    from vepo_viz.floor import NoiseFloor
-
-    return NoiseFloor()
-
-
-def _row_stats(stats, n: int):
-    """PerTokenStats of the first n positions (a response of the padded group)."""
-    return replace(
-        stats,
-        entropy=stats.entropy[:n],
-        logprob=stats.logprob[:n],
-        top_ids=stats.top_ids[:n],
-        top_probs=stats.top_probs[:n],
-        entropy_noisy=stats.entropy_noisy[:, :n],
-        jsd=stats.jsd[:, :n],
-        kl=stats.kl[:, :n],
-        logprob_noisy=stats.logprob_noisy[:, :n],
-        top_probs_noisy=stats.top_probs_noisy[:, :n],
-        extra={name: x[:, :n] for name, x in stats.extra.items()},
-    )
 
 
 def _rewards(texts, answer, verifier, options, example, reward_fn):
