@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,9 @@ def app_url(tiny_model_dir):
     process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def page(app_url):
+@contextmanager
+def browser_page(url: str):
+    """A Chromium page (1440 x 1000, downloads on) opened at `url`; closed after."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -55,10 +57,18 @@ def page(app_url):
         )
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_url)
+        page.goto(url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    with browser_page(app_url) as page:
         page.wait_for_selector("#vv-analyze")
         yield page
-        browser.close()
 
 
 def selection_counts(page) -> dict[str, int]:

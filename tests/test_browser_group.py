@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import ARGS, CHROMIUM, TIMEOUT_MS, Path
-from tests.ui_fixtures import embedded_model_ready, serve_app_process
+from tests.test_browser import CHROMIUM, TIMEOUT_MS, Path, app_url, browser_page  # noqa: F401
 
 pytestmark = [
     pytest.mark.browser,
@@ -17,27 +16,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(tiny_model_dir):
-    from playwright.sync_api import sync_playwright
-
-    model = "embedded" if embedded_model_ready() else str(tiny_model_dir("qwen2_vl"))
-    process, url = serve_app_process(model)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            context = browser.new_context(
-                viewport={"width": 1440, "height": 1000}, accept_downloads=True
-            )
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_role("tab", name="Group").click()
-            page.wait_for_selector("#vv-group-run")
-            yield page
-            browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def page(app_url):  # noqa: F811 - the served app of tests/test_browser.py
+    with browser_page(app_url) as page:
+        page.get_by_role("tab", name="Group").click()
+        page.wait_for_selector("#vv-group-run")
+        yield page
 
 
 def _credit_cells(page, method: str) -> list[str]:
